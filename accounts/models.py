@@ -1,0 +1,64 @@
+from django.contrib.auth.models import AbstractUser
+from django.core.validators import RegexValidator
+from django.db import models
+
+
+class Site(models.Model):
+    """A hospital that enrols patients; its code prefixes its study IDs."""
+
+    code = models.CharField(
+        max_length=10,
+        unique=True,
+        validators=[RegexValidator(r"^[A-Z0-9]+$", "Use upper case letters and digits only, e.g. BJ.")],
+        help_text="Short code, upper case letters and digits, e.g. BJ; prefixes the site's study IDs",
+    )
+    name = models.CharField(max_length=200)
+
+    class Meta:
+        ordering = ["code"]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(code__regex=r"^[A-Z0-9]+$"), name="site_code_upper_alnum"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.code} – {self.name}"
+
+
+class User(AbstractUser):
+    """A registry user: one role, scoped to the sites they belong to."""
+
+    class Role(models.TextChoices):
+        NURSE = "nurse", "Research nurse"
+        INVESTIGATOR = "investigator", "Investigator"
+        ADMIN = "admin", "Administrator"
+
+    role = models.CharField(max_length=20, choices=Role.choices, default=Role.NURSE)
+    sites = models.ManyToManyField(Site, blank=True, related_name="users")
+    study_wide = models.BooleanField(
+        default=False, help_text="Sees every site (administrators only; superusers always do)."
+    )
+
+    @property
+    def is_nurse(self) -> bool:
+        return self.role == self.Role.NURSE
+
+    @property
+    def is_investigator(self) -> bool:
+        return self.role == self.Role.INVESTIGATOR
+
+    @property
+    def is_registry_admin(self) -> bool:
+        return self.role == self.Role.ADMIN or self.is_superuser
+
+    @property
+    def sees_all_sites(self) -> bool:
+        return self.is_superuser or (self.role == self.Role.ADMIN and self.study_wide)
+
+    @property
+    def can_see_identifiers(self) -> bool:
+        """Nurses and admins work with names and MRNs; investigators never see them."""
+        return self.is_superuser or self.role in (self.Role.NURSE, self.Role.ADMIN)
+
+    @property
+    def can_enter_data(self) -> bool:
+        return self.is_superuser or self.role in (self.Role.NURSE, self.Role.ADMIN)

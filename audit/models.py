@@ -1,0 +1,43 @@
+from django.conf import settings
+from django.db import models
+
+
+class AuditEvent(models.Model):
+    """One append-only entry of the audit trail (21 CFR 11.10(e)).
+
+    Written only by `audit.services`; on PostgreSQL a trigger (migration 0002)
+    refuses UPDATE and DELETE, so not even a bug can rewrite history.
+    """
+
+    class Action(models.TextChoices):
+        CREATE = "create", "Created"
+        UPDATE = "update", "Changed"
+        DELETE = "delete", "Deleted"
+        LOGIN = "login", "Logged in"
+        LOGIN_FAILED = "login_failed", "Failed log-in"
+        LOGOUT = "logout", "Logged out"
+        EXPORT = "export", "Exported"
+        IMPORT = "import", "Imported"
+        VIEW = "view", "Viewed"
+
+    at = models.DateTimeField(auto_now_add=True, db_index=True)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    username = models.CharField(max_length=150, blank=True, help_text="Kept as typed, also for failed log-ins")
+    action = models.CharField(max_length=20, choices=Action.choices, db_index=True)
+    model = models.CharField(max_length=100, blank=True, db_index=True, help_text="app_label.ModelName")
+    object_pk = models.CharField(max_length=64, blank=True)
+    object_repr = models.CharField(max_length=200, blank=True)
+    study_id = models.CharField(max_length=32, blank=True, db_index=True, help_text="Patient the row belongs to")
+    site_code = models.CharField(max_length=10, blank=True, db_index=True)
+    changes = models.JSONField(default=dict, blank=True, help_text='{"field": [old, new]}')
+    reason = models.TextField(blank=True)
+    extra = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        indexes = [models.Index(fields=["model", "object_pk"], name="audit_model_object")]
+
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%d %H:%M:%S} {self.username} {self.action} {self.model} {self.object_repr}"

@@ -1,0 +1,124 @@
+"""The one way to write the audit trail. Clinical services call `record_*`
+inside their own transaction, so a change and its audit entry land together."""
+
+import datetime
+import decimal
+from collections.abc import Iterable
+from typing import Any
+
+from django.db import models
+
+from audit.models import AuditEvent
+
+
+def _plain(value: Any) -> Any:
+    """A JSON-safe copy of a field value."""
+    if isinstance(value, (datetime.date, datetime.datetime)):
+        return value.isoformat()
+    if isinstance(value, decimal.Decimal):
+        return str(value)
+    if isinstance(value, models.Model):
+        return str(value.pk)
+    if hasattr(value, "name") and hasattr(value, "storage"):  # FieldFile
+        return value.name or ""
+    return value
+
+
+def snapshot(instance: models.Model, exclude: Iterable[str] = ("id", "version")) -> dict[str, Any]:
+    """Every concrete field of `instance` as plain values (FKs by their id)."""
+    skip = set(exclude)
+    return {f.name: _plain(getattr(instance, f.attname)) for f in instance._meta.concrete_fields if f.name not in skip}
+
+
+def diff(before: dict[str, Any], after: dict[str, Any]) -> dict[str, list[Any]]:
+    """Fields whose value changed, as {field: [old, new]}."""
+    return {k: [before.get(k), v] for k, v in after.items() if before.get(k) != v}
+
+
+def _actor(user: Any) -> tuple[Any, str]:
+    if user is None or not getattr(user, "is_authenticated", False):
+        return None, ""
+    return user, user.get_username()
+
+
+def record_change(
+    *,
+    action: str,
+    instance: models.Model,
+    user: Any,
+    changes: dict[str, list[Any]],
+    reason: str = "",
+    study_id: str = "",
+    site_code: str = "",
+) -> AuditEvent:
+    actor, username = _actor(user)
+    return AuditEvent.objects.create(
+        user=actor,
+        username=username,
+        action=action,
+        model=instance._meta.label,
+        object_pk=str(instance.pk),
+        object_repr=str(instance)[:200],
+        study_id=study_id,
+        site_code=site_code,
+        changes=changes,
+        reason=reason,
+    )
+
+
+def record_created(
+    instance: models.Model, *, user: Any, reason: str = "", study_id: str = "", site_code: str = ""
+) -> AuditEvent:
+    after = snapshot(instance)
+    return record_change(
+        action=AuditEvent.Action.CREATE,
+        instance=instance,
+        user=user,
+        changes={k: [None, v] for k, v in after.items()},
+        reason=reason,
+        study_id=study_id,
+        site_code=site_code,
+    )
+
+
+def record_updated(
+    instance: models.Model, before: dict[str, Any], *, user: Any, reason: str, study_id: str = "", site_code: str = ""
+) -> AuditEvent | None:
+    """Record what changed since `before` (a `snapshot`); nothing when nothing changed."""
+    changes = diff(before, snapshot(instance))
+    if not changes:
+        return None
+    return record_change(
+        action=AuditEvent.Action.UPDATE,
+        instance=instance,
+        user=user,
+        changes=changes,
+        reason=reason,
+        study_id=study_id,
+        site_code=site_code,
+    )
+
+
+def record_deleted(
+    instance: models.Model, *, user: Any, reason: str, study_id: str = "", site_code: str = ""
+) -> AuditEvent:
+    before = snapshot(instance)
+    return record_change(
+        action=AuditEvent.Action.DELETE,
+        instance=instance,
+        user=user,
+        changes={k: [v, None] for k, v in before.items()},
+        reason=reason,
+        study_id=study_id,
+        site_code=site_code,
+    )
+
+
+def record_event(
+    *, action: str, user: Any = None, username: str = "", reason: str = "", extra: dict[str, Any] | None = None
+) -> AuditEvent:
+    """A trail entry that is not a row change: log-ins, exports, imports."""
+    actor, name = _actor(user)
+    return AuditEvent.objects.create(
+        user=actor, username=name or username, action=action, reason=reason, extra=extra or {}
+    )

@@ -1,0 +1,130 @@
+"""The case report form (data_dictionary.csv shipped with the app), parsed once.
+
+One source of truth for variable names, types, choices and ranges: the
+importer validates against it, the exporter describes its columns with it, and
+a contract test checks the models against it.
+"""
+
+import csv
+import datetime
+import functools
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+DICTIONARY_PATH = Path(__file__).with_name("data_dictionary.csv")
+
+# Bundle files in dependency order (parents before children).
+FILES = (
+    "sites",
+    "consent_versions",
+    "patients",
+    "consents",
+    "procedures",
+    "leakages",
+    "complications",
+    "followups",
+    "medications",
+)
+OPTIONAL_FILES = frozenset({"sites", "consent_versions"})
+
+# Columns an export adds beside the CRF's own (ignored by an import).
+EXPORT_ONLY_COLUMNS: dict[str, frozenset[str]] = {
+    "patients": frozenset(
+        {"index_procedure_date", "enrolment_year", "symptoms_to_procedure_months", "imaging_to_procedure_days"}
+    ),
+    "consents": frozenset({"day", "withdrawn_day", "document_verified"}),
+    "procedures": frozenset({"day", "hospital_stay_days", "lesion_count"}),
+    "leakages": frozenset(),
+    "complications": frozenset({"day"}),
+    "followups": frozenset({"day", "in_window", "odi_band", "mme_factor_table"}),
+    "medications": frozenset({"mme_factor", "mme_per_day"}),
+}
+
+
+@dataclass(frozen=True)
+class Variable:
+    file: str
+    name: str
+    label: str
+    type: str
+    choices: tuple[tuple[str, str], ...]
+    choices_text: str
+    unit: str
+    min: str
+    max: str
+    required: str
+    identifier: str
+    note: str
+
+    @property
+    def is_derived(self) -> bool:
+        return self.required == "derived"
+
+    @property
+    def codes(self) -> tuple[str, ...]:
+        return tuple(code for code, _ in self.choices)
+
+
+def _parse_choices(text: str) -> tuple[tuple[str, str], ...]:
+    if "," not in text:
+        return ()
+    pairs = []
+    for part in text.split("|"):
+        code, _, label = part.partition(",")
+        pairs.append((code.strip(), label.strip()))
+    return tuple(pairs)
+
+
+@functools.cache
+def variables() -> tuple[Variable, ...]:
+    with DICTIONARY_PATH.open(newline="", encoding="utf-8") as fh:
+        return tuple(
+            Variable(
+                file=row["file"],
+                name=row["variable"],
+                label=row["label"],
+                type=row["type"],
+                choices=_parse_choices(row["choices"]),
+                choices_text=row["choices"],
+                unit=row["unit"],
+                min=row["min"],
+                max=row["max"],
+                required=row["required"],
+                identifier=row["identifier"],
+                note=row["note"],
+            )
+            for row in csv.DictReader(fh)
+        )
+
+
+@functools.cache
+def variables_for(file: str) -> tuple[Variable, ...]:
+    """The CRF variables of one bundle file, in dictionary (= column) order."""
+    result = tuple(v for v in variables() if v.file == file)
+    if file == "medications":  # "same codes as followups.timepoint"
+        timepoint = variable("followups", "timepoint")
+        result = tuple(v if v.name != "timepoint" else _with_choices(v, timepoint.choices) for v in result)
+    return result
+
+
+def _with_choices(v: Variable, choices: tuple[tuple[str, str], ...]) -> Variable:
+    return Variable(**{**v.__dict__, "choices": choices})
+
+
+def variable(file: str, name: str) -> Variable:
+    for v in variables():
+        if v.file == file and v.name == name:
+            return v
+    raise KeyError(f"{file}.{name}")
+
+
+def bound(text: str, today: datetime.date | None = None) -> object:
+    """A dictionary min/max as a value: number, date, "today", or None."""
+    if not text:
+        return None
+    if text == "today":
+        return today or datetime.date.today()
+    if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+        return datetime.date.fromisoformat(text)
+    return float(text)

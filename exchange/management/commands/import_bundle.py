@@ -1,0 +1,26 @@
+from pathlib import Path
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from exchange.importer import BundleError, import_bundle
+
+
+class Command(BaseCommand):
+    help = "Import a CSV bundle (folder or zip) all or nothing; any problem writes nothing."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("path", type=Path, help="bundle folder or zip")
+
+    def handle(self, *args: Any, path: Path, **options: Any) -> None:
+        if not path.exists():
+            raise CommandError(f"{path}: no such file or folder")
+        try:
+            result = import_bundle(path)
+        except BundleError as exc:
+            self.stderr.write(f"The bundle was refused; nothing was imported. {len(exc.problems)} problem(s):")
+            for problem in exc.problems:
+                self.stderr.write(f"  {problem}")
+            raise CommandError("import refused") from exc
+        counts = ", ".join(f"{n} {name}" for name, n in result.counts.items() if n)
+        self.stdout.write(self.style.SUCCESS(f"Imported {path.name}: {counts}."))

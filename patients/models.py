@@ -1,0 +1,277 @@
+import datetime
+from functools import cached_property
+
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
+from django.db import models
+from django.db.models import Exists, OuterRef, Q
+
+from accounts.models import Site
+from outcomes.scoring import age_in_years
+from registry.fields import MultiChoiceField, not_in_future, related_or_none
+
+YES_NO = [(True, "Yes"), (False, "No")]
+
+
+class ConsentVersion(models.Model):
+    version = models.CharField("Consent form version", max_length=20, unique=True, help_text="e.g. 1.0")
+    effective_from = models.DateField("Version in force from")
+    effective_to = models.DateField("Version in force until", null=True, blank=True, help_text="Blank = still in force")
+    blank_form = models.FileField("Blank consent form", upload_to="consent_forms/", blank=True)
+
+    class Meta:
+        ordering = ["-effective_from"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(effective_to__isnull=True) | Q(effective_to__gte=models.F("effective_from")),
+                name="consentversion_period_ordered",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"v{self.version}"
+
+    def clean(self) -> None:
+        if self.effective_to and self.effective_from and self.effective_to < self.effective_from:
+            raise ValidationError({"effective_to": "The end of the period cannot be before its start."})
+
+    def in_force_on(self, day: datetime.date) -> bool:
+        return self.effective_from <= day and (self.effective_to is None or day <= self.effective_to)
+
+
+class PatientQuerySet(models.QuerySet["Patient"]):
+    def with_removal(self) -> "PatientQuerySet":
+        removed = Consent.objects.filter(patient=OuterRef("pk"), withdrawal_scope=Consent.WithdrawalScope.REMOVE_DATA)
+        return self.annotate(data_removed=Exists(removed))
+
+    def in_analysis(self) -> "PatientQuerySet":
+        """Patients whose data may be analysed and exported (not withdrawn with "remove data")."""
+        return self.exclude(consents__withdrawal_scope=Consent.WithdrawalScope.REMOVE_DATA)
+
+    def removed(self) -> "PatientQuerySet":
+        return self.filter(consents__withdrawal_scope=Consent.WithdrawalScope.REMOVE_DATA).distinct()
+
+
+class Patient(models.Model):
+    class Sex(models.TextChoices):
+        MALE = "M", "Male"
+        FEMALE = "F", "Female"
+
+    class PrimaryTumour(models.TextChoices):
+        LUNG = "lung", "Lung"
+        LIVER = "liver", "Liver (hepatocellular)"
+        BREAST = "breast", "Breast"
+        PROSTATE = "prostate", "Prostate"
+        KIDNEY = "kidney", "Kidney"
+        THYROID = "thyroid", "Thyroid"
+        MYELOMA = "myeloma", "Multiple myeloma"
+        COLORECTAL = "colorectal", "Colorectal"
+        OTHER = "other", "Other"
+
+    class LesionCharacter(models.TextChoices):
+        OSTEOLYTIC = "osteolytic", "Osteolytic"
+        OSTEOBLASTIC = "osteoblastic", "Osteoblastic"
+        MIXED = "mixed", "Mixed"
+
+    class ImagingModality(models.TextChoices):
+        CT = "ct", "CT"
+        MRI = "mri", "MRI"
+        BOTH = "both", "CT and MRI"
+
+    DENIS_ZONES = [("I", "Zone I (ala)"), ("II", "Zone II (foramina)"), ("III", "Zone III (central canal)")]
+
+    study_id = models.CharField(
+        "Study ID",
+        max_length=32,
+        unique=True,
+        validators=[RegexValidator(r"^[A-Z0-9]+-[0-9]{4,}$", "Use the site code, a dash and a number, e.g. BJ-0001.")],
+        help_text="Registry-assigned, site code + sequence, e.g. BJ-0001",
+    )
+    site = models.ForeignKey(Site, on_delete=models.PROTECT, related_name="patients", verbose_name="Enrolling site")
+    enrolment_date = models.DateField(
+        "Date of enrolment", validators=[MinValueValidator(datetime.date(2000, 1, 1)), not_in_future]
+    )
+    full_name = models.CharField("Patient full name", max_length=200)
+    mrn = models.CharField("Hospital medical record number", max_length=50)
+    date_of_birth = models.DateField(
+        "Date of birth", validators=[MinValueValidator(datetime.date(1900, 1, 1)), not_in_future]
+    )
+    age_at_enrolment = models.PositiveSmallIntegerField(
+        "Age at enrolment", editable=False, help_text="Derived: whole years from date of birth to enrolment"
+    )
+    sex = models.CharField("Sex", max_length=1, choices=Sex.choices)
+    primary_tumour = models.CharField("Primary tumour", max_length=20, choices=PrimaryTumour.choices)
+    primary_tumour_other = models.CharField("Other primary tumour, specify", max_length=200, blank=True)
+    lesion_character = models.CharField("Lesion character on imaging", max_length=20, choices=LesionCharacter.choices)
+    pathological_fracture = models.BooleanField("Pathological fracture present", choices=YES_NO)
+    denis_zones = MultiChoiceField("Denis zones involved", options=DENIS_ZONES, max_length=20)
+    neurological_deficit = models.BooleanField("Neurological deficit at presentation", choices=YES_NO)
+    symptom_onset_date = models.DateField("Date sacral symptoms began", validators=[not_in_future])
+    imaging_date = models.DateField("Date of diagnostic imaging (CT/MRI)", validators=[not_in_future])
+    imaging_modality = models.CharField("Diagnostic imaging", max_length=10, choices=ImagingModality.choices)
+    prior_radiotherapy = models.BooleanField("Prior radiotherapy to the sacrum", choices=YES_NO)
+    prior_chemotherapy = models.BooleanField("Prior systemic therapy", choices=YES_NO)
+    ecog = models.PositiveSmallIntegerField(
+        "ECOG performance status", null=True, blank=True, validators=[MaxValueValidator(4)]
+    )
+    death_date = models.DateField("Date of death", null=True, blank=True, validators=[not_in_future])
+    notes = models.TextField("Notes", blank=True)
+    version = models.PositiveIntegerField(default=1, editable=False, help_text="Optimistic concurrency token")
+
+    objects = PatientQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["study_id"]
+        constraints = [
+            models.UniqueConstraint(fields=["site", "mrn"], name="patient_mrn_unique_per_site"),
+            models.CheckConstraint(
+                condition=Q(age_at_enrolment__gte=18, age_at_enrolment__lte=120), name="patient_age_18_120"
+            ),
+            models.CheckConstraint(condition=Q(ecog__isnull=True) | Q(ecog__lte=4), name="patient_ecog_0_4"),
+            models.CheckConstraint(
+                condition=Q(date_of_birth__lte=models.F("enrolment_date")), name="patient_born_before_enrolment"
+            ),
+            models.CheckConstraint(
+                condition=Q(death_date__isnull=True) | Q(death_date__gte=models.F("date_of_birth")),
+                name="patient_death_after_birth",
+            ),
+            models.CheckConstraint(
+                condition=~Q(primary_tumour="other") | ~Q(primary_tumour_other=""),
+                name="patient_other_tumour_specified",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.study_id
+
+    def compute_derived(self) -> None:
+        if self.date_of_birth and self.enrolment_date:
+            self.age_at_enrolment = age_in_years(self.date_of_birth, self.enrolment_date)
+
+    def clean(self) -> None:
+        self.compute_derived()
+        errors: dict[str, str] = {}
+        if self.date_of_birth and self.enrolment_date:
+            if self.date_of_birth > self.enrolment_date:
+                errors["date_of_birth"] = "Date of birth must be before the date of enrolment."
+            elif not 18 <= self.age_at_enrolment <= 120:
+                errors["date_of_birth"] = (
+                    f"Age at enrolment would be {self.age_at_enrolment}; the registry enrols adults aged 18 to 120."
+                )
+        if self.primary_tumour == self.PrimaryTumour.OTHER and not self.primary_tumour_other.strip():
+            errors["primary_tumour_other"] = "Specify the primary tumour when it is 'Other'."
+        if self.death_date and self.date_of_birth and self.death_date < self.date_of_birth:
+            errors["death_date"] = "Date of death cannot be before the date of birth."
+        site = related_or_none(self, "site")
+        if self.study_id and site and not self.study_id.startswith(f"{site.code}-"):
+            errors["study_id"] = f"Study IDs of site {site.code} start with '{site.code}-'."
+        if errors:
+            raise ValidationError(errors)
+
+    def save(self, *args: object, **kwargs: object) -> None:
+        # Stored for queries and exports; always from the one derivation.
+        self.compute_derived()
+        super().save(*args, **kwargs)  # type: ignore[arg-type]
+
+    @cached_property
+    def index_procedure_date(self) -> datetime.date | None:
+        """Date of procedure 1, from which visit windows and day offsets count."""
+        return self.procedures.filter(procedure_number=1).values_list("procedure_date", flat=True).first()
+
+    @property
+    def is_deceased(self) -> bool:
+        return self.death_date is not None
+
+    def current_consent(self) -> "Consent | None":
+        """The most recent consent record (re-consent adds a record)."""
+        consents = sorted(self.consents.all(), key=lambda c: (c.signed_date, c.pk))
+        return consents[-1] if consents else None
+
+    @property
+    def data_removed(self) -> bool:
+        return any(c.withdrawal_scope == Consent.WithdrawalScope.REMOVE_DATA for c in self.consents.all())
+
+    def data_entry_block_reason(self) -> str:
+        """Why clinical data cannot be entered now, or "" when it can."""
+        consent = self.current_consent()
+        if consent is None:
+            return "No consent is recorded for this patient: record a signed consent before entering clinical data."
+        if not consent.scope_registry:
+            return "The patient did not consent to registry data use."
+        if consent.withdrawn_date and consent.withdrawal_scope != Consent.WithdrawalScope.NO_CONTACT:
+            return f"Consent was withdrawn on {consent.withdrawn_date:%Y-%m-%d} ({consent.get_withdrawal_scope_display()}): no new data may be entered."
+        return ""
+
+
+class Consent(models.Model):
+    class WithdrawalScope(models.TextChoices):
+        NO_CONTACT = "no_contact", "No further contact; data kept"
+        NO_NEW_DATA = "no_new_data", "No new data; existing data kept"
+        REMOVE_DATA = "remove_data", "Remove data from analyses and exports"
+
+    patient = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="consents")
+    consent_version = models.ForeignKey(
+        ConsentVersion, on_delete=models.PROTECT, related_name="consents", verbose_name="Consent form version"
+    )
+    signed_date = models.DateField("Date consent signed", validators=[not_in_future])
+    obtained_by = models.CharField("Staff member who obtained consent", max_length=100)
+    scope_registry = models.BooleanField("Consents to registry data use", choices=YES_NO)
+    scope_future_contact = models.BooleanField("Consents to future contact", choices=YES_NO)
+    document = models.FileField("Signed consent document (PDF)", upload_to="consents/%Y/", blank=True)
+    document_sha256 = models.CharField(
+        "SHA-256 of the signed consent document",
+        max_length=64,
+        blank=True,
+        validators=[RegexValidator(r"^[0-9a-f]{64}$", "A SHA-256 is 64 lower-case hexadecimal characters.")],
+    )
+    withdrawn_date = models.DateField("Date of withdrawal", null=True, blank=True, validators=[not_in_future])
+    withdrawal_scope = models.CharField(
+        "Scope of withdrawal", max_length=20, choices=WithdrawalScope.choices, blank=True
+    )
+    withdrawal_reason = models.TextField("Reason for withdrawal", blank=True)
+    version = models.PositiveIntegerField(default=1, editable=False)
+
+    class Meta:
+        ordering = ["patient", "signed_date", "id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=(Q(withdrawn_date__isnull=True) & Q(withdrawal_scope=""))
+                | (Q(withdrawn_date__isnull=False) & ~Q(withdrawal_scope="")),
+                name="consent_withdrawal_scope_iff_date",
+            ),
+            models.CheckConstraint(
+                condition=Q(withdrawn_date__isnull=True) | Q(withdrawn_date__gte=models.F("signed_date")),
+                name="consent_withdrawn_after_signed",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.patient_id and self.patient.study_id} consent {self.consent_version} ({self.signed_date})"
+
+    def clean(self) -> None:
+        errors: dict[str, str] = {}
+        v = related_or_none(self, "consent_version")
+        if v and self.signed_date and not v.in_force_on(self.signed_date):
+            until = v.effective_to.isoformat() if v.effective_to else "now"
+            errors["signed_date"] = (
+                f"Consent version {v.version} is in force from {v.effective_from.isoformat()} to {until}; "
+                f"{self.signed_date.isoformat()} is outside that period."
+            )
+        if self.withdrawn_date and not self.withdrawal_scope:
+            errors["withdrawal_scope"] = "Give the scope of the withdrawal."
+        if self.withdrawal_scope and not self.withdrawn_date:
+            errors["withdrawn_date"] = "Give the date of withdrawal."
+        if self.withdrawn_date and self.signed_date and self.withdrawn_date < self.signed_date:
+            errors["withdrawn_date"] = "Withdrawal cannot be before the consent was signed."
+        if errors:
+            raise ValidationError(errors)
+
+    @property
+    def is_withdrawn(self) -> bool:
+        return self.withdrawn_date is not None
+
+    @property
+    def state(self) -> str:
+        if self.withdrawn_date:
+            return f"withdrawn ({self.withdrawal_scope})"
+        return "valid" if self.scope_registry else "registry use refused"

@@ -1,0 +1,253 @@
+from decimal import Decimal
+
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.db.models import Q
+
+from outcomes.scoring import complication_severity, days_between
+from patients.models import YES_NO, Patient
+from registry.fields import MultiChoiceField, not_in_future, related_or_none
+
+LEVELS = [("L5", "L5"), ("S1", "S1"), ("S2", "S2"), ("S3", "S3"), ("S4", "S4"), ("S5", "S5"), ("coccyx", "Coccyx")]
+
+
+def between(field: str, low: float, high: float | None = None, *, nullable: bool = False) -> Q:
+    q = Q(**{f"{field}__gte": low})
+    if high is not None:
+        q &= Q(**{f"{field}__lte": high})
+    return Q(**{f"{field}__isnull": True}) | q if nullable else q
+
+
+class ProcedureQuerySet(models.QuerySet["Procedure"]):
+    def index(self) -> "ProcedureQuerySet":
+        """Index procedures (number 1): follow-up days count from them."""
+        return self.filter(procedure_number=1)
+
+
+class Procedure(models.Model):
+    class Approach(models.TextChoices):
+        INTERPEDICULAR = "interpedicular", "Interpedicular"
+        SHORT_AXIS = "short_axis", "Short-axis (posterior)"
+        LONG_AXIS = "long_axis", "Long-axis (trans-sacral)"
+        TRANSILIAC = "transiliac", "Transiliac"
+        ANTERIOR_OBLIQUE = "anterior_oblique", "Anterior oblique"
+        COMBINED = "combined", "Combined"
+        OTHER = "other", "Other"
+
+    class Guidance(models.TextChoices):
+        FLUORO_BIPLANE = "fluoro_biplane", "Biplane fluoroscopy"
+        FLUORO_SINGLE = "fluoro_single", "Single-plane fluoroscopy"
+        CT = "ct", "CT"
+        CT_FLUORO = "ct_fluoro", "CT-fluoroscopy"
+        CBCT = "cbct", "Cone-beam CT"
+        OTHER = "other", "Other"
+
+    class Anaesthesia(models.TextChoices):
+        LOCAL = "local", "Local"
+        SEDATION = "sedation", "Local with sedation"
+        GENERAL = "general", "General"
+
+    class NeedleGauge(models.IntegerChoices):
+        G10 = 10, "10 G"
+        G11 = 11, "11 G"
+        G13 = 13, "13 G"
+        G15 = 15, "15 G"
+
+    class Viscosity(models.TextChoices):
+        LOW = "low", "Low"
+        MEDIUM = "medium", "Medium"
+        HIGH = "high", "High"
+
+    patient = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="procedures")
+    procedure_number = models.PositiveSmallIntegerField(
+        "Procedure number for this patient",
+        default=1,
+        validators=[MinValueValidator(1), MaxValueValidator(9)],
+        help_text="1 = index procedure; follow-up days count from procedure 1",
+    )
+    procedure_date = models.DateField("Procedure date", validators=[not_in_future])
+    operator = models.CharField("Operator code", max_length=20, help_text="Interventionalist; a code, not a name")
+    approach = models.CharField("Approach", max_length=20, choices=Approach.choices)
+    guidance = models.CharField("Image guidance", max_length=20, choices=Guidance.choices)
+    anaesthesia = models.CharField("Anaesthesia", max_length=10, choices=Anaesthesia.choices)
+    needle_gauge = models.PositiveSmallIntegerField("Needle gauge", choices=NeedleGauge.choices)
+    needle_count = models.PositiveSmallIntegerField(
+        "Number of needles", validators=[MinValueValidator(1), MaxValueValidator(6)]
+    )
+    levels_treated = MultiChoiceField(
+        "Levels treated", options=LEVELS, max_length=40, help_text="Each treated level counts as one lesion"
+    )
+    cement_product = models.CharField("Cement product", max_length=100, blank=True, help_text="e.g. PALACOS V PMMA")
+    cement_viscosity = models.CharField("Cement viscosity", max_length=10, choices=Viscosity.choices, blank=True)
+    cement_volume_ml = models.DecimalField(
+        "Cement volume injected (mL)",
+        max_digits=3,
+        decimal_places=1,
+        validators=[MinValueValidator(Decimal("0.5")), MaxValueValidator(Decimal("40"))],
+    )
+    operation_time_min = models.PositiveSmallIntegerField(
+        "Procedure duration (min)", validators=[MinValueValidator(5), MaxValueValidator(300)]
+    )
+    fluoroscopy_time_s = models.PositiveIntegerField(
+        "Fluoroscopy time (s)", null=True, blank=True, validators=[MaxValueValidator(7200)]
+    )
+    dose_area_product_gycm2 = models.DecimalField(
+        "Dose-area product (Gy·cm²)",
+        max_digits=8,
+        decimal_places=2,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(Decimal(0)), MaxValueValidator(Decimal(2000))],
+    )
+    ct_dlp_mgycm = models.DecimalField(
+        "CT dose-length product (mGy·cm)",
+        max_digits=9,
+        decimal_places=2,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(Decimal(0)), MaxValueValidator(Decimal(20000))],
+    )
+    technical_success = models.BooleanField("Technical success", choices=YES_NO)
+    leakage = models.BooleanField("Cement leakage on post-procedure CT", choices=YES_NO)
+    admission_date = models.DateField("Admission date")
+    discharge_date = models.DateField("Discharge date")
+    version = models.PositiveIntegerField(default=1, editable=False)
+
+    objects = ProcedureQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["patient", "procedure_number"]
+        constraints = [
+            models.UniqueConstraint(fields=["patient", "procedure_number"], name="procedure_number_unique_per_patient"),
+            models.CheckConstraint(condition=between("procedure_number", 1, 9), name="procedure_number_1_9"),
+            models.CheckConstraint(condition=between("needle_count", 1, 6), name="procedure_needles_1_6"),
+            models.CheckConstraint(condition=between("cement_volume_ml", 0.5, 40), name="procedure_cement_0_5_40"),
+            models.CheckConstraint(condition=between("operation_time_min", 5, 300), name="procedure_time_5_300"),
+            models.CheckConstraint(
+                condition=between("fluoroscopy_time_s", 0, 7200, nullable=True), name="procedure_fluoro_0_7200"
+            ),
+            models.CheckConstraint(
+                condition=between("dose_area_product_gycm2", 0, 2000, nullable=True), name="procedure_dap_0_2000"
+            ),
+            models.CheckConstraint(
+                condition=between("ct_dlp_mgycm", 0, 20000, nullable=True), name="procedure_dlp_0_20000"
+            ),
+            models.CheckConstraint(
+                condition=Q(discharge_date__gte=models.F("admission_date")), name="procedure_discharge_after_admission"
+            ),
+            models.CheckConstraint(condition=~Q(levels_treated=""), name="procedure_levels_not_empty"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.patient.study_id} procedure {self.procedure_number}"
+
+    def clean(self) -> None:
+        errors: dict[str, str] = {}
+        if self.admission_date and self.discharge_date and self.discharge_date < self.admission_date:
+            errors["discharge_date"] = "Discharge cannot be before admission."
+        if self.procedure_date and self.admission_date and self.procedure_date < self.admission_date:
+            errors["procedure_date"] = "The procedure cannot be before admission."
+        if self.procedure_date and self.discharge_date and self.procedure_date > self.discharge_date:
+            errors["procedure_date"] = "The procedure cannot be after discharge."
+        patient = related_or_none(self, "patient")
+        if patient and self.procedure_date:
+            if patient.death_date and self.procedure_date > patient.death_date:
+                errors["procedure_date"] = "The procedure cannot be after the patient's death."
+        if errors:
+            raise ValidationError(errors)
+
+    @property
+    def hospital_stay_days(self) -> int:
+        return days_between(self.admission_date, self.discharge_date)
+
+    @property
+    def lesion_count(self) -> int:
+        return len([c for c in self.levels_treated.split("|") if c])
+
+
+class Leakage(models.Model):
+    class Site(models.TextChoices):
+        PRESACRAL = "presacral", "Presacral soft tissue"
+        FORAMINAL = "foraminal", "Sacral foramen"
+        SACRAL_CANAL = "sacral_canal", "Sacral canal (epidural)"
+        SI_JOINT = "si_joint", "Sacroiliac joint"
+        FRACTURE_GAP = "fracture_gap", "Fracture gap"
+        DISC = "disc", "L5-S1 disc"
+        VENOUS = "venous", "Local veins"
+        PULMONARY = "pulmonary", "Pulmonary cement embolism"
+        SOFT_TISSUE_OTHER = "soft_tissue_other", "Other soft tissue"
+
+    procedure = models.ForeignKey(Procedure, on_delete=models.CASCADE, related_name="leakages")
+    site = models.CharField("Leakage site", max_length=20, choices=Site.choices)
+    symptomatic = models.BooleanField("Leakage symptomatic", choices=YES_NO)
+    treatment_required = models.BooleanField("Leakage required treatment", choices=YES_NO)
+
+    class Meta:
+        ordering = ["procedure", "site"]
+        constraints = [models.UniqueConstraint(fields=["procedure", "site"], name="leakage_site_once_per_procedure")]
+
+    def __str__(self) -> str:
+        return f"{self.get_site_display()} leakage"
+
+
+class Complication(models.Model):
+    class Type(models.TextChoices):
+        NERVE_ROOT_INJURY = "nerve_root_injury", "Nerve root injury"
+        CAUDA_EQUINA = "cauda_equina", "Cauda equina syndrome"
+        PULMONARY_EMBOLISM = "pulmonary_embolism", "Pulmonary embolism"
+        INTESTINAL_RUPTURE = "intestinal_rupture", "Intestinal rupture"
+        PERIOPERATIVE_DEATH = "perioperative_death", "Perioperative death"
+        URINARY_RETENTION = "urinary_retention", "Urinary retention"
+        WOUND_HEMATOMA = "wound_hematoma", "Wound haematoma"
+        INFECTION = "infection", "Infection"
+        CSF_LEAK = "csf_leak", "CSF leak"
+        OTHER = "other", "Other"
+
+    class Severity(models.TextChoices):
+        MAJOR = "major", "Major"
+        MINOR = "minor", "Minor"
+
+    procedure = models.ForeignKey(Procedure, on_delete=models.CASCADE, related_name="complications")
+    onset_date = models.DateField("Onset date", validators=[not_in_future])
+    type = models.CharField("Complication", max_length=30, choices=Type.choices)
+    severity = models.CharField(
+        "Major or minor",
+        max_length=5,
+        choices=Severity.choices,
+        blank=True,
+        help_text="Derived for the study's eight named types; entered for CSF leak and other",
+    )
+    cirse_grade = models.PositiveSmallIntegerField(
+        "CIRSE adverse-event grade", validators=[MinValueValidator(1), MaxValueValidator(6)]
+    )
+    resolved = models.BooleanField("Resolved", choices=YES_NO)
+    description = models.TextField("Description", blank=True)
+
+    class Meta:
+        ordering = ["procedure", "onset_date", "id"]
+        constraints = [
+            models.CheckConstraint(condition=between("cirse_grade", 1, 6), name="complication_cirse_1_6"),
+            models.CheckConstraint(condition=~Q(severity=""), name="complication_severity_set"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_type_display()} (CIRSE {self.cirse_grade})"
+
+    def compute_derived(self) -> None:
+        self.severity = complication_severity(self.type, self.severity)
+
+    def clean(self) -> None:
+        self.compute_derived()
+        errors: dict[str, str] = {}
+        if not self.severity:
+            errors["severity"] = "Say whether this complication is major or minor."
+        procedure = related_or_none(self, "procedure")
+        if self.onset_date and procedure and self.onset_date < procedure.procedure_date:
+            errors["onset_date"] = "A complication cannot start before the procedure."
+        if errors:
+            raise ValidationError(errors)
+
+    def save(self, *args: object, **kwargs: object) -> None:
+        self.compute_derived()
+        super().save(*args, **kwargs)  # type: ignore[arg-type]

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# One command for the whole test suite, as CI runs it: venv and requirements,
+# Debian's Chromium for the browser tests, PostgreSQL (role and database created
+# if missing), lint, migrations check, then pytest on PostgreSQL.
+# Extra arguments go to pytest:  scripts/test.sh tests/dashboard -x
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/venv.sh
+PY=.venv/bin/python
+
+export CHROMIUM_PATH=${CHROMIUM_PATH:-/usr/bin/chromium}
+if [ ! -x "$CHROMIUM_PATH" ]; then
+  echo "Installing Debian's Chromium for the browser tests..." >&2
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null
+fi
+
+DATABASE_URL=${DATABASE_URL:-$(scripts/ensure_pg.sh)}
+export DATABASE_URL
+
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
+$PY manage.py makemigrations --check --dry-run >/dev/null || { echo "Models changed without a migration: run manage.py makemigrations" >&2; exit 1; }
+exec .venv/bin/pytest -n "${PYTEST_WORKERS:-2}" "$@"
