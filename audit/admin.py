@@ -2,7 +2,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin
-from django.db import models, transaction
+from django.db import transaction
 from django.http import HttpRequest
 
 from audit import services
@@ -40,19 +40,6 @@ class ReasonForm(forms.ModelForm):
         return data
 
 
-def _owner(obj: models.Model) -> tuple[str, str]:
-    """(study_id, site code) of the patient a clinical row belongs to."""
-    patient = getattr(obj, "patient", None)
-    for parent in ("procedure", "followup"):
-        if patient is None and hasattr(obj, parent):
-            patient = getattr(getattr(obj, parent), "patient", None)
-    if patient is None and obj._meta.label == "patients.Patient":
-        patient = obj
-    if patient is None:
-        return "", ""
-    return patient.study_id, patient.site.code
-
-
 class AuditedModelAdmin(admin.ModelAdmin):
     """Admin edits of clinical data: a reason is required and the change is audited.
 
@@ -74,7 +61,7 @@ class AuditedModelAdmin(admin.ModelAdmin):
             if hasattr(obj, "compute_derived"):
                 obj.compute_derived()
             super().save_model(request, obj, form, change)
-            study_id, site = _owner(obj)
+            study_id, site = services.owner_keys(obj)
             reason = form.cleaned_data.get("reason_for_change", "")
             if before is None:
                 services.record_created(obj, user=request.user, reason=reason, study_id=study_id, site_code=site)

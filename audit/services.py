@@ -6,7 +6,9 @@ import decimal
 from collections.abc import Iterable
 from typing import Any
 
-from django.db import models
+from django.core.exceptions import ValidationError
+from django.db import models, transaction
+from django.db.models.deletion import Collector
 
 from audit.models import AuditEvent
 
@@ -122,3 +124,71 @@ def record_event(
     return AuditEvent.objects.create(
         user=actor, username=name or username, action=action, reason=reason, extra=extra or {}
     )
+
+
+class StaleEditError(Exception):
+    """Somebody else saved the record after this editor loaded it."""
+
+    def __init__(self, instance: models.Model) -> None:
+        self.instance = instance
+        super().__init__(
+            f"{instance} was changed by someone else while you were editing it. "
+            "Reload the page to see their version, then make your change again."
+        )
+
+
+def owner_keys(instance: models.Model) -> tuple[str, str]:
+    """(study_id, site code) of the patient a clinical row belongs to, for the trail."""
+    obj: Any = instance
+    while obj is not None and obj._meta.label != "patients.Patient":
+        obj = next((getattr(obj, a) for a in ("patient", "procedure", "followup") if hasattr(obj, a)), None)
+    if obj is None:
+        return "", ""
+    return obj.study_id, obj.site.code
+
+
+def save_audited(
+    instance: models.Model, *, user: Any, reason: str = "", expected_version: int | None = None
+) -> models.Model:
+    """Create or update a clinical row with its audit entry, in one transaction.
+
+    Validates with `full_clean`. An update needs a reason for change and, for
+    models with a `version`, the version the editor loaded: if the row moved on
+    since, `StaleEditError` is raised and nothing is written.
+    """
+
+    study_id, site_code = owner_keys(instance)
+    with transaction.atomic():
+        if instance.pk is None:
+            instance.full_clean()
+            instance.save()
+            record_created(instance, user=user, reason=reason, study_id=study_id, site_code=site_code)
+            return instance
+        current = type(instance)._default_manager.select_for_update().get(pk=instance.pk)
+        has_version = hasattr(current, "version")
+        if has_version and expected_version is not None and current.version != expected_version:
+            raise StaleEditError(instance)
+        if not reason.strip():
+            raise ValidationError({"reason": "Give the reason for this change; it goes into the audit trail."})
+        before = snapshot(current)
+        if has_version:
+            instance.version = current.version + 1  # type: ignore[attr-defined]
+        instance.full_clean()
+        instance.save()
+        record_updated(instance, before, user=user, reason=reason, study_id=study_id, site_code=site_code)
+        return instance
+
+
+def delete_audited(instance: models.Model, *, user: Any, reason: str) -> None:
+    """Delete a row and everything under it; the deleted values stay in the trail."""
+    if not reason.strip():
+        raise ValidationError({"reason": "Give the reason for deleting this record."})
+    study_id, site_code = owner_keys(instance)
+    with transaction.atomic():
+        collector = Collector(using="default")
+        collector.collect([instance])
+        doomed = [obj for objs in collector.data.values() for obj in objs]
+        doomed += [obj for queryset in collector.fast_deletes for obj in queryset]  # cascades Django deletes in bulk
+        for obj in doomed:
+            record_deleted(obj, user=user, reason=reason, study_id=study_id, site_code=site_code)
+        instance.delete()

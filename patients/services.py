@@ -1,0 +1,112 @@
+"""Writes of patients and consents. Views, admin and the importer use these."""
+
+import datetime
+import hashlib
+import re
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.core.files.uploadedfile import UploadedFile
+from django.db import transaction
+
+from accounts.models import Site
+from audit.services import delete_audited, record_updated, save_audited, snapshot
+from patients.models import Consent, ConsentVersion, Patient
+
+
+def next_study_id(site: Site) -> str:
+    """The site's next study ID (site code + sequence), never derived from identifiers."""
+    numbers = Patient.objects.filter(site=site, study_id__startswith=f"{site.code}-").values_list("study_id", flat=True)
+    highest = max(
+        (int(m.group(1)) for s in numbers if (m := re.fullmatch(rf"{re.escape(site.code)}-(\d+)", s))), default=0
+    )
+    return f"{site.code}-{highest + 1:04d}"
+
+
+def enrol_patient(*, patient: Patient, user: Any) -> Patient:
+    """Give a new patient a study ID and save it with its audit entry."""
+    with transaction.atomic():
+        Site.objects.select_for_update().get(pk=patient.site_id)  # serialise ID allocation per site
+        if not patient.study_id:
+            patient.study_id = next_study_id(patient.site)
+        return save_audited(patient, user=user)  # type: ignore[return-value]
+
+
+def update_patient(*, patient: Patient, user: Any, reason: str, expected_version: int) -> Patient:
+    return save_audited(patient, user=user, reason=reason, expected_version=expected_version)  # type: ignore[return-value]
+
+
+def sha256_of(upload: Any) -> str:
+    digest = hashlib.sha256()
+    for chunk in upload.chunks():
+        digest.update(chunk)
+    upload.seek(0)
+    return digest.hexdigest()
+
+
+def record_consent(*, consent: Consent, user: Any, document: UploadedFile | None = None) -> Consent:
+    """A new consent record (re-consent to a new version is a new record too).
+
+    The signed PDF's SHA-256 is computed here, from the bytes received.
+    """
+    if document is not None:
+        consent.document = document  # type: ignore[assignment]
+        consent.document_sha256 = sha256_of(document)
+    return save_audited(consent, user=user, reason="Consent recorded")  # type: ignore[return-value]
+
+
+def document_matches(consent: Consent) -> bool | None:
+    """Re-check the stored PDF against its recorded hash (None when there is no file)."""
+    if not consent.document:
+        return None
+    try:
+        with consent.document.open("rb") as fh:
+            return sha256_of(fh) == consent.document_sha256
+    except FileNotFoundError:
+        return False
+
+
+def withdraw_consent(
+    *, consent: Consent, scope: str, reason: str, user: Any, on: datetime.date | None = None
+) -> Consent:
+    """Record a withdrawal; it takes effect everywhere at once (worklist, entry, analyses, exports)."""
+    if scope not in Consent.WithdrawalScope.values:
+        raise ValidationError({"withdrawal_scope": "Choose the scope of the withdrawal."})
+    if not reason.strip():
+        raise ValidationError({"withdrawal_reason": "Give the reason for the withdrawal."})
+    with transaction.atomic():
+        current = Consent.objects.select_for_update().get(pk=consent.pk)
+        if current.withdrawn_date:
+            raise ValidationError("This consent is already withdrawn.")
+        before = snapshot(current)
+        current.withdrawn_date = on or datetime.date.today()
+        current.withdrawal_scope = scope
+        current.withdrawal_reason = reason
+        current.version += 1
+        current.full_clean()
+        current.save()
+        record_updated(
+            current,
+            before,
+            user=user,
+            reason=f"Consent withdrawn: {reason}",
+            study_id=current.patient.study_id,
+            site_code=current.patient.site.code,
+        )
+        return current
+
+
+def delete_patient(*, patient: Patient, user: Any, reason: str) -> None:
+    """Admins only (the view checks the role); every deleted value stays in the trail."""
+    delete_audited(patient, user=user, reason=reason)
+
+
+def current_version() -> ConsentVersion | None:
+    """The consent form version in force today (the latest to start, if several)."""
+    today = datetime.date.today()
+    return (
+        ConsentVersion.objects.filter(effective_from__lte=today)
+        .exclude(effective_to__lt=today)
+        .order_by("-effective_from")
+        .first()
+    )
