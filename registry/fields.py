@@ -35,6 +35,8 @@ class MultiChoiceFormField(forms.MultipleChoiceField):
         self.options = list(options)
         for key in ("max_length", "empty_value"):
             kwargs.pop(key, None)
+        if not isinstance(kwargs.get("widget"), (forms.SelectMultiple, forms.CheckboxSelectMultiple)):
+            kwargs["widget"] = forms.CheckboxSelectMultiple  # the admin would give a CharField a text input
         super().__init__(choices=self.options, **kwargs)
 
     def prepare_value(self, value: Any) -> Any:

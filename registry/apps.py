@@ -1,0 +1,5 @@
+from django.contrib.admin.apps import AdminConfig
+
+
+class RegistryAdminConfig(AdminConfig):
+    default_site = "registry.admin.RegistryAdminSite"
