@@ -192,8 +192,8 @@ class Medication(models.Model):
     drug = models.CharField("Opioid", max_length=20, choices=Drug.choices)
     daily_dose = models.DecimalField(
         "Total daily dose",
-        max_digits=8,
-        decimal_places=2,
+        max_digits=10,
+        decimal_places=3,
         validators=[MinValueValidator(Decimal(0))],
         help_text="mg/day (fentanyl transdermal: mcg/h)",
     )

@@ -84,7 +84,7 @@ class Patient(models.Model):
         "Study ID",
         max_length=32,
         unique=True,
-        validators=[RegexValidator(r"^[A-Z0-9]+-[0-9]{4,}$", "Use the site code, a dash and a number, e.g. BJ-0001.")],
+        validators=[RegexValidator(r"^[A-Z0-9]+-[0-9]+$", "Use the site code, a dash and a number, e.g. BJ-0001.")],
         help_text="Registry-assigned, site code + sequence, e.g. BJ-0001",
     )
     site = models.ForeignKey(Site, on_delete=models.PROTECT, related_name="patients", verbose_name="Enrolling site")

@@ -51,7 +51,7 @@ class Migration(migrations.Migration):
             fields=[
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
                 ('drug', models.CharField(choices=[('codeine', 'Codeine'), ('hydrocodone', 'Hydrocodone'), ('hydromorphone', 'Hydromorphone'), ('methadone', 'Methadone'), ('morphine', 'Morphine'), ('oxycodone', 'Oxycodone'), ('oxymorphone', 'Oxymorphone'), ('tapentadol', 'Tapentadol'), ('tramadol', 'Tramadol'), ('fentanyl_td', 'Fentanyl transdermal'), ('buprenorphine', 'Buprenorphine'), ('other', 'Other opioid')], max_length=20, verbose_name='Opioid')),
-                ('daily_dose', models.DecimalField(decimal_places=2, help_text='mg/day (fentanyl transdermal: mcg/h)', max_digits=8, validators=[django.core.validators.MinValueValidator(Decimal('0'))], verbose_name='Total daily dose')),
+                ('daily_dose', models.DecimalField(decimal_places=3, help_text='mg/day (fentanyl transdermal: mcg/h)', max_digits=10, validators=[django.core.validators.MinValueValidator(Decimal('0'))], verbose_name='Total daily dose')),
                 ('followup', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='medications', to='outcomes.followup')),
             ],
             options={

@@ -34,7 +34,7 @@ class Migration(migrations.Migration):
             name='Patient',
             fields=[
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('study_id', models.CharField(help_text='Registry-assigned, site code + sequence, e.g. BJ-0001', max_length=32, unique=True, validators=[django.core.validators.RegexValidator('^[A-Z0-9]+-[0-9]{4,}$', 'Use the site code, a dash and a number, e.g. BJ-0001.')], verbose_name='Study ID')),
+                ('study_id', models.CharField(help_text='Registry-assigned, site code + sequence, e.g. BJ-0001', max_length=32, unique=True, validators=[django.core.validators.RegexValidator('^[A-Z0-9]+-[0-9]+$', 'Use the site code, a dash and a number, e.g. BJ-0001.')], verbose_name='Study ID')),
                 ('enrolment_date', models.DateField(validators=[django.core.validators.MinValueValidator(datetime.date(2000, 1, 1)), registry.fields.not_in_future], verbose_name='Date of enrolment')),
                 ('full_name', models.CharField(max_length=200, verbose_name='Patient full name')),
                 ('mrn', models.CharField(max_length=50, verbose_name='Hospital medical record number')),
