@@ -31,9 +31,11 @@ class CohortFilterForm(forms.Form):
         required=False, label="Index procedure to", widget=forms.DateInput(attrs={"type": "date"})
     )
 
-    def __init__(self, *args: Any, user: User, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, user: User | None, **kwargs: Any) -> None:
+        """`user=None`: every site (study-wide commands)."""
         super().__init__(*args, **kwargs)
-        self.fields["site"].queryset = visible_sites(user)  # type: ignore[attr-defined]
+        sites = Site.objects.all() if user is None else visible_sites(user)
+        self.fields["site"].queryset = sites  # type: ignore[attr-defined]
 
     def clean(self) -> dict[str, Any]:
         data = super().clean()
@@ -52,12 +54,15 @@ class CohortFilterForm(forms.Form):
         return out
 
 
-def filtered_patients(user: User, filters: dict[str, Any], *, include_removed: bool = False) -> QuerySet[Patient]:
+def filtered_patients(
+    user: User | None, filters: dict[str, Any], *, include_removed: bool = False
+) -> QuerySet[Patient]:
     """Patients of the user's sites matching `filters` (values as cleaned by CohortFilterForm or strings).
 
+    `user=None` means study-wide (management commands, which run without a user).
     Withdrawn "remove data" patients are left out unless `include_removed`.
     """
-    qs = scope_to_sites(Patient.objects.all(), user)
+    qs = Patient.objects.all() if user is None else scope_to_sites(Patient.objects.all(), user)
     if not include_removed:
         qs = qs.in_analysis()
     site = filters.get("site")

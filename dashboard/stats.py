@@ -1,0 +1,222 @@
+"""The registry's statistics, as the source study (SPSS 16) computed them.
+
+Pure functions over plain Python/numpy values; nothing here imports Django, so
+the page, the JSON endpoint and the management command share one
+implementation (shapes and rules: shared/crf/summary.md).
+
+Exactness: VAS is a one-decimal number and ODI a fraction of 100, so in floats
+8.2 - 5.2 is 2.9999999999999996. Differences are rounded to `EXACT_DECIMALS`
+before they are compared with a threshold or ranked for Wilcoxon, so that
+they behave as exact arithmetic on the stored values (equal differences tie).
+"""
+
+import math
+from collections import Counter
+from collections.abc import Hashable, Iterable, Mapping, Sequence
+from typing import TypedDict
+
+import numpy as np
+from scipy import stats as sps
+
+EXACT_DECIMALS = 9
+
+Number = float | int
+
+
+class Descriptives(TypedDict):
+    n: int
+    mean: float | None
+    sd: float | None
+    min: Number | None
+    max: Number | None
+
+
+class Location(TypedDict):
+    mean: float | None
+    sd: float | None
+    median: float | None
+    q1: float | None
+    q3: float | None
+
+
+class Difference(TypedDict):
+    mean: float | None
+    sd: float | None
+    ci95: list[float] | None
+
+
+class PairedComparison(TypedDict):
+    n: int
+    baseline: Location
+    followup: Location
+    diff: Difference
+    t: float | None
+    p_ttest: float | None
+    p_wilcoxon: float | None
+
+
+class Responders(TypedDict):
+    vas_drop_ge_3: int
+    vas_drop_ge_30pct: int
+    odi_drop_ge_10: int
+    of: int
+
+
+class OpioidChange(TypedDict):
+    stopped: int
+    decreased: int
+    unchanged: int
+    increased: int
+    of: int
+
+
+def exact(value: float) -> float:
+    """A difference or threshold as exact arithmetic on the stored values would give it."""
+    return round(value, EXACT_DECIMALS) + 0.0  # + 0.0 turns -0.0 into 0.0
+
+
+def mean(values: Sequence[Number]) -> float | None:
+    return float(np.mean(values)) if len(values) else None
+
+
+def sd(values: Sequence[Number]) -> float | None:
+    """Sample standard deviation (n - 1); None below two values."""
+    return float(np.std(values, ddof=1)) if len(values) >= 2 else None
+
+
+def quartiles(values: Sequence[Number]) -> tuple[float, float, float] | tuple[None, None, None]:
+    """(Q1, median, Q3) by SPSS's weighted-average definition (numpy "weibull")."""
+    if not len(values):
+        return None, None, None
+    q1, median, q3 = np.percentile(np.asarray(values, dtype=float), [25, 50, 75], method="weibull")
+    return float(q1), float(median), float(q3)
+
+
+def descriptives(values: Sequence[Number]) -> Descriptives:
+    """n, mean, sample SD, min and max (min/max keep the values' own type)."""
+    if not values:
+        return {"n": 0, "mean": None, "sd": None, "min": None, "max": None}
+    return {"n": len(values), "mean": mean(values), "sd": sd(values), "min": min(values), "max": max(values)}
+
+
+def location(values: Sequence[Number]) -> Location:
+    q1, median, q3 = quartiles(values)
+    return {"mean": mean(values), "sd": sd(values), "median": median, "q1": q1, "q3": q3}
+
+
+def complete_pairs(
+    baseline: Mapping[Hashable, Number | None], followup: Mapping[Hashable, Number | None]
+) -> tuple[list[Number], list[Number]]:
+    """Values of the subjects who have both (complete cases; nothing carried forward), in a stable order."""
+    keys = sorted(
+        (k for k, v in followup.items() if v is not None and baseline.get(k) is not None),
+        key=repr,
+    )
+    return [baseline[k] for k in keys], [followup[k] for k in keys]  # type: ignore[misc]
+
+
+def differences(baseline: Sequence[Number], followup: Sequence[Number]) -> list[float]:
+    """Follow-up minus baseline, rounded for comparisons and ranking (see module docstring)."""
+    return [exact(float(f) - float(b)) for b, f in zip(baseline, followup, strict=True)]
+
+
+def ci95_mean(values: Sequence[float]) -> list[float] | None:
+    """95 % confidence interval of a mean, from the t distribution."""
+    n = len(values)
+    if n < 2:
+        return None
+    m, s = float(np.mean(values)), float(np.std(values, ddof=1))
+    half = float(sps.t.ppf(0.975, n - 1)) * s / math.sqrt(n)
+    return [m - half, m + half]
+
+
+def paired_t(baseline: Sequence[Number], followup: Sequence[Number]) -> tuple[float | None, float | None]:
+    """(t, p) of the paired t test; None when n < 2 or every difference is the same."""
+    if len(baseline) < 2 or len(set(differences(baseline, followup))) == 1:
+        return None, None
+    result = sps.ttest_rel(np.asarray(followup, dtype=float), np.asarray(baseline, dtype=float))
+    return float(result.statistic), float(result.pvalue)
+
+
+def wilcoxon_p(baseline: Sequence[Number], followup: Sequence[Number]) -> float | None:
+    """Wilcoxon signed-rank p as SPSS computes it: zero differences dropped, normal
+    approximation with tie correction, no continuity correction. None when every
+    difference is zero (or n < 2)."""
+    diffs = differences(baseline, followup)
+    if len(diffs) < 2 or all(d == 0 for d in diffs):
+        return None
+    result = sps.wilcoxon(diffs, zero_method="wilcox", correction=False, method="approx")
+    return float(result.pvalue)
+
+
+def paired_comparison(baseline: Sequence[Number], followup: Sequence[Number]) -> PairedComparison:
+    """A follow-up compared with baseline over complete pairs (summary.md outcome block)."""
+    n = len(baseline)
+    if n < 2:
+        empty: Location = {"mean": None, "sd": None, "median": None, "q1": None, "q3": None}
+        return {
+            "n": n,
+            "baseline": dict(empty),  # type: ignore[typeddict-item]
+            "followup": dict(empty),  # type: ignore[typeddict-item]
+            "diff": {"mean": None, "sd": None, "ci95": None},
+            "t": None,
+            "p_ttest": None,
+            "p_wilcoxon": None,
+        }
+    raw_diffs = [float(f) - float(b) for b, f in zip(baseline, followup, strict=True)]
+    t, p_ttest = paired_t(baseline, followup)
+    return {
+        "n": n,
+        "baseline": location(baseline),
+        "followup": location(followup),
+        "diff": {"mean": mean(raw_diffs), "sd": sd(raw_diffs), "ci95": ci95_mean(raw_diffs)},
+        "t": t,
+        "p_ttest": p_ttest,
+        "p_wilcoxon": wilcoxon_p(baseline, followup),
+    }
+
+
+def effect_size_dz(t: float | None, n: int) -> float | None:
+    """Cohen's dz for paired data: t / sqrt(n)."""
+    return None if t is None or n < 1 else t / math.sqrt(n)
+
+
+def responders(
+    vas_baseline: Sequence[Number],
+    vas_followup: Sequence[Number],
+    odi_baseline: Sequence[Number],
+    odi_followup: Sequence[Number],
+) -> Responders:
+    """Clinically important improvement: VAS drop >= 3 points, VAS drop >= 30 % of
+    baseline, ODI drop >= 10 points; `of` = patients with both VAS values."""
+    vas_drops = [-d for d in differences(vas_baseline, vas_followup)]
+    odi_drops = [-d for d in differences(odi_baseline, odi_followup)]
+    return {
+        "vas_drop_ge_3": sum(d >= 3 for d in vas_drops),
+        "vas_drop_ge_30pct": sum(d >= exact(0.3 * float(b)) for d, b in zip(vas_drops, vas_baseline, strict=True)),
+        "odi_drop_ge_10": sum(d >= 10 for d in odi_drops),
+        "of": len(vas_drops),
+    }
+
+
+def opioid_change_category(baseline: int, followup: int) -> str:
+    if followup < baseline:
+        return "stopped" if followup == 0 else "decreased"
+    return "unchanged" if followup == baseline else "increased"
+
+
+def opioid_change(baseline: Sequence[int], followup: Sequence[int]) -> OpioidChange:
+    """Number of opioids after vs before: stopped / decreased (not to 0) / unchanged / increased."""
+    counts = Counter(opioid_change_category(b, f) for b, f in zip(baseline, followup, strict=True))
+    return {
+        "stopped": counts["stopped"],
+        "decreased": counts["decreased"],
+        "unchanged": counts["unchanged"],
+        "increased": counts["increased"],
+        "of": len(baseline),
+    }
+
+
+def count_map(values: Iterable[Hashable]) -> dict[str, int]:
+    """Occurrences per value, most frequent first (zero entries are simply absent)."""
+    return {str(k): v for k, v in Counter(values).most_common()}

@@ -1,0 +1,54 @@
+"""The demo cohort reproduces the paper's figures (paper_expected.json, copied from shared/demo)."""
+
+import io
+import json
+import math
+from pathlib import Path
+
+import pytest
+from django.core.management import call_command
+
+from tests.conftest import SHARED
+
+EXPECTED = Path(__file__).with_name("paper_expected.json")
+
+
+def assert_same(actual, expected, path="$"):
+    if isinstance(expected, dict):
+        assert isinstance(actual, dict), path
+        assert set(actual) == set(expected), f"{path}: keys {sorted(actual)} != {sorted(expected)}"
+        for key in expected:
+            assert_same(actual[key], expected[key], f"{path}.{key}")
+    elif isinstance(expected, list):
+        assert isinstance(actual, list) and len(actual) == len(expected), path
+        for i, (a, e) in enumerate(zip(actual, expected, strict=True)):
+            assert_same(a, e, f"{path}[{i}]")
+    elif isinstance(expected, float) or isinstance(actual, float):
+        assert actual is not None and math.isclose(actual, expected, rel_tol=0, abs_tol=1e-9), (
+            f"{path}: {actual} != {expected}"
+        )
+    else:
+        assert actual == expected, f"{path}: {actual!r} != {expected!r}"
+
+
+def run_command(*args):
+    out = io.StringIO()
+    call_command("registry_summary", "--json", *args, stdout=out)
+    return json.loads(out.getvalue())
+
+
+def test_the_command_reproduces_the_paper(demo_cohort):
+    summary = run_command()
+    expected = json.loads(EXPECTED.read_text())
+    assert summary.pop("generated_at").endswith("Z")
+    expected.pop("generated_at")
+    assert_same(summary, expected)
+
+
+def test_the_copy_of_the_expected_figures_is_current():
+    shared = SHARED / "demo" / "paper_expected.json"
+    if not shared.exists():
+        pytest.skip("shared/ is not checked out next to the project")
+    full = json.loads(shared.read_text())
+    del full["paper"], full["notes"]
+    assert json.loads(EXPECTED.read_text()) == full
