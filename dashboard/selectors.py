@@ -53,12 +53,21 @@ def cohort_rows(user: User | None, filters: dict[str, Any]) -> CohortRows:
             "primary_tumour",
             "symptom_onset_date",
             "imaging_date",
-        )  # fmt: skip
+        )
     )
     procedures = Procedure.objects.filter(patient__in=patient_ids).values(
-        "patient_id", "procedure_number", "procedure_date", "approach", "levels_treated", "technical_success",
-        "leakage", "cement_volume_ml", "operation_time_min", "admission_date", "discharge_date",
-    )  # fmt: skip
+        "patient_id",
+        "procedure_number",
+        "procedure_date",
+        "approach",
+        "levels_treated",
+        "technical_success",
+        "leakage",
+        "cement_volume_ml",
+        "operation_time_min",
+        "admission_date",
+        "discharge_date",
+    )
     leakages = Leakage.objects.filter(procedure__procedure_number=1, procedure__patient__in=patient_ids).values(
         "procedure__patient_id", "site", "symptomatic"
     )

@@ -233,3 +233,41 @@ def methods_paragraph(summary: dict[str, Any], filter_text: str) -> str:
         f"Analyses used Python {v['python']} with NumPy {v['numpy']} and SciPy {v['scipy']} "
         f"(sacroplasty registry version {v['registry']})."
     )
+
+
+MEASURE_DISPLAY = {
+    # label, decimals for mean ± SD, decimals for median [IQR]
+    "vas": ("VAS pain (0-10)", 2, 2),
+    "odi": ("ODI (%)", 2, 2),
+    "opioid_count": ("Number of opioids", 2, 0),
+    "mme_per_day": ("Oral MME/day", 1, 1),
+}
+
+
+def outcome_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """One display row per measure and follow-up time point that has paired data."""
+    labels = {tp: str(label).split(" (")[0] for tp, label in Timepoint.choices}
+    rows = []
+    for measure, (label, decimals, iqr_decimals) in MEASURE_DISPLAY.items():
+        for timepoint, block in summary["outcomes"][measure].items():
+            if block["n"]:
+                rows.append(
+                    {
+                        "measure": label,
+                        "timepoint": labels[timepoint],
+                        "block": block,
+                        "dz": stats.effect_size_dz(block["t"], block["n"]),
+                        "decimals": decimals,
+                        "iqr_decimals": iqr_decimals,
+                    }
+                )
+    return rows
+
+
+def timepoint_labels() -> dict[str, str]:
+    return {tp: str(label).split(" (")[0] for tp, label in Timepoint.choices}
+
+
+def headline_timepoint(summary: dict[str, Any]) -> str | None:
+    """The earliest follow-up with paired VAS (the paper's 'after PSP'), for the key results."""
+    return next((tp for tp, block in summary["outcomes"]["vas"].items() if block["n"]), None)

@@ -1,0 +1,72 @@
+"""Display rounding for the dashboard (the JSON keeps full precision)."""
+
+from typing import Any
+
+from django import template
+
+register = template.Library()
+
+DASH = "–"
+
+
+@register.filter
+def num(value: float | None, decimals: int = 2) -> str:
+    """A number at fixed precision; a dash for an undefined statistic."""
+    if value is None:
+        return DASH
+    return f"{value:.{int(decimals)}f}"
+
+
+@register.filter
+def mean_sd(block: dict[str, Any], decimals: int = 2) -> str:
+    if block.get("mean") is None:
+        return DASH
+    if block.get("sd") is None:
+        return num(block["mean"], decimals)
+    return f"{num(block['mean'], decimals)} ± {num(block['sd'], decimals)}"
+
+
+@register.filter
+def median_iqr(block: dict[str, Any], decimals: int = 1) -> str:
+    """Median [Q1-Q3]; counts print as integers, as the paper does (3.25 prints as 3)."""
+    if block.get("median") is None:
+        return DASH
+    return f"{num(block['median'], decimals)} [{num(block['q1'], decimals)}-{num(block['q3'], decimals)}]"
+
+
+@register.filter
+def value_range(block: dict[str, Any], decimals: int = 0) -> str:
+    if block.get("min") is None:
+        return DASH
+    return f"{num(block['min'], decimals)}-{num(block['max'], decimals)}"
+
+
+@register.filter
+def ci(interval: list[float] | None, decimals: int = 2) -> str:
+    if interval is None:
+        return DASH
+    return f"{num(interval[0], decimals)} to {num(interval[1], decimals)}"
+
+
+@register.filter
+def pvalue(p: float | None) -> str:
+    if p is None:
+        return DASH
+    return "< 0.001" if p < 0.001 else f"{p:.3f}"
+
+
+@register.filter
+def of(count: int, total: int) -> str:
+    """ "9/10 (90%)"."""
+    if not total:
+        return f"{count}/{total}"
+    return f"{count}/{total} ({100 * count / total:.0f}%)"
+
+
+@register.filter
+def get_item(container: Any, key: Any) -> Any:
+    """dict[key] or list[index] in a template; the key itself when absent (labels)."""
+    try:
+        return container[key]
+    except (KeyError, IndexError, TypeError):
+        return key

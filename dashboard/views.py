@@ -1,0 +1,93 @@
+from typing import Any
+
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
+
+from accounts.models import User
+from accounts.permissions import analysis_required, visible_sites
+from dashboard.selectors import cohort_rows
+from dashboard.summary import (
+    build_summary,
+    chart_data,
+    complication_grades,
+    headline_timepoint,
+    methods_paragraph,
+    outcome_rows,
+    timepoint_labels,
+)
+from patients.filters import CohortFilterForm
+from patients.models import Patient
+from procedures.models import Leakage, Procedure
+
+ANALYSIS_ROLES = (User.Role.NURSE, User.Role.INVESTIGATOR, User.Role.ADMIN)
+
+
+@analysis_required
+def index(request: HttpRequest) -> HttpResponse:
+    user = request.user
+    assert isinstance(user, User)
+    form = CohortFilterForm(request.GET or None, user=user)
+    context: dict[str, Any] = {"form": form}
+    if form.is_bound and not form.is_valid():
+        return render(request, "dashboard/index.html", context, status=400)
+    filters = form.as_filters() if form.is_bound else {}
+    rows = cohort_rows(user, filters)
+    summary = build_summary(rows, filters)
+    headline = headline_timepoint(summary)
+    context.update(
+        summary=summary,
+        headline=headline
+        and {
+            "label": timepoint_labels()[headline],
+            **{measure: summary["outcomes"][measure][headline] for measure in ("vas", "odi", "opioid_count")},
+            "responders": summary["responders"][headline],
+            "opioid_change": summary["opioid_change"][headline],
+        },
+        t1=summary["table1"],
+        outcome_rows=outcome_rows(summary),
+        timepoints=timepoint_labels(),
+        complications=complication_grades(rows),
+        charts=chart_data(rows),
+        methods=methods_paragraph(summary, _describe(filters, user)),
+        labels={
+            "tumour": dict(Patient.PrimaryTumour.choices),
+            "leakage": dict(Leakage.Site.choices),
+            "approach": dict(Procedure.Approach.choices),
+        },
+        query=request.GET.urlencode(),
+    )
+    return render(request, "dashboard/index.html", context)
+
+
+def summary_json(request: HttpRequest) -> JsonResponse:
+    """The summary as JSON; an API, so 403 JSON rather than a login redirect."""
+    user = request.user
+    if not isinstance(user, User) or not (user.is_superuser or user.role in ANALYSIS_ROLES):
+        return JsonResponse({"error": "Log in as a nurse, investigator or administrator."}, status=403)
+    form = CohortFilterForm(request.GET, user=user)
+    if not form.is_valid():
+        return JsonResponse({"error": "Invalid filters.", "fields": form.errors}, status=400)
+    filters = form.as_filters()
+    return JsonResponse(build_summary(cohort_rows(user, filters), filters), json_dumps_params={"ensure_ascii": False})
+
+
+def _describe(filters: dict[str, str], user: User) -> str:
+    """The applied filters in words, for the methods paragraph."""
+    parts = []
+    if filters.get("site"):
+        parts.append(f"site {filters['site']}")
+    elif not user.sees_all_sites:
+        parts.append("sites " + ", ".join(visible_sites(user).values_list("code", flat=True)))
+    else:
+        parts.append("all sites")
+    if filters.get("approach"):
+        parts.append(f"{dict(Procedure.Approach.choices)[filters['approach']].lower()} approach")
+    if filters.get("primary_tumour"):
+        parts.append(f"primary tumour {dict(Patient.PrimaryTumour.choices)[filters['primary_tumour']].lower()}")
+    start, end = filters.get("procedure_from"), filters.get("procedure_to")
+    if start or end:
+        parts.append(
+            f"index procedure {'from ' + start if start else ''}{' ' if start and end else ''}"
+            f"{'to ' + end if end else ''}".strip()
+        )
+    return "; ".join(parts)
