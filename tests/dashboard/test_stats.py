@@ -1,0 +1,97 @@
+"""dashboard.stats on hand-made cases whose answers are known (and on scipy directly)."""
+
+import math
+from decimal import Decimal
+
+import numpy as np
+import pytest
+from scipy import stats as sps
+
+from dashboard import stats
+
+
+def test_quartiles_are_spss_weighted_averages():
+    counts = [1, 1, 1, 1, 2, 2, 2, 3, 4, 4]  # the paper's baseline opioid counts
+    assert stats.quartiles(counts) == (1.0, 2.0, 3.25)
+    assert stats.quartiles([5, 7]) == (5.0, 6.0, 7.0)  # positions outside 1..n clamp to min and max
+    assert stats.quartiles([]) == (None, None, None)
+
+
+def test_descriptives_of_one_value_have_no_sd():
+    assert stats.descriptives([4]) == {"n": 1, "mean": 4.0, "sd": None, "min": 4, "max": 4}
+    assert stats.descriptives([]) == {"n": 0, "mean": None, "sd": None, "min": None, "max": None}
+
+
+@pytest.mark.parametrize("n", [0, 1])
+def test_fewer_than_two_pairs_give_null_statistics(n):
+    block = stats.paired_comparison([7.0] * n, [3.0] * n)
+    assert block["n"] == n
+    assert block["baseline"]["mean"] is None and block["followup"]["sd"] is None
+    assert block["diff"] == {"mean": None, "sd": None, "ci95": None}
+    assert block["t"] is block["p_ttest"] is block["p_wilcoxon"] is None
+
+
+def test_equal_differences_have_no_t_test_but_a_wilcoxon():
+    # 8.2 - 5.2 and 7.1 - 4.1 are both exactly 3, though not in floats.
+    block = stats.paired_comparison([8.2, 7.1, 6.0], [5.2, 4.1, 3.0])
+    assert block["t"] is None and block["p_ttest"] is None
+    assert block["diff"]["mean"] == pytest.approx(-3)
+    z = (0 - 3 * 4 / 4) / math.sqrt(3 * 4 * 7 / 24 - (27 - 3) / 48)
+    assert block["p_wilcoxon"] == pytest.approx(2 * sps.norm.sf(abs(z)), rel=1e-12)
+
+
+def test_all_zero_differences_give_no_p_values():
+    block = stats.paired_comparison([5.0, 6.0, 7.0], [5.0, 6.0, 7.0])
+    assert block["diff"]["mean"] == 0 and block["diff"]["sd"] == 0
+    assert block["diff"]["ci95"] == [0, 0]
+    assert block["t"] is block["p_ttest"] is block["p_wilcoxon"] is None
+
+
+def test_the_paired_t_test_and_interval_agree_with_scipy():
+    base, follow = [6.0, 7.0, 7.0, 8.0, 6.0], [1.0, 3.0, 2.0, 4.0, 2.5]
+    block = stats.paired_comparison(base, follow)
+    expected = sps.ttest_rel(follow, base)
+    assert block["t"] == pytest.approx(expected.statistic, rel=1e-12)
+    assert block["p_ttest"] == pytest.approx(expected.pvalue, rel=1e-12)
+    low, high = expected.confidence_interval(0.95)
+    assert block["diff"]["ci95"] == pytest.approx([low, high], rel=1e-12)
+    assert stats.effect_size_dz(block["t"], 5) == pytest.approx(expected.statistic / math.sqrt(5))
+    assert block["p_wilcoxon"] == pytest.approx(
+        sps.wilcoxon(np.subtract(follow, base), zero_method="wilcox", correction=False, method="approx").pvalue
+    )
+
+
+def test_wilcoxon_ranks_float_noise_as_ties():
+    # 8.2-5.2, 7.1-4.1 and 3 are one tie group of |d| = 3 once rounded.
+    base, follow = [8.2, 7.1, 6.0, 5.0], [5.2, 4.1, 3.0, 4.0]
+    rounded = [-3.0, -3.0, -3.0, -1.0]
+    expected = sps.wilcoxon(rounded, zero_method="wilcox", correction=False, method="approx").pvalue
+    assert stats.paired_comparison(base, follow)["p_wilcoxon"] == pytest.approx(expected, rel=1e-12)
+
+
+def test_responder_thresholds_use_exact_arithmetic():
+    vas_b = [float(Decimal("8.2")), 7.0, 7.0, 5.0]
+    vas_f = [float(Decimal("5.2")), 4.9, 5.0, 3.0]
+    odi_b, odi_f = [70.0, 68.88888888888889], [60.0, 58.88888888888889]
+    assert stats.responders(vas_b, vas_f, odi_b, odi_f) == {
+        "vas_drop_ge_3": 1,  # 8.2 -> 5.2
+        "vas_drop_ge_30pct": 3,  # 8.2 -> 5.2, 7 -> 4.9 (exactly 30 %), 5 -> 3; not 7 -> 5
+        "odi_drop_ge_10": 2,
+        "of": 4,
+    }
+
+
+def test_opioid_change_categories():
+    assert stats.opioid_change([2, 3, 1, 0, 2], [0, 1, 1, 0, 4]) == {
+        "stopped": 1,
+        "decreased": 1,
+        "unchanged": 2,
+        "increased": 1,
+        "of": 5,
+    }
+
+
+def test_complete_pairs_leave_out_missing_values():
+    base = {1: 7.0, 2: None, 3: 6.0, 4: 5.0}
+    follow = {1: 3.0, 2: 4.0, 3: None, 5: 1.0}
+    assert stats.complete_pairs(base, follow) == ([7.0], [3.0])
