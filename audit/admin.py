@@ -56,7 +56,7 @@ class AuditedModelAdmin(admin.ModelAdmin):
     def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
         with transaction.atomic():
             before = services.snapshot(type(obj).objects.get(pk=obj.pk)) if change else None
-            if hasattr(obj, "version") and change:
+            if services.has_version_token(obj) and change:
                 obj.version += 1
             if hasattr(obj, "compute_derived"):
                 obj.compute_derived()

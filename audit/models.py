@@ -1,5 +1,17 @@
+import json
+from typing import Any, NamedTuple
+
+from django.apps import apps
 from django.conf import settings
+from django.core.exceptions import FieldDoesNotExist
 from django.db import models
+
+
+class FieldChange(NamedTuple):
+    field: str
+    label: str
+    old: Any
+    new: Any
 
 
 class AuditEvent(models.Model):
@@ -41,3 +53,24 @@ class AuditEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.at:%Y-%m-%d %H:%M:%S} {self.username} {self.action} {self.model} {self.object_repr}"
+
+    def field_changes(self) -> list[FieldChange]:
+        """One (field, label, old, new) per changed field, labelled with the model's verbose names."""
+        try:
+            meta = apps.get_model(self.model)._meta if self.model else None
+        except (LookupError, ValueError):
+            meta = None
+        out = []
+        for name, pair in self.changes.items():
+            old, new = pair if isinstance(pair, list) and len(pair) == 2 else (None, pair)
+            try:
+                label = str(meta.get_field(name).verbose_name) if meta else name
+            except FieldDoesNotExist:
+                label = name
+            out.append(FieldChange(name, label, _text(old), _text(new)))
+        return out
+
+
+def _text(value: Any) -> Any:
+    """Lists and dicts as JSON; everything else as stored (None stays None)."""
+    return json.dumps(value) if isinstance(value, (list, dict)) else value

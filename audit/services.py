@@ -6,7 +6,7 @@ import decimal
 from collections.abc import Iterable
 from typing import Any
 
-from django.core.exceptions import ValidationError
+from django.core.exceptions import FieldDoesNotExist, ValidationError
 from django.db import models, transaction
 from django.db.models.deletion import Collector
 
@@ -26,9 +26,20 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def has_version_token(instance: models.Model) -> bool:
+    """Whether `version` is the optimistic-concurrency counter (ConsentVersion.version is a label)."""
+    try:
+        field = instance._meta.get_field("version")
+    except FieldDoesNotExist:
+        return False
+    return isinstance(field, models.PositiveIntegerField) and not field.editable
+
+
 def snapshot(instance: models.Model, exclude: Iterable[str] = ("id", "version")) -> dict[str, Any]:
-    """Every concrete field of `instance` as plain values (FKs by their id)."""
+    """Every concrete field of `instance` as plain values (FKs by their id); the concurrency counter left out."""
     skip = set(exclude)
+    if not has_version_token(instance):
+        skip.discard("version")
     return {f.name: _plain(getattr(instance, f.attname)) for f in instance._meta.concrete_fields if f.name not in skip}
 
 
@@ -165,7 +176,7 @@ def save_audited(
             record_created(instance, user=user, reason=reason, study_id=study_id, site_code=site_code)
             return instance
         current = type(instance)._default_manager.select_for_update().get(pk=instance.pk)
-        has_version = hasattr(current, "version")
+        has_version = has_version_token(current)
         if has_version and expected_version is not None and current.version != expected_version:
             raise StaleEditError(instance)
         if not reason.strip():
@@ -192,3 +203,23 @@ def delete_audited(instance: models.Model, *, user: Any, reason: str) -> None:
         for obj in doomed:
             record_deleted(obj, user=user, reason=reason, study_id=study_id, site_code=site_code)
         instance.delete()
+
+
+def record_access(
+    *, action: str, instance: models.Model, user: Any, reason: str = "", extra: dict[str, Any] | None = None
+) -> AuditEvent:
+    """A trail entry about one row that changes nothing in it (e.g. a consent PDF viewed)."""
+    actor, username = _actor(user)
+    study_id, site_code = owner_keys(instance)
+    return AuditEvent.objects.create(
+        user=actor,
+        username=username,
+        action=action,
+        model=instance._meta.label,
+        object_pk=str(instance.pk),
+        object_repr=str(instance)[:200],
+        study_id=study_id,
+        site_code=site_code,
+        reason=reason,
+        extra=extra or {},
+    )
