@@ -1,5 +1,6 @@
 from typing import Any
 
+from django import forms
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 
@@ -27,6 +28,8 @@ def index(request: HttpRequest) -> HttpResponse:
     user = request.user
     assert isinstance(user, User)
     form = CohortFilterForm(request.GET or None, user=user)
+    for field in form.fields.values():
+        field.widget.attrs["class"] = "form-select" if isinstance(field.widget, forms.Select) else "form-control"
     context: dict[str, Any] = {"form": form}
     if form.is_bound and not form.is_valid():
         return render(request, "dashboard/index.html", context, status=400)
