@@ -1,0 +1,167 @@
+"""Every URL x every role -> the answer it must give.
+
+`test_every_url_is_in_the_matrix` walks the URL resolver and fails when a route
+exists that is not in MATRIX (or a row names a route that no longer exists): a
+new page is not done until its row is added here. The Django admin has its own
+permission layer (RegistryAdminSite, tests/accounts/test_admin_access.py); it is
+covered by the sample rows in ADMIN_SAMPLES rather than route by route.
+
+Expected answers: a status code, LOGIN (302 to the log-in page) or REDIRECT
+(302 elsewhere, e.g. the home page sending each role to its start page).
+"""
+
+from typing import Any
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.urls import URLPattern, URLResolver, get_resolver
+
+from patients.models import Consent
+from patients.services import record_consent
+from tests.factories import ConsentVersionFactory, PatientFactory, ProcedureFactory
+
+pytestmark = pytest.mark.django_db
+
+LOGIN, REDIRECT = "login", "redirect"
+ROLES = ("anonymous", "nurse", "other_nurse", "investigator", "admin_user")
+
+
+def _answers(anonymous: Any, nurse: Any, other_nurse: Any, investigator: Any, admin: Any) -> dict[str, Any]:
+    return dict(zip(ROLES, (anonymous, nurse, other_nurse, investigator, admin), strict=True))
+
+
+ANYONE_LOGGED_IN = _answers(LOGIN, 200, 200, 200, 200)
+ADMIN_ONLY = _answers(LOGIN, 403, 403, 403, 200)
+DATA_ENTRY = _answers(LOGIN, 200, 200, 403, 200)  # lists and forms scoped to the user's sites
+DATA_ENTRY_OF_SITE = _answers(LOGIN, 200, 404, 403, 200)  # one object of site PSP: other sites get 404
+
+# route (as the resolver spells it) -> (path to request, expected answer per role)
+MATRIX: dict[str, tuple[str, dict[str, Any]]] = {
+    "": ("/", _answers(LOGIN, REDIRECT, REDIRECT, REDIRECT, REDIRECT)),
+    # accounts
+    "accounts/login/": ("/accounts/login/", _answers(200, 200, 200, 200, 200)),
+    "accounts/logout/": ("/accounts/logout/", _answers(405, 405, 405, 405, 405)),  # POST only
+    "accounts/password/": ("/accounts/password/", ANYONE_LOGGED_IN),
+    "accounts/password/done/": ("/accounts/password/done/", ANYONE_LOGGED_IN),
+    # patients (data entry)
+    "patients/": ("/patients/", DATA_ENTRY),
+    "patients/worklist/": ("/patients/worklist/", DATA_ENTRY),
+    "patients/enrol/": ("/patients/enrol/", DATA_ENTRY),
+    "patients/<str:study_id>/": ("/patients/{study_id}/", DATA_ENTRY_OF_SITE),
+    "patients/<str:study_id>/edit/": ("/patients/{study_id}/edit/", DATA_ENTRY_OF_SITE),
+    "patients/<str:study_id>/consent/": ("/patients/{study_id}/consent/", DATA_ENTRY_OF_SITE),
+    "patients/<str:study_id>/consent/<int:pk>/document/": (
+        "/patients/{study_id}/consent/{consent}/document/",
+        DATA_ENTRY_OF_SITE,
+    ),
+    # procedures and visits (data entry)
+    "procedures/new/<str:study_id>/": ("/procedures/new/{study_id}/", DATA_ENTRY_OF_SITE),
+    "procedures/<int:pk>/edit/": ("/procedures/{procedure}/edit/", DATA_ENTRY_OF_SITE),
+    "visits/<str:study_id>/<str:timepoint>/": ("/visits/{study_id}/m1/", DATA_ENTRY_OF_SITE),
+    # dashboard (every role, own sites; the JSON API answers 403, not a redirect)
+    "dashboard/": ("/dashboard/", ANYONE_LOGGED_IN),
+    "dashboard/summary.json": ("/dashboard/summary.json", _answers(403, 200, 200, 200, 200)),
+    # audit
+    "audit/": ("/audit/", ADMIN_ONLY),
+    "audit/trail.csv": ("/audit/trail.csv", ADMIN_ONLY),
+    "audit/patients/<str:study_id>/": ("/audit/patients/{study_id}/", ADMIN_ONLY),
+    "audit/patients/<str:study_id>/delete/": ("/audit/patients/{study_id}/delete/", ADMIN_ONLY),
+    "audit/consent-versions/": ("/audit/consent-versions/", ADMIN_ONLY),
+    "audit/consent-versions/new/": ("/audit/consent-versions/new/", ADMIN_ONLY),
+    "audit/consent-versions/<int:pk>/edit/": ("/audit/consent-versions/{version}/edit/", ADMIN_ONLY),
+    "audit/consent-versions/<int:pk>/form/": ("/audit/consent-versions/{version}/form/", DATA_ENTRY),
+    "audit/consents/": ("/audit/consents/", ADMIN_ONLY),
+    "audit/consents/register.csv": ("/audit/consents/register.csv", ADMIN_ONLY),
+    "audit/consents/<int:pk>/": ("/audit/consents/{consent}/", DATA_ENTRY_OF_SITE),
+    "audit/consents/<int:pk>/document/": ("/audit/consents/{consent}/document/", DATA_ENTRY_OF_SITE),
+    "audit/consents/<int:pk>/withdraw/": ("/audit/consents/{consent}/withdraw/", DATA_ENTRY_OF_SITE),
+}
+
+ADMIN_LOGIN = "admin_login"
+ADMIN_SAMPLES: dict[str, dict[str, Any]] = {
+    "/admin/": _answers(ADMIN_LOGIN, ADMIN_LOGIN, ADMIN_LOGIN, ADMIN_LOGIN, 200),
+    "/admin/patients/patient/": _answers(ADMIN_LOGIN, ADMIN_LOGIN, ADMIN_LOGIN, ADMIN_LOGIN, 200),
+    "/admin/audit/auditevent/": _answers(ADMIN_LOGIN, ADMIN_LOGIN, ADMIN_LOGIN, ADMIN_LOGIN, 200),
+    "/admin/audit/auditevent/add/": _answers(ADMIN_LOGIN, ADMIN_LOGIN, ADMIN_LOGIN, ADMIN_LOGIN, 403),
+}
+
+
+def _routes(patterns: list[Any], prefix: str = "") -> list[str]:
+    out = []
+    for p in patterns:
+        if isinstance(p, URLResolver):
+            out += _routes(p.url_patterns, prefix + str(p.pattern))
+        elif isinstance(p, URLPattern):
+            out.append(prefix + str(p.pattern))
+    return out
+
+
+def test_every_url_is_in_the_matrix():
+    routes = {r for r in _routes(get_resolver().url_patterns) if not r.startswith("admin/")}
+    missing = sorted(routes - MATRIX.keys())
+    assert not missing, f"Add these URLs to MATRIX with the answer each role must get: {missing}"
+    stale = sorted(MATRIX.keys() - routes)
+    assert not stale, f"These MATRIX rows name URLs that no longer exist: {stale}"
+
+
+@pytest.fixture
+def world(site, other_site, nurse):
+    """A consented PSP patient with a signed PDF and a procedure; a version with its blank form."""
+    version = ConsentVersionFactory(blank_form=SimpleUploadedFile("blank.pdf", b"%PDF blank"))
+    patient = PatientFactory(site=site, full_name="Mariam Quistgaard", mrn="MRN-SECRET-77")
+    consent = record_consent(
+        consent=Consent(
+            patient=patient,
+            consent_version=version,
+            signed_date=patient.enrolment_date,
+            obtained_by="RN01",
+            scope_registry=True,
+            scope_future_contact=True,
+        ),
+        user=nurse,
+        document=SimpleUploadedFile("signed.pdf", b"%PDF signed"),
+    )
+    procedure = ProcedureFactory(patient=patient)
+    return {
+        "patient": patient,
+        "study_id": patient.study_id,
+        "consent": consent.pk,
+        "procedure": procedure.pk,
+        "version": version.pk,
+    }
+
+
+def _body(response: Any) -> str:
+    content = b"".join(response.streaming_content) if response.streaming else response.content
+    return content.decode(errors="replace")
+
+
+def _check(client: Any, request: Any, path: str, role: str, expected: Any, world: dict[str, Any]) -> None:
+    if role != "anonymous":
+        client.force_login(request.getfixturevalue(role))
+    response = client.get(path)
+    location = response.get("Location", "")
+    if expected == LOGIN:
+        assert response.status_code == 302 and location.startswith("/accounts/login/"), (path, role, location)
+    elif expected == ADMIN_LOGIN:
+        assert response.status_code == 302 and location.startswith("/admin/login/"), (path, role, location)
+    elif expected == REDIRECT:
+        assert response.status_code == 302 and "/login/" not in location, (path, role, location)
+    else:
+        assert response.status_code == expected, (path, role, response.status_code)
+    if role == "investigator" and response.status_code == 200:
+        body = _body(response)
+        assert world["patient"].full_name not in body and world["patient"].mrn not in body, path
+
+
+@pytest.mark.parametrize(
+    ("route", "role"), [(route, role) for route in MATRIX for role in ROLES], ids=lambda v: v or "home"
+)
+def test_url_role_matrix(client, request, world, route, role):
+    template, answers = MATRIX[route]
+    _check(client, request, template.format(**world), role, answers[role], world)
+
+
+@pytest.mark.parametrize(("path", "role"), [(path, role) for path in ADMIN_SAMPLES for role in ROLES])
+def test_django_admin_role_samples(client, request, world, path, role):
+    _check(client, request, path, role, ADMIN_SAMPLES[path][role], world)
