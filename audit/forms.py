@@ -10,7 +10,7 @@ from audit.models import AuditEvent
 from audit.selectors import ConsentState
 from patients.models import Consent, ConsentVersion
 
-DATE = forms.DateInput(attrs={"type": "date"})
+DATE = forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d")  # what <input type=date> reads
 # Models whose rows the trail follows; the choice list needs no query.
 AUDITED_APPS = ("patients", "procedures", "outcomes", "accounts")
 

@@ -22,7 +22,7 @@ from audit.forms import ConsentVersionForm, DeletePatientForm, RegisterFilterFor
 from audit.models import AuditEvent
 from audit.services import record_access, record_event, save_audited
 from patients.models import Consent, ConsentVersion, Patient
-from patients.services import delete_patient, document_matches, withdraw_consent
+from patients.services import current_version, delete_patient, document_matches, withdraw_consent
 from registry.csv_safety import stream_csv
 
 PAGE_SIZE = 50
@@ -133,7 +133,7 @@ def patient_delete(request: HttpRequest, study_id: str) -> HttpResponse:
 @admin_required
 def version_list(request: HttpRequest) -> HttpResponse:
     versions = ConsentVersion.objects.all()
-    current = next((v for v in versions if v.in_force_on(datetime.date.today())), None)
+    current = current_version()
     return render(request, "audit/version_list.html", {"versions": versions, "current": current})
 
 

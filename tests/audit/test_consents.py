@@ -279,3 +279,23 @@ def test_the_register_takes_a_fixed_number_of_queries(client, admin_user, regist
     with django_assert_num_queries(10):
         response = client.get("/audit/consents/")
     assert len(response.context["rows"]) == 27
+
+
+def test_a_remove_data_withdrawal_changes_the_dashboards_n_at_once(client, admin_user, investigator, consent):
+    ConsentFactory(patient=PatientFactory(site=consent.patient.site))  # a second patient who stays
+    client.force_login(investigator)
+    assert client.get("/dashboard/summary.json").json()["cohort"]["patients"] == 2
+    client.force_login(admin_user)
+    client.post(
+        f"/audit/consents/{consent.pk}/withdraw/",
+        {"withdrawal_scope": "remove_data", "withdrawn_date": datetime.date.today(), "withdrawal_reason": "Letter"},
+    )
+    client.force_login(investigator)
+    cohort = client.get("/dashboard/summary.json").json()["cohort"]
+    assert cohort["patients"] == 1 and cohort["excluded_withdrawn"] == 1
+
+
+def test_the_version_form_shows_its_dates_to_the_date_picker(client, admin_user):
+    version = ConsentVersionFactory(version="5.0", effective_from=datetime.date(2025, 2, 3))
+    client.force_login(admin_user)
+    assert 'value="2025-02-03"' in client.get(f"/audit/consent-versions/{version.pk}/edit/").content.decode()
