@@ -1,4 +1,8 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
+
+from outcomes import views
 
 app_name = "outcomes"
-urlpatterns: list = []
+urlpatterns = [
+    path("<str:study_id>/<str:timepoint>/", views.visit, name="visit"),
+]

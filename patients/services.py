@@ -110,3 +110,10 @@ def current_version() -> ConsentVersion | None:
         .order_by("-effective_from")
         .first()
     )
+
+
+def ensure_data_entry_allowed(patient: Patient) -> None:
+    """Clinical data needs a valid consent; raise the reason why not, for the form to show."""
+    reason = patient.data_entry_block_reason()
+    if reason:
+        raise ValidationError(reason)

@@ -1,4 +1,14 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
+
+from patients import views
 
 app_name = "patients"
-urlpatterns: list = []
+urlpatterns = [
+    path("", views.patient_list, name="list"),
+    path("worklist/", views.worklist, name="worklist"),
+    path("enrol/", views.enrol, name="enrol"),
+    path("<str:study_id>/", views.detail, name="detail"),
+    path("<str:study_id>/edit/", views.edit, name="edit"),
+    path("<str:study_id>/consent/", views.consent, name="consent"),
+    path("<str:study_id>/consent/<int:pk>/document/", views.consent_document, name="consent_document"),
+]

@@ -1,4 +1,9 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
+
+from procedures import views
 
 app_name = "procedures"
-urlpatterns: list = []
+urlpatterns = [
+    path("new/<str:study_id>/", views.create, name="create"),
+    path("<int:pk>/edit/", views.edit, name="edit"),
+]

@@ -1,0 +1,68 @@
+import datetime
+from typing import Any
+
+from crispy_forms.bootstrap import InlineRadios
+from crispy_forms.layout import HTML, Column, Fieldset, Row
+from django import forms
+
+from outcomes.models import ODI_FIELDS, ODI_SECTION_TITLES, FollowUp, Medication
+from patients.forms import EditMixin, child_formset, date_input, plain_helper
+
+# The licensed ODI wording is not shipped (domain.md): section titles and the standard response numbers.
+ODI_CHOICES = [("", "Not answered"), *[(i, str(i)) for i in range(6)]]
+
+
+class VisitForm(EditMixin, forms.ModelForm):
+    class Meta:
+        model = FollowUp
+        fields = ["status", "visit_date", "deviation_note", "vas", *ODI_FIELDS]
+        widgets = {
+            "visit_date": date_input(),
+            "status": forms.RadioSelect,
+            "deviation_note": forms.Textarea(attrs={"rows": 2}),
+            "vas": forms.NumberInput(attrs={"step": "0.1", "inputmode": "decimal"}),
+        }
+
+    def __init__(self, *args: Any, window: tuple[datetime.date, datetime.date] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.setup_edit(self.instance.pk is not None)
+        for number, name in enumerate(ODI_FIELDS, start=1):
+            self.fields[name] = forms.TypedChoiceField(
+                label=f"{number}. {ODI_SECTION_TITLES[number - 1]}",
+                choices=ODI_CHOICES,
+                coerce=int,
+                empty_value=None,
+                required=False,
+                widget=forms.RadioSelect(attrs={"data-odi": ""}),
+            )
+        date = self.fields["visit_date"]
+        if window:
+            date.help_text = f"Window: {window[0]:%Y-%m-%d} to {window[1]:%Y-%m-%d}."
+            date.widget.attrs.update(
+                {"data-window-opens": f"{window[0]:%Y-%m-%d}", "data-window-closes": f"{window[1]:%Y-%m-%d}"}
+            )
+        else:
+            date.help_text = "The visit window is set by the date of the index procedure (not recorded yet)."
+        self.fields["deviation_note"].help_text = "Required when the visit date is outside its window."
+        self.helper = plain_helper(
+            InlineRadios("status"),
+            Row(Column("visit_date", css_class="col-sm-6 col-md-4"), Column("vas", css_class="col-sm-6 col-md-4")),
+            HTML('<div id="window-warning" class="alert alert-warning py-1" role="status" hidden></div>'),
+            "deviation_note",
+            Fieldset(
+                "Oswestry Disability Index (ODI 2.1a): answer for each section 0 to 5",
+                *[InlineRadios(name) for name in ODI_FIELDS],
+                HTML('{% include "outcomes/_odi_score.html" %}'),
+                css_id="odi",
+            ),
+        )
+
+
+class MedicationForm(forms.ModelForm):
+    class Meta:
+        model = Medication
+        fields = ["drug", "daily_dose"]
+        widgets = {"daily_dose": forms.NumberInput(attrs={"step": "any", "inputmode": "decimal"})}
+
+
+MedicationFormSet = child_formset(MedicationForm, fk="followup", title="Opioid", extra=2)

@@ -1,0 +1,62 @@
+from django.conf import settings
+from django.contrib import messages
+from django.core.exceptions import ValidationError
+from django.forms.formsets import all_valid
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+
+from accounts.permissions import data_entry_required
+from audit.services import StaleEditError
+from outcomes import services
+from outcomes.forms import MedicationForm, MedicationFormSet, VisitForm
+from outcomes.models import FollowUp, Timepoint
+from outcomes.scoring import MME_FACTORS, visit_window
+from patients.forms import add_service_error, error_summary, initial_rows
+from patients.views import get_patient_for_user
+
+
+@data_entry_required
+def visit(request: HttpRequest, study_id: str, timepoint: str) -> HttpResponse:
+    """The visit of one timepoint: recorded the first time, edited (with a reason) afterwards."""
+    patient = get_patient_for_user(request.user, study_id)
+    if timepoint not in Timepoint.values:
+        raise Http404
+    label = Timepoint(timepoint).label.split(" (")[0]
+    if block := patient.data_entry_block_reason():
+        return render(
+            request, "patients/blocked.html", {"patient": patient, "reason": block, "what": f"the {label} visit"}
+        )
+    followup = patient.followups.filter(timepoint=timepoint).first() or FollowUp(patient=patient, timepoint=timepoint)
+    followup.patient = patient  # one Patient object, so its index date is looked up once
+    index = patient.index_procedure_date
+    window = visit_window(timepoint, index) if index else None
+    data = request.POST if request.method == "POST" else None
+    form = VisitForm(data, instance=followup, window=window)
+    meds = MedicationFormSet(
+        data,
+        prefix="med",
+        parent=followup,
+        initial=initial_rows(followup.medications.all(), MedicationForm) if followup.pk else None,
+    )
+    if data is not None and all_valid([form, meds]):
+        try:
+            pairs = [(m.drug, m.daily_dose) for m in meds.rows()]
+            services.record_visit(visit=form.instance, medications=pairs, user=request.user, **form.edit_kwargs())
+        except StaleEditError as exc:
+            form.add_error(None, str(exc))
+        except ValidationError as exc:
+            add_service_error(form, exc)
+        else:
+            messages.success(request, f"{label} visit of {patient.study_id} saved.")
+            return redirect("patients:detail", study_id=patient.study_id)
+    context = {
+        "form": form,
+        "meds": meds,
+        "patient": patient,
+        "visit": followup,
+        "label": label,
+        "mme_factors": {drug: float(f) for drug, f in MME_FACTORS.items()},
+        "odi_min_sections": settings.ODI_MIN_SECTIONS,
+        "errors": error_summary(form, meds),
+    }
+    return render(request, "outcomes/visit_form.html", context)

@@ -1,0 +1,258 @@
+"""Data-entry forms for patients and consents, and the pieces every CRF form shares."""
+
+import datetime
+from typing import Any
+
+from crispy_forms.bootstrap import InlineRadios
+from crispy_forms.helper import FormHelper
+from crispy_forms.layout import Column, Layout, Row
+from django import forms
+from django.core.exceptions import ValidationError
+from django.db import models
+
+from accounts.models import User
+from accounts.permissions import visible_sites
+from patients.models import YES_NO, Consent, ConsentVersion, Patient
+from patients.services import current_version
+
+
+def date_input() -> forms.DateInput:
+    return forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d")
+
+
+def plain_helper(*layout: Any) -> FormHelper:
+    """A crispy helper that leaves the <form> tag to the template (several forms share one)."""
+    helper = FormHelper()
+    helper.form_tag = False
+    helper.disable_csrf = True
+    if layout:
+        helper.layout = Layout(*layout)
+    return helper
+
+
+def yes_no_as_radios(form: forms.ModelForm) -> None:
+    """Yes/No questions as two radios: no "---------" option, one tap on a tablet."""
+    for name, field in form.fields.items():
+        model_field = form._meta.model._meta.get_field(name) if name in form._meta.fields else None
+        if isinstance(model_field, models.BooleanField) and isinstance(field, forms.TypedChoiceField):
+            field.choices = YES_NO
+            field.widget = forms.RadioSelect(choices=YES_NO)
+
+
+class EditMixin(forms.Form):
+    """Reason for change and the optimistic-concurrency token of an edit form.
+
+    `version` is the value the editor loaded; the service refuses the save if
+    the row moved on since, so a second editor never silently overwrites.
+    """
+
+    version = forms.IntegerField(widget=forms.HiddenInput, required=False)
+    reason = forms.CharField(
+        label="Reason for change",
+        help_text="Goes into the audit trail, e.g. 'transcription error on the paper CRF'.",
+        widget=forms.TextInput(),
+    )
+
+    def setup_edit(self, editing: bool) -> None:
+        if editing:
+            self.fields["version"].initial = self.instance.version  # type: ignore[attr-defined]
+        else:
+            del self.fields["version"], self.fields["reason"]
+
+    @property
+    def editing(self) -> bool:
+        return "reason" in self.fields
+
+    def edit_kwargs(self) -> dict[str, Any]:
+        if not self.editing:
+            return {}
+        return {"reason": self.cleaned_data["reason"], "expected_version": self.cleaned_data["version"]}
+
+
+def add_service_error(form: forms.BaseForm, exc: ValidationError) -> None:
+    """Show a service's ValidationError at the fields the form has, the rest at the top."""
+    if hasattr(exc, "error_dict"):
+        for field, errors in exc.error_dict.items():
+            form.add_error(field if field in form.fields else None, errors)
+    else:
+        form.add_error(None, exc)
+
+
+def error_summary(*forms_: Any) -> list[tuple[str, str, str]]:
+    """(anchor id, label, message) for every error of the forms and formsets, for the summary at the top."""
+    out: list[tuple[str, str, str]] = []
+
+    def one(form: forms.BaseForm, prefix_label: str = "") -> None:
+        for name, errors in form.errors.items():
+            if name == "__all__":
+                out.extend(("", prefix_label.strip(" :"), str(e)) for e in errors)
+                continue
+            field = form.fields.get(name)
+            label = f"{prefix_label}{field.label}" if field else prefix_label
+            out.extend((form[name].id_for_label if field else "", label, str(e)) for e in errors)
+
+    for item in forms_:
+        if isinstance(item, forms.BaseFormSet):
+            out.extend(("", item.summary_title, str(e)) for e in item.non_form_errors())  # type: ignore[attr-defined]
+            for number, form in enumerate(item.forms, start=1):
+                one(form, f"{item.summary_title} row {number}: ")  # type: ignore[attr-defined]
+        elif item is not None:
+            one(item)
+    return out
+
+
+PATIENT_FIELDS = [
+    "site",
+    "enrolment_date",
+    "full_name",
+    "mrn",
+    "date_of_birth",
+    "sex",
+    "primary_tumour",
+    "primary_tumour_other",
+    "lesion_character",
+    "pathological_fracture",
+    "denis_zones",
+    "neurological_deficit",
+    "symptom_onset_date",
+    "imaging_date",
+    "imaging_modality",
+    "prior_radiotherapy",
+    "prior_chemotherapy",
+    "ecog",
+    "death_date",
+    "notes",
+]
+
+
+class PatientForm(EditMixin, forms.ModelForm):
+    class Meta:
+        model = Patient
+        fields = PATIENT_FIELDS
+        widgets = {
+            f: date_input()
+            for f in ("enrolment_date", "date_of_birth", "symptom_onset_date", "imaging_date", "death_date")
+        } | {"notes": forms.Textarea(attrs={"rows": 2})}
+
+    def __init__(self, *args: Any, user: User, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        editing = self.instance.pk is not None
+        self.setup_edit(editing)
+        yes_no_as_radios(self)
+        self.fields["ecog"] = forms.TypedChoiceField(
+            label="ECOG performance status",
+            choices=[("", "Not assessed"), *[(i, str(i)) for i in range(5)]],
+            coerce=int,
+            empty_value=None,
+            required=False,
+        )
+        if editing:
+            del self.fields["site"]  # the study ID carries the site code
+        else:
+            del self.fields["death_date"]
+            sites = visible_sites(user)
+            self.fields["site"].queryset = sites  # type: ignore[attr-defined]
+            self.fields["site"].empty_label = None  # type: ignore[attr-defined]
+            self.initial.update(enrolment_date=datetime.date.today(), site=sites.first())
+        radios = [InlineRadios(f) for f in ("pathological_fracture", "neurological_deficit")]
+        therapy = [InlineRadios(f) for f in ("prior_radiotherapy", "prior_chemotherapy")]
+        self.helper = plain_helper(
+            Row(*[Column(f, css_class="col-md-4") for f in ("site", "enrolment_date") if f in self.fields]),
+            Row(Column("full_name", css_class="col-md-6"), Column("mrn", css_class="col-md-6")),
+            Row(Column("date_of_birth", css_class="col-md-4"), Column(InlineRadios("sex"), css_class="col-md-4")),
+            Row(Column("primary_tumour", css_class="col-md-4"), Column("primary_tumour_other", css_class="col-md-8")),
+            Row(Column("lesion_character", css_class="col-md-4"), Column("denis_zones", css_class="col-md-8")),
+            Row(*[Column(r, css_class="col-md-6") for r in radios]),
+            Row(
+                Column("symptom_onset_date", css_class="col-md-4"),
+                Column("imaging_date", css_class="col-md-4"),
+                Column("imaging_modality", css_class="col-md-4"),
+            ),
+            Row(*[Column(r, css_class="col-md-6") for r in therapy]),
+            Row(
+                Column("ecog", css_class="col-md-4"), *([Column("death_date", css_class="col-md-4")] if editing else [])
+            ),
+            "notes",
+        )
+
+
+class ConsentForm(forms.ModelForm):
+    document = forms.FileField(
+        label="Signed consent document (PDF)",
+        help_text="The scanned, signed form; its SHA-256 fingerprint is stored to detect any later change.",
+        widget=forms.ClearableFileInput(attrs={"accept": "application/pdf"}),
+    )
+
+    class Meta:
+        model = Consent
+        fields = ["consent_version", "signed_date", "obtained_by", "scope_registry", "scope_future_contact"]
+        widgets = {"signed_date": date_input()}
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        yes_no_as_radios(self)
+        self.fields["consent_version"].queryset = ConsentVersion.objects.order_by("-effective_from")  # type: ignore[attr-defined]
+        # Model values (None on a new record) win over field.initial, so propose via self.initial.
+        self.initial.update(signed_date=datetime.date.today(), consent_version=current_version())
+        self.fields["obtained_by"].help_text = "Staff code or name of the person who took consent"
+        self.helper = plain_helper(
+            Row(Column("consent_version", css_class="col-md-4"), Column("signed_date", css_class="col-md-4")),
+            "obtained_by",
+            Row(
+                Column(InlineRadios("scope_registry"), css_class="col-md-6"),
+                Column(InlineRadios("scope_future_contact"), css_class="col-md-6"),
+            ),
+            "document",
+        )
+
+    def clean_document(self) -> Any:
+        upload = self.cleaned_data["document"]
+        head = upload.read(5)
+        upload.seek(0)
+        if head != b"%PDF-":
+            raise ValidationError("This file is not a PDF; upload the scanned, signed form as a PDF.")
+        return upload
+
+
+class PatientSearchForm(forms.Form):
+    q = forms.CharField(label="Search by study ID, MRN or name", required=False)
+
+
+class ChildFormSet(forms.BaseFormSet):
+    """Rows that belong to one record (leakages, complications, opioids), each form a ModelForm.
+
+    Every form gets an unsaved instance already linked to `parent`, so the model's
+    own clean() (which looks at the parent's dates) runs while the page is checked.
+    The service, not the formset, writes the rows.
+    """
+
+    fk = ""
+    summary_title = ""
+
+    def __init__(self, *args: Any, parent: models.Model, **kwargs: Any) -> None:
+        self.parent = parent
+        super().__init__(*args, **kwargs)
+
+    def get_form_kwargs(self, index: int | None) -> dict[str, Any]:
+        kwargs = super().get_form_kwargs(index)
+        kwargs["instance"] = self.form._meta.model(**{self.fk: self.parent})
+        return kwargs
+
+    def add_fields(self, form: forms.BaseForm, index: int | None) -> None:
+        super().add_fields(form, index)
+        if "DELETE" in form.fields:
+            form.fields["DELETE"].label = "Remove this row"
+
+    def rows(self) -> list[models.Model]:
+        """The rows to keep: filled-in forms not marked for removal (blank extra rows are ignored)."""
+        return [f.instance for f in self.forms if f.cleaned_data and not f.cleaned_data.get("DELETE")]
+
+
+def child_formset(form: type[forms.ModelForm], *, fk: str, title: str, extra: int) -> type[ChildFormSet]:
+    formset = forms.formset_factory(form, formset=ChildFormSet, extra=extra, can_delete=True, can_delete_extra=False)
+    formset.fk, formset.summary_title = fk, title
+    return formset
+
+
+def initial_rows(rows: Any, form: type[forms.ModelForm]) -> list[dict[str, Any]]:
+    return [forms.model_to_dict(row, fields=form._meta.fields) for row in rows]

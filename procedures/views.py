@@ -1,0 +1,80 @@
+from django.contrib import messages
+from django.core.exceptions import ValidationError
+from django.forms.formsets import all_valid
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+
+from accounts.permissions import data_entry_required, scope_to_sites
+from audit.services import StaleEditError
+from patients.forms import add_service_error, error_summary, initial_rows
+from patients.views import get_patient_for_user
+from procedures import services
+from procedures.forms import (
+    SEVERITY_BY_TYPE,
+    ComplicationForm,
+    ComplicationFormSet,
+    LeakageForm,
+    LeakageFormSet,
+    ProcedureForm,
+)
+from procedures.models import Procedure
+
+
+@data_entry_required
+def create(request: HttpRequest, study_id: str) -> HttpResponse:
+    patient = get_patient_for_user(request.user, study_id)
+    number = max((p.procedure_number for p in patient.procedures.all()), default=0) + 1
+    return procedure_form(request, Procedure(patient=patient, procedure_number=number))
+
+
+@data_entry_required
+def edit(request: HttpRequest, pk: int) -> HttpResponse:
+    procedures = scope_to_sites(Procedure.objects.select_related("patient__site"), request.user, "patient__site")  # type: ignore[arg-type]
+    return procedure_form(request, get_object_or_404(procedures, pk=pk))
+
+
+def procedure_form(request: HttpRequest, procedure: Procedure) -> HttpResponse:
+    """One page for a new procedure and for an edit (which needs a reason and the loaded version)."""
+    patient, editing = procedure.patient, procedure.pk is not None
+    if block := patient.data_entry_block_reason():
+        return render(request, "patients/blocked.html", {"patient": patient, "reason": block, "what": "a procedure"})
+    data = request.POST if request.method == "POST" else None
+    form = ProcedureForm(data, instance=procedure)
+    leaks = LeakageFormSet(
+        data,
+        prefix="leak",
+        parent=procedure,
+        initial=initial_rows(procedure.leakages.all(), LeakageForm) if editing else None,
+    )
+    comps = ComplicationFormSet(
+        data,
+        prefix="comp",
+        parent=procedure,
+        initial=initial_rows(procedure.complications.all(), ComplicationForm) if editing else None,
+    )
+    if data is not None and all_valid([form, leaks, comps]):  # the procedure first: rows check against its dates
+        try:
+            services.record_procedure(
+                procedure=form.instance,
+                leakages=leaks.rows(),
+                complications=comps.rows(),
+                user=request.user,
+                **form.edit_kwargs(),
+            )
+        except StaleEditError as exc:
+            form.add_error(None, str(exc))
+        except ValidationError as exc:
+            add_service_error(form, exc)
+        else:
+            messages.success(request, f"Procedure {procedure.procedure_number} of {patient.study_id} saved.")
+            return redirect("patients:detail", study_id=patient.study_id)
+    context = {
+        "form": form,
+        "leaks": leaks,
+        "comps": comps,
+        "patient": patient,
+        "procedure": procedure,
+        "severity_by_type": SEVERITY_BY_TYPE,
+        "errors": error_summary(form, leaks, comps),
+    }
+    return render(request, "procedures/procedure_form.html", context)

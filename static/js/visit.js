@@ -1,0 +1,58 @@
+// Follow-up visit form: live ODI score, out-of-window warning, opioid count and MME/day.
+// Mirrors outcomes/scoring.py; the values saved are always recomputed on the server.
+(function () {
+  "use strict";
+  var form = document.getElementById("visit-form");
+  if (!form) return;
+
+  var odiOut = document.getElementById("odi-score");
+  function odi() {
+    var sum = 0, answered = 0;
+    for (var i = 1; i <= 10; i++) {
+      var checked = form.querySelector('input[name="odi_q' + i + '"]:checked');
+      if (checked && checked.value !== "") { sum += parseInt(checked.value, 10); answered += 1; }
+    }
+    var min = parseInt(odiOut.getAttribute("data-min-sections"), 10) || 9;
+    if (answered < min || answered === 0) {
+      odiOut.textContent = "not scored (" + answered + " of 10 sections answered)";
+      return;
+    }
+    var score = sum / (5 * answered) * 100;
+    var band = score <= 20 ? "minimal" : score <= 40 ? "moderate" : score <= 60 ? "severe" : score <= 80 ? "crippled" : "bed-bound";
+    odiOut.textContent = score.toFixed(1) + " % (" + band + " disability)";
+  }
+
+  var date = document.getElementById("id_visit_date");
+  var warning = document.getElementById("window-warning");
+  function windowCheck() {
+    if (!date || !warning) return;
+    var opens = date.getAttribute("data-window-opens"), closes = date.getAttribute("data-window-closes");
+    var outside = opens && date.value && (date.value < opens || date.value > closes);
+    warning.hidden = !outside;
+    warning.textContent = outside
+      ? "This date is outside the visit window (" + opens + " to " + closes + "): explain the deviation in the note below to save it."
+      : "";
+  }
+
+  var factors = JSON.parse(document.getElementById("mme-factors").textContent);
+  var countOut = document.getElementById("opioid-count"), mmeOut = document.getElementById("mme");
+  function opioids() {
+    var count = 0, total = 0, unknown = [];
+    form.querySelectorAll('[data-formset-rows="med"] [data-row]').forEach(function (row) {
+      var drug = row.querySelector('select[name$="-drug"]');
+      var dose = row.querySelector('input[name$="-daily_dose"]');
+      var removed = row.querySelector('input[name$="-DELETE"]');
+      if (!drug || !drug.value || (removed && removed.checked)) return;
+      count += 1;
+      if (!(drug.value in factors)) { unknown.push(drug.options[drug.selectedIndex].text); return; }
+      total += factors[drug.value] * (parseFloat(dose && dose.value) || 0);
+    });
+    countOut.textContent = String(count);
+    mmeOut.textContent = unknown.length ? "unknown (no factor for " + unknown.join(", ") + ")" : total.toFixed(1);
+  }
+
+  form.addEventListener("change", function () { odi(); windowCheck(); opioids(); });
+  form.addEventListener("input", function () { windowCheck(); opioids(); });
+  form.addEventListener("rows-changed", opioids);
+  odi(); windowCheck(); opioids();
+})();
