@@ -110,7 +110,11 @@ def test_another_sites_patient_is_not_found_anywhere(client, nurse, other_site):
 def test_investigators_get_403_and_no_identifiers(client, investigator, site):
     patient = treated(site, 10, full_name="Secret Sally", mrn="MRN-SECRET")
     client.force_login(investigator)
-    for url in (reverse("patients:list"), reverse("patients:worklist"), reverse("patients:detail", args=[patient.study_id])):
+    for url in (
+        reverse("patients:list"),
+        reverse("patients:worklist"),
+        reverse("patients:detail", args=[patient.study_id]),
+    ):
         response = client.get(url)
         assert response.status_code == 403
         assert b"Secret Sally" not in response.content and b"MRN-SECRET" not in response.content
