@@ -5,7 +5,7 @@ from patients.models import Consent, ConsentVersion, Patient
 
 
 @admin.register(ConsentVersion)
-class ConsentVersionAdmin(admin.ModelAdmin):
+class ConsentVersionAdmin(AuditedModelAdmin):
     list_display = ("version", "effective_from", "effective_to")
 
 
