@@ -139,6 +139,11 @@ class PatientForm(EditMixin, forms.ModelForm):
         editing = self.instance.pk is not None
         self.setup_edit(editing)
         yes_no_as_radios(self)
+        # Labels that contain another label trip up "find the field labelled X" (people and test tools alike).
+        self.fields["primary_tumour_other"].label = "If other, which tumour"
+        self.fields["imaging_modality"].label = "Imaging modality"
+        self.fields["sex"].choices = Patient.Sex.choices
+        self.fields["sex"].widget = forms.RadioSelect(choices=Patient.Sex.choices)
         self.fields["ecog"] = forms.TypedChoiceField(
             label="ECOG performance status",
             choices=[("", "Not assessed"), *[(i, str(i)) for i in range(5)]],
