@@ -56,6 +56,7 @@ class EditMixin(forms.Form):
     def setup_edit(self, editing: bool) -> None:
         if editing:
             self.fields["version"].initial = self.instance.version  # type: ignore[attr-defined]
+            self.fields["version"].required = True  # without it a stale edit could not be detected
         else:
             del self.fields["version"], self.fields["reason"]
 

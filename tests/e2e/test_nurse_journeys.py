@@ -180,3 +180,5 @@ def test_another_sites_patient_cannot_be_reached(page: Page, live_server, nurse,
     page.goto(f"{live_server.url}/patients/?q=Zed")
     expect(page.get_by_role("status")).to_have_text("0 patients matching “Zed”")
     expect(page.locator("body")).not_to_contain_text(theirs.study_id)
+    page.get_by_role("button", name="Log out").click()
+    expect(page.get_by_role("heading", name="Log in")).to_be_visible()

@@ -226,3 +226,11 @@ def test_a_second_concurrent_edit_is_refused_with_a_message(client, nurse, site)
     page = client.post(url, data | {"ecog": "4", "reason": "second"}).content.decode()
     assert "changed by someone else" in page
     assert Patient.objects.get().ecog == 1
+
+
+def test_the_same_mrn_twice_at_one_site_is_refused(client, nurse, site):
+    PatientFactory(site=site, mrn="A-778")
+    client.force_login(nurse)
+    page = client.post(reverse("patients:enrol"), enrol_data(site)).content.decode()
+    assert "already exists" in page and 'value="Maria Example"' in page
+    assert Patient.objects.count() == 1
