@@ -10,5 +10,4 @@ urlpatterns = [
     path("<str:study_id>/", views.detail, name="detail"),
     path("<str:study_id>/edit/", views.edit, name="edit"),
     path("<str:study_id>/consent/", views.consent, name="consent"),
-    path("<str:study_id>/consent/<int:pk>/document/", views.consent_document, name="consent_document"),
 ]

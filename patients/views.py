@@ -3,7 +3,7 @@ import datetime
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 
 from accounts.permissions import data_entry_required
@@ -78,16 +78,6 @@ def consent(request: HttpRequest, study_id: str) -> HttpResponse:
         return redirect("patients:detail", study_id=patient.study_id)
     context = {"form": form, "patient": patient, "errors": error_summary(form)}
     return render(request, "patients/consent_form.html", context)
-
-
-@data_entry_required
-def consent_document(request: HttpRequest, study_id: str, pk: int) -> FileResponse:
-    """The signed PDF, only through this permission-checked view (media is never served publicly)."""
-    patient = get_patient_for_user(request.user, study_id)
-    record = get_object_or_404(Consent, pk=pk, patient=patient)
-    if not record.document:
-        raise Http404
-    return FileResponse(record.document.open("rb"), content_type="application/pdf", filename=f"{study_id}-consent.pdf")
 
 
 @data_entry_required

@@ -50,10 +50,6 @@ MATRIX: dict[str, tuple[str, dict[str, Any]]] = {
     "patients/<str:study_id>/": ("/patients/{study_id}/", DATA_ENTRY_OF_SITE),
     "patients/<str:study_id>/edit/": ("/patients/{study_id}/edit/", DATA_ENTRY_OF_SITE),
     "patients/<str:study_id>/consent/": ("/patients/{study_id}/consent/", DATA_ENTRY_OF_SITE),
-    "patients/<str:study_id>/consent/<int:pk>/document/": (
-        "/patients/{study_id}/consent/{consent}/document/",
-        DATA_ENTRY_OF_SITE,
-    ),
     # procedures and visits (data entry)
     "procedures/new/<str:study_id>/": ("/procedures/new/{study_id}/", DATA_ENTRY_OF_SITE),
     "procedures/<int:pk>/edit/": ("/procedures/{procedure}/edit/", DATA_ENTRY_OF_SITE),
