@@ -1,17 +1,15 @@
 from django.conf import settings
 from django.contrib import messages
-from django.core.exceptions import ValidationError
 from django.forms.formsets import all_valid
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 
 from accounts.permissions import data_entry_required
-from audit.services import StaleEditError
 from outcomes import services
 from outcomes.forms import MedicationForm, MedicationFormSet, VisitForm
 from outcomes.models import FollowUp, Timepoint
 from outcomes.scoring import MME_FACTORS, visit_window
-from patients.forms import add_service_error, error_summary, initial_rows
+from patients.forms import error_summary, initial_rows, service_saved
 from patients.views import get_patient_for_user
 
 
@@ -39,14 +37,13 @@ def visit(request: HttpRequest, study_id: str, timepoint: str) -> HttpResponse:
         initial=initial_rows(followup.medications.all(), MedicationForm) if followup.pk else None,
     )
     if data is not None and all_valid([form, meds]):
-        try:
-            pairs = [(m.drug, m.daily_dose) for m in meds.rows()]
-            services.record_visit(visit=form.instance, medications=pairs, user=request.user, **form.edit_kwargs())
-        except StaleEditError as exc:
-            form.add_error(None, str(exc))
-        except ValidationError as exc:
-            add_service_error(form, exc)
-        else:
+        pairs = [(m.drug, m.daily_dose) for m in meds.rows()]
+        if service_saved(
+            form,
+            lambda: services.record_visit(
+                visit=form.instance, medications=pairs, user=request.user, **form.edit_kwargs()
+            ),
+        ):
             messages.success(request, f"{label} visit of {patient.study_id} saved.")
             return redirect("patients:detail", study_id=patient.study_id)
     context = {

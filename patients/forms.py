@@ -1,6 +1,7 @@
 """Data-entry forms for patients and consents, and the pieces every CRF form shares."""
 
 import datetime
+from collections.abc import Callable
 from typing import Any
 
 from crispy_forms.bootstrap import InlineRadios
@@ -12,6 +13,7 @@ from django.db import models
 
 from accounts.models import User
 from accounts.permissions import visible_sites
+from audit.services import StaleEditError
 from patients.models import YES_NO, Consent, ConsentVersion, Patient
 from patients.services import current_version
 
@@ -68,6 +70,19 @@ class EditMixin(forms.Form):
         if not self.editing:
             return {}
         return {"reason": self.cleaned_data["reason"], "expected_version": self.cleaned_data["version"]}
+
+
+def service_saved(form: forms.BaseForm, write: Callable[[], object]) -> bool:
+    """Run a service write; a refusal (stale edit, rule broken) goes onto the form instead of raising."""
+    try:
+        write()
+    except StaleEditError as exc:
+        form.add_error(None, str(exc))
+    except ValidationError as exc:
+        add_service_error(form, exc)
+    else:
+        return True
+    return False
 
 
 def add_service_error(form: forms.BaseForm, exc: ValidationError) -> None:

@@ -1,16 +1,14 @@
 import datetime
 
 from django.contrib import messages
-from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 
 from accounts.permissions import data_entry_required
-from audit.services import StaleEditError
 from outcomes.scoring import odi_band
 from patients import selectors, services
-from patients.forms import ConsentForm, PatientForm, PatientSearchForm, add_service_error, error_summary
+from patients.forms import ConsentForm, PatientForm, PatientSearchForm, error_summary, service_saved
 from patients.models import Consent, Patient
 
 PAGE_SIZE = 25
@@ -54,13 +52,9 @@ def edit(request: HttpRequest, study_id: str) -> HttpResponse:
     patient = get_patient_for_user(request.user, study_id)
     form = PatientForm(request.POST or None, instance=patient, user=request.user)  # type: ignore[arg-type]
     if request.method == "POST" and form.is_valid():
-        try:
-            services.update_patient(patient=form.instance, user=request.user, **form.edit_kwargs())
-        except StaleEditError as exc:
-            form.add_error(None, str(exc))
-        except ValidationError as exc:
-            add_service_error(form, exc)
-        else:
+        if service_saved(
+            form, lambda: services.update_patient(patient=form.instance, user=request.user, **form.edit_kwargs())
+        ):
             messages.success(request, f"{patient.study_id} saved.")
             return redirect("patients:detail", study_id=patient.study_id)
     context = {"form": form, "patient": patient, "errors": error_summary(form)}

@@ -1,12 +1,10 @@
 from django.contrib import messages
-from django.core.exceptions import ValidationError
 from django.forms.formsets import all_valid
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 
 from accounts.permissions import data_entry_required, scope_to_sites
-from audit.services import StaleEditError
-from patients.forms import add_service_error, error_summary, initial_rows
+from patients.forms import error_summary, initial_rows, service_saved
 from patients.views import get_patient_for_user
 from procedures import services
 from procedures.forms import (
@@ -53,19 +51,16 @@ def procedure_form(request: HttpRequest, procedure: Procedure) -> HttpResponse:
         initial=initial_rows(procedure.complications.all(), ComplicationForm) if editing else None,
     )
     if data is not None and all_valid([form, leaks, comps]):  # the procedure first: rows check against its dates
-        try:
-            services.record_procedure(
+        if service_saved(
+            form,
+            lambda: services.record_procedure(
                 procedure=form.instance,
                 leakages=leaks.rows(),
                 complications=comps.rows(),
                 user=request.user,
                 **form.edit_kwargs(),
-            )
-        except StaleEditError as exc:
-            form.add_error(None, str(exc))
-        except ValidationError as exc:
-            add_service_error(form, exc)
-        else:
+            ),
+        ):
             messages.success(request, f"Procedure {procedure.procedure_number} of {patient.study_id} saved.")
             return redirect("patients:detail", study_id=patient.study_id)
     context = {
