@@ -28,17 +28,30 @@ FILES = (
 )
 OPTIONAL_FILES = frozenset({"sites", "consent_versions"})
 
-# Columns an export adds beside the CRF's own (ignored by an import).
+# Columns an export adds to a bundle file beside the CRF's own, as
+# (name, label, type, unit). An import ignores them (it recomputes everything).
+EXPORT_EXTRA_COLUMNS: dict[str, list[tuple[str, str, str, str]]] = {
+    "patients": [
+        ("enrolment_year", "Year of enrolment", "integer", ""),
+        ("imaging_to_procedure_days", "Imaging to index procedure", "integer", "days"),
+        ("symptoms_to_procedure_months", "Symptom onset to index procedure (days / 30.4375)", "decimal", "months"),
+    ],
+    "consents": [("day", "Days from the index procedure to signing", "integer", "days")],
+    "procedures": [
+        ("day", "Days from the index procedure", "integer", "days"),
+        ("hospital_stay_days", "Hospital stay (discharge - admission)", "integer", "days"),
+        ("lesion_count", "Lesions treated (one per level)", "integer", ""),
+    ],
+    "complications": [("day", "Days from the index procedure to onset", "integer", "days")],
+    "followups": [
+        ("day", "Days from the index procedure to the visit", "integer", "days"),
+        ("in_window", "Visit date inside its window", "yesno", ""),
+        ("mme_factor_table", "MME conversion factors used", "text", ""),
+    ],
+    "medications": [("mme_factor", "MME conversion factor (blank: none)", "decimal", "MME per unit of dose")],
+}
 EXPORT_ONLY_COLUMNS: dict[str, frozenset[str]] = {
-    "patients": frozenset(
-        {"index_procedure_date", "enrolment_year", "symptoms_to_procedure_months", "imaging_to_procedure_days"}
-    ),
-    "consents": frozenset({"day", "withdrawn_day", "document_verified"}),
-    "procedures": frozenset({"day", "hospital_stay_days", "lesion_count"}),
-    "leakages": frozenset(),
-    "complications": frozenset({"day"}),
-    "followups": frozenset({"day", "in_window", "odi_band", "mme_factor_table"}),
-    "medications": frozenset({"mme_factor", "mme_per_day"}),
+    file: frozenset(name for name, *_ in columns) for file, columns in EXPORT_EXTRA_COLUMNS.items()
 }
 
 

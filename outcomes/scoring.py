@@ -63,7 +63,7 @@ def odi_score(answers: Sequence[int | None], min_answered: int = 9) -> float | N
     given = [a for a in answers if a is not None]
     if len(given) < min_answered or not given:
         return None
-    return sum(given) / (ODI_MAX_PER_SECTION * len(given)) * 100
+    return 100 * sum(given) / (ODI_MAX_PER_SECTION * len(given))  # 100 * first: 7/50 -> 14.0, not 14.000000000000002
 
 
 def odi_band(score: float | None) -> str:

@@ -57,6 +57,9 @@ MATRIX: dict[str, tuple[str, dict[str, Any]]] = {
     # dashboard (every role, own sites; the JSON API answers 403, not a redirect)
     "dashboard/": ("/dashboard/", ANYONE_LOGGED_IN),
     "dashboard/summary.json": ("/dashboard/summary.json", _answers(403, 200, 200, 200, 200)),
+    # exports (investigators and admins; nurses enter data but do not export)
+    "exports/": ("/exports/", _answers(LOGIN, 403, 403, 200, 200)),
+    "exports/log/": ("/exports/log/", ADMIN_ONLY),
     # audit
     "audit/": ("/audit/", ADMIN_ONLY),
     "audit/trail.csv": ("/audit/trail.csv", ADMIN_ONLY),

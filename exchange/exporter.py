@@ -1,0 +1,468 @@
+"""Export the registry as a zip, streamed: the CSV bundle, a wide analysis file,
+the data dictionary of the exported columns and a manifest.
+
+Every file is a generator of rows read with `.iterator()` (one query per file,
+a server-side cursor on PostgreSQL), written through the one CSV guard
+(`registry.csv_safety`) into a zip that is itself yielded chunk by chunk, so
+memory stays flat whatever the number of patients. The view and the
+`export_bundle` command use the same `export_zip` generator.
+
+De-identified (the default): `direct` and `free_text` variables are dropped,
+every `date` variable becomes `<name>_day` (days since the index procedure),
+the enrolment year is kept, ages over 89 are shown as 90 (and the date of
+birth offset is left blank for them, since it would reveal the age).
+"""
+
+import datetime
+import hashlib
+import io
+import itertools
+import json
+import zipfile
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.conf import settings
+from django.db.models import Case, F, IntegerField, OuterRef, QuerySet, Subquery, Value, When
+from django.utils import timezone
+
+from accounts.models import Site
+from exchange import dictionary
+from exchange.dictionary import Variable
+from outcomes.models import FollowUp, Medication, Timepoint
+from outcomes.scoring import MME_FACTORS, days_between, in_window, months_between
+from patients.filters import filtered_patients
+from patients.models import Consent, ConsentVersion
+from procedures.models import Complication, Leakage, Procedure
+from registry.csv_safety import stream_csv
+
+IDENTIFIED, DEIDENTIFIED = "identified", "deidentified"
+SHAPE_BOTH, SHAPE_LONG, SHAPE_WIDE = "both", "long", "wide"
+AGE_CAP = 90
+CHUNK = 2000
+WIDE_FILE = "analysis_wide.csv"
+WIDE_MEASURES = ("status", "day", "vas", "odi_score", "opioid_count", "mme_per_day")
+
+
+@dataclass
+class ExportSpec:
+    """What to export, for whom (None: study-wide, the command line)."""
+
+    user: Any = None
+    filters: dict[str, Any] = field(default_factory=dict)
+    level: str = DEIDENTIFIED
+    shape: str = SHAPE_BOTH
+    reason: str = ""
+    username: str = ""
+
+    @property
+    def identified(self) -> bool:
+        return self.level == IDENTIFIED
+
+
+@dataclass
+class Column:
+    name: str
+    get: Callable[[dict[str, Any]], Any]
+    label: str
+    type: str
+    unit: str = ""
+    choices: str = ""
+    min: str = ""
+    max: str = ""
+    identifier: str = ""
+    note: str = ""
+
+
+def day_name(variable: str) -> str:
+    return variable[: -len("_date")] + "_day" if variable.endswith("_date") else variable + "_day"
+
+
+def _offset(day: datetime.date | None, index: datetime.date | None) -> int | None:
+    return days_between(index, day) if day and index else None
+
+
+def _capped_age(age: int | None) -> int | None:
+    return min(age, AGE_CAP) if age is not None else None
+
+
+def crf_columns(file: str, spec: ExportSpec) -> list[Column]:
+    """The dictionary's variables of `file`, as this export level writes them."""
+    out: list[Column] = []
+    for var in dictionary.variables_for(file):
+        out.extend(_columns_for(var, spec))
+    for name, label, type_, unit in dictionary.EXPORT_EXTRA_COLUMNS.get(file, []):
+        out.append(Column(name, _extra_getter(file, name), label, type_, unit, note="Added by the export"))
+    return out
+
+
+def _columns_for(var: Variable, spec: ExportSpec) -> list[Column]:
+    def described(name: str, get: Callable[[dict[str, Any]], Any], **kw: Any) -> Column:
+        base = {
+            "label": var.label,
+            "type": var.type,
+            "unit": var.unit,
+            "choices": var.choices_text,
+            "min": var.min,
+            "max": var.max,
+            "identifier": var.identifier,
+            "note": var.note,
+        }
+        return Column(name, get, **{**base, **kw})
+
+    key = var.name
+    if spec.identified or not var.identifier:
+        if key == "age_at_enrolment" and not spec.identified:
+            return [described(key, lambda r: _capped_age(r[key]), note="Ages over 89 shown as 90")]
+        return [described(key, lambda r: r[key])]
+    if var.identifier in ("direct", "free_text"):
+        return []
+    # a date about a person: days since the index procedure
+    if key == "date_of_birth":
+
+        def get(r: dict[str, Any]) -> Any:
+            return None if (r["age_at_enrolment"] or 0) > 89 else _offset(r[key], r["index_date"])
+    else:
+
+        def get(r: dict[str, Any]) -> Any:
+            return _offset(r[key], r["index_date"])
+
+    return [
+        described(
+            day_name(key),
+            get,
+            type="integer",
+            unit="days since the index procedure",
+            min="",
+            max="",
+            identifier="",
+            note=f"De-identified from {key}" + (" (blank when age > 89)" if key == "date_of_birth" else ""),
+        )
+    ]
+
+
+def _extra_getter(file: str, name: str) -> Callable[[dict[str, Any]], Any]:
+    dated = {
+        "consents": "signed_date",
+        "procedures": "procedure_date",
+        "complications": "onset_date",
+        "followups": "visit_date",
+    }
+    if name == "day":
+        return lambda r: _offset(r[dated[file]], r["index_date"])
+    getters: dict[str, Callable[[dict[str, Any]], Any]] = {
+        "enrolment_year": lambda r: r["enrolment_date"].year,
+        "imaging_to_procedure_days": lambda r: _offset(r["index_date"], r["imaging_date"]),
+        "symptoms_to_procedure_months": lambda r: (
+            months_between(r["symptom_onset_date"], r["index_date"]) if r["index_date"] else None
+        ),
+        "hospital_stay_days": lambda r: days_between(r["admission_date"], r["discharge_date"]),
+        "lesion_count": lambda r: len([c for c in r["levels_treated"].split("|") if c]),
+        "in_window": lambda r: (
+            in_window(r["timepoint"], r["index_date"], r["visit_date"]) if r["visit_date"] and r["index_date"] else None
+        ),
+        "mme_factor_table": lambda r: r["mme_factor_table"],
+        "mme_factor": lambda r: MME_FACTORS.get(r["drug"]),
+    }
+    return getters[name]
+
+
+# ----------------------------------------------------------------------------- rows
+
+
+def _index_date(patient_path: str) -> Subquery:
+    return Subquery(
+        Procedure.objects.filter(patient=OuterRef(patient_path), procedure_number=1).values("procedure_date")[:1]
+    )
+
+
+def _fields(model: Any) -> list[str]:
+    return [f.attname for f in model._meta.concrete_fields]
+
+
+def _rows(queryset: QuerySet[Any], order: Iterable[str], **names: Any) -> Iterator[dict[str, Any]]:
+    """Plain dicts in a fixed order, one query, read in chunks."""
+    values = queryset.annotate(**names).order_by(*order).values(*_fields(queryset.model), *names)
+    return values.iterator(chunk_size=CHUNK)
+
+
+def _sources(spec: ExportSpec) -> dict[str, Callable[[], Iterator[dict[str, Any]]]]:
+    patients = filtered_patients(spec.user, spec.filters)
+    ids = patients.values("pk")
+    return {
+        "sites": lambda: _rows(Site.objects.filter(pk__in=patients.values("site_id")), ["code"]),
+        "consent_versions": lambda: _rows(
+            ConsentVersion.objects.filter(consents__patient__in=ids).distinct(), ["version"]
+        ),
+        "patients": lambda: _rows(patients, ["study_id"], site_code=F("site__code"), index_date=_index_date("pk")),
+        "consents": lambda: _rows(
+            Consent.objects.filter(patient__in=ids),
+            ["patient__study_id", "signed_date", "id"],
+            study_id=F("patient__study_id"),
+            version_label=F("consent_version__version"),
+            index_date=_index_date("patient_id"),
+        ),
+        "procedures": lambda: _rows(
+            Procedure.objects.filter(patient__in=ids),
+            ["patient__study_id", "procedure_number"],
+            study_id=F("patient__study_id"),
+            index_date=_index_date("patient_id"),
+        ),
+        "leakages": lambda: _rows(
+            Leakage.objects.filter(procedure__patient__in=ids),
+            ["procedure__patient__study_id", "procedure__procedure_number", "site"],
+            study_id=F("procedure__patient__study_id"),
+            procedure_number=F("procedure__procedure_number"),
+        ),
+        "complications": lambda: _rows(
+            Complication.objects.filter(procedure__patient__in=ids),
+            ["procedure__patient__study_id", "procedure__procedure_number", "onset_date", "type", "id"],
+            study_id=F("procedure__patient__study_id"),
+            procedure_number=F("procedure__procedure_number"),
+            index_date=_index_date("procedure__patient_id"),
+        ),
+        "followups": lambda: _rows(
+            FollowUp.objects.filter(patient__in=ids),
+            ["patient__study_id", "timepoint_order"],
+            study_id=F("patient__study_id"),
+            index_date=_index_date("patient_id"),
+            timepoint_order=_timepoint_order(),
+        ),
+        "medications": lambda: _rows(
+            Medication.objects.filter(followup__patient__in=ids),
+            ["followup__patient__study_id", "timepoint_order", "id"],
+            study_id=F("followup__patient__study_id"),
+            timepoint=F("followup__timepoint"),
+            timepoint_order=_timepoint_order("followup__timepoint"),
+        ),
+    }
+
+
+def _timepoint_order(path: str = "timepoint") -> Case:
+    """Visits in protocol order (baseline, post, w1 ... m12), not alphabetical."""
+    return Case(
+        *[When(**{path: tp}, then=Value(i)) for i, tp in enumerate(Timepoint.values)], output_field=IntegerField()
+    )
+
+
+# Bundle keys whose value comes from an annotation rather than the row's own field.
+KEY_SOURCES = {("patients", "site"): "site_code", ("consents", "consent_version"): "version_label"}
+
+
+def _normalise(file: str, row: dict[str, Any]) -> dict[str, Any]:
+    for (f, key), source in KEY_SOURCES.items():
+        if f == file:
+            row[key] = row[source]
+    if file == "consents" and row.get("document"):
+        row.pop("document")
+    return row
+
+
+def table(
+    file: str, spec: ExportSpec, source: Callable[[], Iterator[dict[str, Any]]]
+) -> tuple[list[Column], Iterator[list[Any]]]:
+    columns = crf_columns(file, spec)
+
+    def rows() -> Iterator[list[Any]]:
+        for row in source():
+            row = _normalise(file, row)
+            yield [c.get(row) for c in columns]
+
+    return columns, rows()
+
+
+# ----------------------------------------------------------------------------- wide file
+
+
+def wide_table(spec: ExportSpec) -> tuple[list[Column], Iterator[list[Any]]]:
+    """One row per patient: characteristics, index procedure, then each measure at each time point."""
+    sources = _sources(spec)
+    patient_cols = [c for c in crf_columns("patients", spec) if c.identifier not in ("direct", "free_text")]
+    procedure_keep = (
+        "approach",
+        "guidance",
+        "levels_treated",
+        "cement_volume_ml",
+        "operation_time_min",
+        "technical_success",
+        "leakage",
+        "hospital_stay_days",
+        "lesion_count",
+    )
+    procedure_cols = [c for c in crf_columns("procedures", spec) if c.name in procedure_keep]
+    visit_cols = {c.name: c for c in crf_columns("followups", spec)}
+    columns = [
+        *patient_cols,
+        *[
+            Column(
+                f"index_{c.name}",
+                c.get,
+                f"Index procedure: {c.label}",
+                c.type,
+                c.unit,
+                c.choices,
+                c.min,
+                c.max,
+                c.identifier,
+                c.note,
+            )
+            for c in procedure_cols
+        ],
+    ]
+    for tp in Timepoint.values:
+        for measure in WIDE_MEASURES:
+            base = visit_cols.get(measure) or visit_cols["day"]
+            columns.append(
+                Column(
+                    f"{measure}_{tp}",
+                    lambda r, m=measure, t=tp: r["visits"].get(t, {}).get(m),
+                    f"{base.label} ({tp})",
+                    base.type,
+                    base.unit,
+                    base.choices,
+                    base.min,
+                    base.max,
+                    note=f"From followups.csv, timepoint {tp}",
+                )
+            )
+
+    def rows() -> Iterator[list[Any]]:
+        procedures = (r for r in sources["procedures"]() if r["procedure_number"] == 1)
+        visits = itertools.groupby(sources["followups"](), key=lambda r: r["study_id"])
+        index_row = next(procedures, None)
+        visit_group = next(visits, None)
+        for patient in sources["patients"]():
+            patient = _normalise("patients", patient)
+            sid = patient["study_id"]
+            while index_row is not None and index_row["study_id"] < sid:
+                index_row = next(procedures, None)
+            while visit_group is not None and visit_group[0] < sid:
+                visit_group = next(visits, None)
+            index = index_row if index_row is not None and index_row["study_id"] == sid else None
+            by_tp: dict[str, dict[str, Any]] = {}
+            if visit_group is not None and visit_group[0] == sid:
+                for v in visit_group[1]:
+                    by_tp[v["timepoint"]] = {
+                        m: (visit_cols["day"].get(v) if m == "day" else v[m]) for m in WIDE_MEASURES
+                    }
+            row = [c.get(patient) for c in patient_cols]
+            row += [c.get(index) if index else None for c in procedure_cols]
+            merged = {"visits": by_tp}
+            row += [c.get(merged) for c in columns[len(patient_cols) + len(procedure_cols) :]]
+            yield row
+
+    return columns, rows()
+
+
+# ----------------------------------------------------------------------------- the zip
+
+
+class _Sink(io.RawIOBase):
+    """A write-only stream whose bytes are taken out as they come (for a streaming zip)."""
+
+    def __init__(self) -> None:
+        self._chunks: list[bytes] = []
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        self._chunks.append(bytes(data))
+        return len(data)
+
+    def take(self) -> bytes:
+        data = b"".join(self._chunks)
+        self._chunks.clear()
+        return data
+
+
+@dataclass
+class ExportResult:
+    """Filled while the zip streams: row counts and hashes per file."""
+
+    files: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def row_counts(self) -> dict[str, int]:
+        return {name: info["rows"] for name, info in self.files.items() if "rows" in info}
+
+
+def dictionary_rows(described: list[tuple[str, list[Column]]]) -> Iterator[list[Any]]:
+    for file, columns in described:
+        for c in columns:
+            yield [file, c.name, c.label, c.type, c.choices, c.unit, c.min, c.max, c.identifier, c.note]
+
+
+DICTIONARY_HEADER = ["file", "variable", "label", "type", "choices", "unit", "min", "max", "identifier", "note"]
+
+
+def export_zip(
+    spec: ExportSpec, result: ExportResult | None = None, on_done: Callable[[ExportResult], None] | None = None
+) -> Iterator[bytes]:
+    """Yield the export zip chunk by chunk; `result` is filled as files complete."""
+    result = result if result is not None else ExportResult()
+    sink = _Sink()
+    described: list[tuple[str, list[Column]]] = []
+    with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        plan: list[tuple[str, list[Column], Iterator[list[Any]]]] = []
+        if spec.shape in (SHAPE_BOTH, SHAPE_LONG):
+            sources = _sources(spec)
+            for file in dictionary.FILES:
+                columns, rows = table(file, spec, sources[file])
+                plan.append((f"{file}.csv", columns, rows))
+        if spec.shape in (SHAPE_BOTH, SHAPE_WIDE):
+            columns, rows = wide_table(spec)
+            plan.append((WIDE_FILE, columns, rows))
+        for name, columns, rows in plan:
+            described.append((name[:-4], columns))
+            yield from _write_member(zf, sink, name, [c.name for c in columns], rows, result)
+        yield from _write_member(zf, sink, "data_dictionary.csv", DICTIONARY_HEADER, dictionary_rows(described), result)
+        manifest = {
+            "registry": "Sacroplasty registry",
+            "registry_version": settings.REGISTRY_VERSION,
+            "exported_by": spec.username,
+            "exported_at": timezone.now().astimezone(datetime.UTC).isoformat().replace("+00:00", "Z"),
+            "level": spec.level,
+            "shape": spec.shape,
+            "filters": {k: str(v) for k, v in spec.filters.items() if v},
+            "reason": spec.reason,
+            "day_reference": "days since the index procedure (procedure_number 1)",
+            "files": result.files,
+        }
+        info = zipfile.ZipInfo("manifest.json", date_time=timezone.now().timetuple()[:6])
+        info.compress_type = zipfile.ZIP_DEFLATED
+        with zf.open(info, "w") as member:
+            member.write(json.dumps(manifest, indent=2, sort_keys=True).encode())
+    yield sink.take()
+    if on_done is not None:
+        on_done(result)
+
+
+def _write_member(
+    zf: zipfile.ZipFile, sink: _Sink, name: str, header: list[str], rows: Iterable[list[Any]], result: ExportResult
+) -> Iterator[bytes]:
+    digest = hashlib.sha256()
+    count = 0
+
+    def counted() -> Iterator[list[Any]]:
+        nonlocal count
+        for row in rows:
+            count += 1
+            yield row
+
+    info = zipfile.ZipInfo(name, date_time=timezone.now().timetuple()[:6])
+    info.compress_type = zipfile.ZIP_DEFLATED
+    with zf.open(info, "w", force_zip64=True) as member:
+        for line in stream_csv(header, counted()):
+            data = line.encode("utf-8")
+            digest.update(data)
+            member.write(data)
+            if count % 500 == 0:
+                chunk = sink.take()
+                if chunk:
+                    yield chunk
+    result.files[name] = {"rows": count, "sha256": digest.hexdigest()}
+    chunk = sink.take()
+    if chunk:
+        yield chunk

@@ -1,0 +1,33 @@
+from typing import Any
+
+from django import forms
+
+from exchange.exporter import DEIDENTIFIED, IDENTIFIED
+from exchange.models import ExportLog
+from exchange.services import may_export_identified
+from patients.filters import CohortFilterForm
+
+
+class ExportForm(CohortFilterForm):
+    """The dashboard's filters plus the shape and level of the export."""
+
+    shape = forms.ChoiceField(choices=ExportLog.Shape.choices, initial=ExportLog.Shape.BOTH, widget=forms.RadioSelect)
+    level = forms.ChoiceField(
+        choices=ExportLog.Level.choices, initial=DEIDENTIFIED, widget=forms.RadioSelect, label="De-identification"
+    )
+    reason = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text="Required for an identified export; kept in the export log.",
+    )
+
+    def __init__(self, *args: Any, user: Any, **kwargs: Any) -> None:
+        super().__init__(*args, user=user, **kwargs)
+        if not may_export_identified(user):
+            self.fields["level"].choices = [(DEIDENTIFIED, ExportLog.Level.DEIDENTIFIED.label)]
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        if data.get("level") == IDENTIFIED and not (data.get("reason") or "").strip():
+            self.add_error("reason", "Give the reason for an identified export; it is logged.")
+        return data

@@ -1,0 +1,35 @@
+from django.conf import settings
+from django.db import models
+
+
+class ExportLog(models.Model):
+    """Who exported what, when and why. Written when an export starts; the row
+    counts are filled in when its last file has streamed (`completed_at`)."""
+
+    class Level(models.TextChoices):
+        DEIDENTIFIED = "deidentified", "De-identified (limited data set: day offsets)"
+        IDENTIFIED = "identified", "Identified (names, MRNs, dates)"
+
+    class Shape(models.TextChoices):
+        BOTH = "both", "Bundle (one file per CRF form) and wide analysis file"
+        LONG = "long", "Bundle only (long: one row per visit, procedure...)"
+        WIDE = "wide", "Wide analysis file only (one row per patient)"
+
+    at = models.DateTimeField(auto_now_add=True, db_index=True)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    username = models.CharField(max_length=150, blank=True)
+    level = models.CharField(max_length=20, choices=Level.choices)
+    shape = models.CharField(max_length=10, choices=Shape.choices)
+    filters = models.JSONField(default=dict, blank=True)
+    reason = models.TextField(blank=True)
+    row_counts = models.JSONField(default=dict, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    via = models.CharField(max_length=10, default="web", help_text="web or command")
+
+    class Meta:
+        ordering = ["-at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%d %H:%M} {self.username or 'command line'} {self.level}"

@@ -1,0 +1,48 @@
+"""Starting an export: the permission rules, the log entry and the audit entry."""
+
+from collections.abc import Iterator
+from typing import Any
+
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.utils import timezone
+
+from audit.models import AuditEvent
+from audit.services import record_event
+from exchange.exporter import IDENTIFIED, ExportResult, ExportSpec, export_zip
+from exchange.models import ExportLog
+
+
+def may_export_identified(user: Any) -> bool:
+    """Only registry admins: investigators never see identifiers, nurses do not export."""
+    return user is None or bool(getattr(user, "is_registry_admin", False))
+
+
+def start_export(spec: ExportSpec, *, via: str = "web") -> Iterator[bytes]:
+    """Check, log (export log and audit trail), then return the zip stream."""
+    if spec.level == IDENTIFIED:
+        if not may_export_identified(spec.user):
+            raise PermissionDenied("Identified exports are for registry administrators only.")
+        if not spec.reason.strip():
+            raise ValidationError({"reason": "An identified export needs a reason (it is logged)."})
+    filters = {k: str(v) for k, v in spec.filters.items() if v}
+    log = ExportLog.objects.create(
+        user=spec.user if getattr(spec.user, "is_authenticated", False) else None,
+        username=spec.username,
+        level=spec.level,
+        shape=spec.shape,
+        filters=filters,
+        reason=spec.reason,
+        via=via,
+    )
+    record_event(
+        action=AuditEvent.Action.EXPORT,
+        user=spec.user,
+        username=spec.username,
+        reason=spec.reason,
+        extra={"export_log": log.pk, "level": spec.level, "shape": spec.shape, "filters": filters},
+    )
+
+    def finished(result: ExportResult) -> None:
+        ExportLog.objects.filter(pk=log.pk).update(row_counts=result.row_counts, completed_at=timezone.now())
+
+    return export_zip(spec, on_done=finished)
