@@ -14,6 +14,7 @@ birth offset is left blank for them, since it would reveal the age).
 """
 
 import datetime
+import functools
 import hashlib
 import io
 import itertools
@@ -21,10 +22,11 @@ import json
 import zipfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Case, F, IntegerField, OuterRef, QuerySet, Subquery, Value, When
+from django.db.models import Case, DecimalField, F, IntegerField, OuterRef, QuerySet, Subquery, Value, When
 from django.utils import timezone
 
 from accounts.models import Site
@@ -33,7 +35,7 @@ from exchange.dictionary import Variable
 from outcomes.models import FollowUp, Medication, Timepoint
 from outcomes.scoring import MME_FACTORS, days_between, in_window, months_between
 from patients.filters import filtered_patients
-from patients.models import Consent, ConsentVersion
+from patients.models import Consent, ConsentVersion, Patient
 from procedures.models import Complication, Leakage, Procedure
 from registry.csv_safety import stream_csv
 
@@ -250,12 +252,38 @@ def _timepoint_order(path: str = "timepoint") -> Case:
 KEY_SOURCES = {("patients", "site"): "site_code", ("consents", "consent_version"): "version_label"}
 
 
+MODELS = {
+    "sites": Site,
+    "consent_versions": ConsentVersion,
+    "patients": Patient,
+    "consents": Consent,
+    "procedures": Procedure,
+    "leakages": Leakage,
+    "complications": Complication,
+    "followups": FollowUp,
+    "medications": Medication,
+}
+
+
+@functools.cache
+def _trimmed_decimals(file: str) -> tuple[str, ...]:
+    """Decimal fields stored with more places than the CRF writes (a dose of 200 is stored 200.000)."""
+    return tuple(
+        f.attname for f in MODELS[file]._meta.concrete_fields if isinstance(f, DecimalField) and f.decimal_places > 1
+    )
+
+
+def plain_decimal(value: Decimal | None) -> str | None:
+    """200.000 -> "200", 12.50 -> "12.5" (one-decimal CRF values such as VAS keep their "6.0")."""
+    return None if value is None else format(value.normalize(), "f")
+
+
 def _normalise(file: str, row: dict[str, Any]) -> dict[str, Any]:
     for (f, key), source in KEY_SOURCES.items():
         if f == file:
             row[key] = row[source]
-    if file == "consents" and row.get("document"):
-        row.pop("document")
+    for name in _trimmed_decimals(file):
+        row[name] = plain_decimal(row[name])
     return row
 
 

@@ -1,0 +1,271 @@
+"""Exports: complete, de-identified by default, neutralised, consistent, streamed, logged."""
+
+import csv
+import datetime
+import hashlib
+import io
+import json
+import re
+import zipfile
+from io import StringIO
+from pathlib import Path
+
+import pytest
+from django.core.management import call_command
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from audit.models import AuditEvent
+from exchange.exporter import ExportSpec, export_zip
+from exchange.models import ExportLog
+from patients.models import Patient
+from patients.services import withdraw_consent
+from tests.conftest import DEMO_BUNDLE
+from tests.factories import ConsentFactory, FollowUpFactory, PatientFactory, ProcedureFactory, SiteFactory
+
+pytestmark = pytest.mark.django_db
+BUNDLE_FILES = [
+    "sites",
+    "consent_versions",
+    "patients",
+    "consents",
+    "procedures",
+    "leakages",
+    "complications",
+    "followups",
+    "medications",
+]
+PERSON_FILES = [
+    "patients.csv",
+    "consents.csv",
+    "procedures.csv",
+    "complications.csv",
+    "followups.csv",
+    "analysis_wide.csv",
+]
+ISO_DATE = re.compile(r"\b(19|20)\d\d-\d\d-\d\d\b")
+
+
+def export(**kwargs) -> zipfile.ZipFile:
+    return zipfile.ZipFile(io.BytesIO(b"".join(export_zip(ExportSpec(**kwargs)))))
+
+
+def table(zf: zipfile.ZipFile, name: str) -> list[dict[str, str]]:
+    return list(csv.DictReader(io.StringIO(zf.read(name).decode("utf-8"))))
+
+
+def source_rows(name: str) -> list[dict[str, str]]:
+    with (DEMO_BUNDLE / f"{name}.csv").open(encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_identified_export_of_the_demo_cohort_has_every_row_and_value_of_the_source(demo_cohort):
+    zf = export(level="identified", reason="audit")
+    for name in BUNDLE_FILES:
+        exported, source = table(zf, f"{name}.csv"), source_rows(name)
+        assert len(exported) == len(source), name
+        for got, want in zip(exported, source, strict=True):
+            assert {k: got[k] for k in want} == want, name  # derived columns too (odi_score, mme_per_day...)
+
+
+def test_deidentified_export_has_no_identifier_free_text_or_date(demo_cohort):
+    zf = export()
+    everything = "".join(
+        zf.read(n).decode() for n in zf.namelist() if n.endswith(".csv") and n != "data_dictionary.csv"
+    )
+    assert "Demo Patient" not in everything and "DEMO-0" not in everything
+    assert "Fictional demo case" not in everything  # notes: free text
+    for name in PERSON_FILES:
+        assert not ISO_DATE.search(zf.read(name).decode()), f"a date in {name}"
+    patients = table(zf, "patients.csv")
+    assert {"full_name", "mrn", "notes", "primary_tumour_other", "date_of_birth"}.isdisjoint(patients[0])
+    first = next(p for p in patients if p["study_id"] == "PSP-0001")
+    assert (first["enrolment_day"], first["enrolment_year"], first["symptom_onset_day"]) == ("-1", "2017", "-15")
+    post = next(v for v in table(zf, "followups.csv") if v["study_id"] == "PSP-0001" and v["timepoint"] == "post")
+    assert post["visit_day"] == post["day"] == "2"
+
+
+def test_ages_over_89_are_shown_as_90_and_their_birth_offset_is_blank(site):
+    old = ProcedureFactory(patient=PatientFactory(site=site, date_of_birth=datetime.date(1930, 1, 1))).patient
+    ConsentFactory(patient=old)
+    assert old.age_at_enrolment == 94
+    row = table(export(), "patients.csv")[0]
+    assert row["age_at_enrolment"] == "90" and row["date_of_birth_day"] == ""
+    assert table(export(level="identified", reason="r"), "patients.csv")[0]["age_at_enrolment"] == "94"
+
+
+def test_withdrawn_remove_data_patients_are_in_no_file(demo_cohort, admin_user):
+    patient = Patient.objects.get(study_id="PSP-0004")
+    withdraw_consent(consent=patient.consents.get(), scope="remove_data", reason="asked", user=admin_user)
+    for level in ("identified", "deidentified"):
+        zf = export(level=level, reason="r")
+        for name in zf.namelist():
+            assert "PSP-0004" not in zf.read(name).decode(), f"{level} {name}"
+        assert len(table(zf, "patients.csv")) == 9
+
+
+def test_formula_like_text_is_neutralised_and_numbers_stay_numbers(site):
+    patient = PatientFactory(site=site, notes='=HYPERLINK("http://evil")', full_name="@Bob", mrn="+441")
+    ConsentFactory(patient=patient, obtained_by="-RN1")
+    procedure = ProcedureFactory(patient=patient)
+    FollowUpFactory(
+        patient=patient, timepoint="baseline", visit_date=procedure.procedure_date - datetime.timedelta(days=3)
+    )
+    zf = export(level="identified", reason="r")
+    row = table(zf, "patients.csv")[0]
+    assert (row["notes"], row["full_name"], row["mrn"]) == ('\'=HYPERLINK("http://evil")', "'@Bob", "'+441")
+    assert table(zf, "consents.csv")[0]["obtained_by"] == "'-RN1"
+    assert table(zf, "followups.csv")[0]["day"] == "-3"  # a negative number, not text
+
+
+def test_the_wide_file_agrees_with_the_long_files(tmp_path):
+    from tests.bundles import write_bundle
+
+    call_command("import_bundle", str(write_bundle(tmp_path / "b", patients=40, seed=5)), stdout=StringIO())
+    zf = export()
+    long = {(v["study_id"], v["timepoint"]): v for v in table(zf, "followups.csv")}
+    wide = table(zf, "analysis_wide.csv")
+    assert [w["study_id"] for w in wide] == [p["study_id"] for p in table(zf, "patients.csv")]
+    checked = 0
+    for row in wide:
+        for tp in ("baseline", "post", "w1", "m1", "m3", "m6", "m12"):
+            visit = long.get((row["study_id"], tp))
+            for measure in ("status", "day", "vas", "odi_score", "opioid_count", "mme_per_day"):
+                assert row[f"{measure}_{tp}"] == (visit[measure] if visit else ""), (row["study_id"], tp, measure)
+            checked += visit is not None
+    assert checked == len(long)
+    index = {p["study_id"]: p for p in table(zf, "procedures.csv") if p["procedure_number"] == "1"}
+    for row in wide:
+        if row["study_id"] in index:
+            assert row["index_cement_volume_ml"] == index[row["study_id"]]["cement_volume_ml"]
+
+
+def test_the_manifest_hashes_and_counts_are_true(demo_cohort):
+    zf = export(username="tester", filters={"site": "PSP"})
+    manifest = json.loads(zf.read("manifest.json"))
+    assert manifest["level"] == "deidentified" and manifest["filters"] == {"site": "PSP"}
+    assert manifest["exported_at"].endswith("Z") and manifest["exported_by"] == "tester"
+    csvs = [n for n in zf.namelist() if n.endswith(".csv")]
+    assert sorted(manifest["files"]) == sorted(csvs)
+    for name in csvs:
+        data = zf.read(name)
+        assert manifest["files"][name]["sha256"] == hashlib.sha256(data).hexdigest()
+        assert manifest["files"][name]["rows"] == data.decode().count("\n") - 1
+
+
+def test_the_data_dictionary_describes_every_exported_column(demo_cohort):
+    zf = export()
+    described = {(r["file"], r["variable"]) for r in table(zf, "data_dictionary.csv")}
+    for name in zf.namelist():
+        if name.endswith(".csv") and name != "data_dictionary.csv":
+            header = zf.read(name).decode().splitlines()[0].split(",")
+            assert {(name[:-4], col) for col in header} <= described, name
+    rows = {(r["file"], r["variable"]): r for r in table(zf, "data_dictionary.csv")}
+    assert rows[("patients", "enrolment_day")]["unit"] == "days since the index procedure"
+    assert "lung, Lung" in rows[("patients", "primary_tumour")]["choices"]
+
+
+def test_round_trip_identified_export_import_export_is_identical(demo_cohort, tmp_path):
+    first = export(level="identified", reason="round trip")
+    folder = tmp_path / "exported"
+    first.extractall(folder)
+    Patient.objects.all().delete()
+    call_command("import_bundle", str(folder), stdout=StringIO())
+    second = export(level="identified", reason="round trip")
+    names = [n for n in first.namelist() if n != "manifest.json"]
+    assert names == [n for n in second.namelist() if n != "manifest.json"]
+    for name in names:
+        assert first.read(name) == second.read(name), name
+
+
+def test_an_export_makes_the_same_number_of_queries_whatever_the_cohort_size(demo_cohort):
+    def count() -> int:
+        with CaptureQueriesContext(connection) as ctx:
+            b"".join(export_zip(ExportSpec()))
+        return len(ctx.captured_queries)
+
+    small = count()
+    for _ in range(25):
+        patient = PatientFactory(site=Patient.objects.first().site)
+        ConsentFactory(patient=patient)
+        procedure = ProcedureFactory(patient=patient)
+        FollowUpFactory(patient=patient, visit_date=procedure.procedure_date)
+    assert count() == small
+    assert small <= 12  # one query per file, plus the wide file's three
+
+
+# ---------------------------------------------------------------------------- the page and the command
+
+
+def post(client, **data):
+    return client.post("/exports/", {"shape": "both", "level": "deidentified", **data})
+
+
+def test_nurses_cannot_export(client, nurse):
+    client.force_login(nurse)
+    assert client.get("/exports/").status_code == 403
+
+
+def test_an_investigator_gets_a_deidentified_zip_of_his_sites_only(client, investigator, demo_cohort):
+    other = SiteFactory(code="ZZ")
+    ConsentFactory(patient=PatientFactory(site=other))
+    client.force_login(investigator)
+    response = post(client)
+    assert response.status_code == 200 and response["Content-Type"] == "application/zip"
+    assert response.streaming
+    zf = zipfile.ZipFile(io.BytesIO(b"".join(response.streaming_content)))
+    assert {p["site"] for p in table(zf, "patients.csv")} == {"PSP"}
+    log = ExportLog.objects.get()
+    assert log.username == "investigator" and log.row_counts["patients.csv"] == 10 and log.completed_at
+    assert AuditEvent.objects.filter(action="export", username="investigator").exists()
+
+
+def test_an_investigator_cannot_choose_an_identified_export(client, investigator, demo_cohort):
+    client.force_login(investigator)
+    response = post(client, level="identified", reason="curious")
+    assert response.status_code == 200 and "Select a valid choice" in response.content.decode()
+    assert not ExportLog.objects.exists()
+
+
+def test_an_identified_export_needs_a_reason_and_is_logged(client, admin_user, demo_cohort):
+    client.force_login(admin_user)
+    response = post(client, level="identified", reason="")
+    assert "Give the reason for an identified export" in response.content.decode()
+    response = post(client, level="identified", reason="data monitoring visit")
+    zf = zipfile.ZipFile(io.BytesIO(b"".join(response.streaming_content)))
+    assert "Demo Patient 01" in zf.read("patients.csv").decode()
+    assert ExportLog.objects.get().reason == "data monitoring visit"
+    page = client.get("/exports/log/").content.decode()
+    assert "data monitoring visit" in page and "patients.csv 10" in page
+
+
+def test_filters_apply_as_on_the_dashboard(client, admin_user, demo_cohort):
+    client.force_login(admin_user)
+    response = post(client, procedure_from="2017-08-01", shape="wide")
+    zf = zipfile.ZipFile(io.BytesIO(b"".join(response.streaming_content)))
+    assert zf.namelist() == ["analysis_wide.csv", "data_dictionary.csv", "manifest.json"]
+    assert (
+        len(table(zf, "analysis_wide.csv"))
+        == Patient.objects.filter(procedures__procedure_date__gte="2017-08-01").count()
+    )
+
+
+def test_the_command_writes_the_same_files_as_the_page(client, admin_user, demo_cohort, tmp_path):
+    out = tmp_path / "export.zip"
+    call_command("export_bundle", "--out", str(out), "--site", "PSP", stdout=StringIO())
+    client.force_login(admin_user)
+    web = zipfile.ZipFile(io.BytesIO(b"".join(post(client, site="PSP").streaming_content)))
+    cli = zipfile.ZipFile(out)
+    for name in web.namelist():
+        if name != "manifest.json":
+            assert web.read(name) == cli.read(name), name
+    assert not Path(str(out) + ".part").exists()
+    assert ExportLog.objects.filter(via="command").count() == 1
+
+
+def test_visits_are_ordered_by_protocol_time_point_not_alphabetically(demo_cohort):
+    patient = Patient.objects.get(study_id="PSP-0001")
+    FollowUpFactory(patient=patient, timepoint="m1", visit_date=datetime.date(2017, 4, 14))
+    FollowUpFactory(patient=patient, timepoint="w1", visit_date=datetime.date(2017, 3, 22))
+    timepoints = [v["timepoint"] for v in table(export(), "followups.csv") if v["study_id"] == "PSP-0001"]
+    assert timepoints == ["baseline", "post", "w1", "m1"]
