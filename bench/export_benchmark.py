@@ -1,0 +1,177 @@
+"""Export benchmark: time, time to first byte and memory of the streamed export.
+
+Fills a scratch PostgreSQL database with N synthetic patients (bulk inserts:
+consent, index procedure, baseline and post visits, opioid rows), then runs the
+same generator the /exports/ page streams, into a byte counter.
+
+    runuser -u postgres -- createdb -O registry registry_bench
+    export DATABASE_URL=postgres://registry:registry@127.0.0.1:5432/registry_bench
+    .venv/bin/python manage.py migrate
+    .venv/bin/python bench/export_benchmark.py --patients 100000 [--level identified] [--shape both]
+
+The database is refilled only when it does not already hold N patients.
+"""
+
+import argparse
+import datetime
+import os
+import random
+import resource
+import sys
+import time
+import tracemalloc
+from decimal import Decimal
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "registry.settings")
+
+
+def fill(n: int) -> None:
+    from django.core.management import call_command
+    from django.db import transaction
+
+    from accounts.models import Site
+    from outcomes.models import FollowUp, Medication
+    from outcomes.scoring import mme_per_day, odi_score
+    from patients.models import Consent, ConsentVersion, Patient
+    from procedures.models import Procedure
+
+    call_command("flush", "--noinput", verbosity=0)
+    rng = random.Random(1)
+    sites = Site.objects.bulk_create([Site(code=c, name=f"Hospital {c}") for c in ("BJ", "SH", "GZ", "WH")])
+    version = ConsentVersion.objects.create(version="1.0", effective_from=datetime.date(2010, 1, 1))
+    batch = 5000
+    for start in range(0, n, batch):
+        with transaction.atomic():
+            patients = []
+            for i in range(start, min(n, start + batch)):
+                site = sites[i % len(sites)]
+                enrol = datetime.date(2015, 1, 1) + datetime.timedelta(days=rng.randrange(3000))
+                p = Patient(
+                    study_id=f"{site.code}-{i + 1:06d}",
+                    site=site,
+                    enrolment_date=enrol,
+                    full_name=f"Patient {i}",
+                    mrn=f"M{i:07d}",
+                    date_of_birth=enrol - datetime.timedelta(days=rng.randint(40, 90) * 365),
+                    sex=rng.choice("MF"),
+                    primary_tumour=rng.choice(["lung", "liver", "breast", "other"]),
+                    primary_tumour_other="x",
+                    lesion_character="osteolytic",
+                    pathological_fracture=False,
+                    denis_zones="I|II",
+                    neurological_deficit=False,
+                    symptom_onset_date=enrol - datetime.timedelta(days=40),
+                    imaging_date=enrol - datetime.timedelta(days=3),
+                    imaging_modality="ct",
+                    prior_radiotherapy=False,
+                    prior_chemotherapy=True,
+                    notes="=1+1 free text",
+                )
+                p.compute_derived()
+                patients.append(p)
+            Patient.objects.bulk_create(patients)
+            Consent.objects.bulk_create(
+                [
+                    Consent(
+                        patient=p,
+                        consent_version=version,
+                        signed_date=p.enrolment_date,
+                        obtained_by="RN1",
+                        scope_registry=True,
+                        scope_future_contact=True,
+                    )
+                    for p in patients
+                ]
+            )
+            Procedure.objects.bulk_create(
+                [
+                    Procedure(
+                        patient=p,
+                        procedure_number=1,
+                        procedure_date=p.enrolment_date + datetime.timedelta(days=1),
+                        operator="IR1",
+                        approach="interpedicular",
+                        guidance="ct",
+                        anaesthesia="local",
+                        needle_gauge=13,
+                        needle_count=1,
+                        levels_treated="S1|S2",
+                        cement_volume_ml=Decimal("6.5"),
+                        operation_time_min=45,
+                        technical_success=True,
+                        leakage=False,
+                        admission_date=p.enrolment_date,
+                        discharge_date=p.enrolment_date + datetime.timedelta(days=4),
+                    )
+                    for p in patients
+                ]
+            )
+            visits, meds = [], []
+            for p in patients:
+                for tp, offset in (("baseline", 0), ("post", 2)):
+                    answers = [rng.randint(0, 5) for _ in range(10)]
+                    drugs = [("morphine", Decimal(30)), ("tramadol", Decimal(100))][: rng.randint(0, 2)]
+                    v = FollowUp(
+                        patient=p,
+                        timepoint=tp,
+                        status="completed",
+                        visit_date=p.enrolment_date + datetime.timedelta(days=offset),
+                        vas=Decimal(rng.randint(0, 100)) / 10,
+                        **{f"odi_q{k + 1}": a for k, a in enumerate(answers)},
+                        odi_score=odi_score(answers),
+                        opioid_count=len(drugs),
+                        mme_per_day=mme_per_day(drugs),
+                        mme_factor_table="CDC-2022",
+                    )
+                    visits.append(v)
+                    meds.extend(Medication(followup=v, drug=d, daily_dose=dose) for d, dose in drugs)
+            FollowUp.objects.bulk_create(visits)
+            Medication.objects.bulk_create(meds)
+        print(f"  filled {min(n, start + batch)} patients", file=sys.stderr)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--patients", type=int, default=100_000)
+    parser.add_argument("--level", choices=["deidentified", "identified"], default="deidentified")
+    parser.add_argument("--shape", choices=["both", "long", "wide"], default="both")
+    parser.add_argument("--trace-memory", action="store_true", help="also trace Python allocations (slows the run ~3x)")
+    args = parser.parse_args()
+
+    import django
+
+    django.setup()
+    from exchange.exporter import ExportResult, ExportSpec, export_zip
+    from patients.models import Patient
+
+    if Patient.objects.count() != args.patients:
+        started = time.perf_counter()
+        fill(args.patients)
+        print(f"filled the database in {time.perf_counter() - started:.0f} s", file=sys.stderr)
+        os.execv(sys.executable, [sys.executable, *sys.argv])  # measure the export in a fresh process
+
+    result = ExportResult()
+    if args.trace_memory:
+        tracemalloc.start()
+    start = time.perf_counter()
+    first = None
+    size = 0
+    for chunk in export_zip(ExportSpec(level=args.level, shape=args.shape, reason="benchmark"), result):
+        if first is None:
+            first = time.perf_counter() - start
+        size += len(chunk)
+    total = time.perf_counter() - start
+    peak = tracemalloc.get_traced_memory()[1] if args.trace_memory else None
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rows = sum(result.row_counts.values())
+    print(f"patients: {args.patients}  level: {args.level}  shape: {args.shape}")
+    print(f"rows written: {rows:,}  zip size: {size / 2**20:.1f} MiB")
+    print(f"time to first byte: {first * 1000:.0f} ms   total: {total:.1f} s   ({rows / total:,.0f} rows/s)")
+    traced = f"peak traced Python memory: {peak / 2**20:.1f} MiB   " if peak is not None else ""
+    print(f"{traced}process max RSS: {rss:.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()
