@@ -54,7 +54,7 @@ def _actor(user: Any) -> tuple[Any, str]:
     return user, user.get_username()
 
 
-def record_change(
+def change_event(
     *,
     action: str,
     instance: models.Model,
@@ -63,9 +63,11 @@ def record_change(
     reason: str = "",
     study_id: str = "",
     site_code: str = "",
+    extra: dict[str, Any] | None = None,
 ) -> AuditEvent:
+    """An unsaved trail entry about one row (the importer saves many at once)."""
     actor, username = _actor(user)
-    return AuditEvent.objects.create(
+    return AuditEvent(
         user=actor,
         username=username,
         action=action,
@@ -76,7 +78,15 @@ def record_change(
         site_code=site_code,
         changes=changes,
         reason=reason,
+        extra=extra or {},
     )
+
+
+def record_change(**kwargs: Any) -> AuditEvent:
+    """Save a trail entry about one row (arguments as `change_event`)."""
+    event = change_event(**kwargs)
+    event.save()
+    return event
 
 
 def record_created(
@@ -209,17 +219,14 @@ def record_access(
     *, action: str, instance: models.Model, user: Any, reason: str = "", extra: dict[str, Any] | None = None
 ) -> AuditEvent:
     """A trail entry about one row that changes nothing in it (e.g. a consent PDF viewed)."""
-    actor, username = _actor(user)
     study_id, site_code = owner_keys(instance)
-    return AuditEvent.objects.create(
-        user=actor,
-        username=username,
+    return record_change(
         action=action,
-        model=instance._meta.label,
-        object_pk=str(instance.pk),
-        object_repr=str(instance)[:200],
+        instance=instance,
+        user=user,
+        changes={},
+        reason=reason,
         study_id=study_id,
         site_code=site_code,
-        reason=reason,
-        extra=extra or {},
+        extra=extra,
     )

@@ -26,7 +26,7 @@ from django.utils import timezone
 
 from accounts.models import Site
 from audit.models import AuditEvent
-from audit.services import record_event, snapshot
+from audit.services import change_event, owner_keys, record_event, snapshot
 from exchange import dictionary
 from exchange.dictionary import Variable
 from outcomes.models import FollowUp, Medication
@@ -537,8 +537,6 @@ class _Import:
             ("medications", [i for _, i in self.children["medications"]]),
         ]
         events: list[AuditEvent] = []
-        actor = self.user if getattr(self.user, "is_authenticated", False) else None
-        username = actor.get_username() if actor else ""
         reason = f"Imported from bundle {self.source}"
         for name, instances in batches:
             type_ = type(instances[0]) if instances else None
@@ -546,33 +544,20 @@ class _Import:
                 type_.objects.bulk_create(instances, batch_size=1000)
             counts[name] = len(instances)
             for instance in instances:
-                owner = _owner_of(instance)
+                study_id, site_code = owner_keys(instance)
                 events.append(
-                    AuditEvent(
-                        user=actor,
-                        username=username,
+                    change_event(
                         action=AuditEvent.Action.CREATE,
-                        model=instance._meta.label,
-                        object_pk=str(instance.pk),
-                        object_repr=str(instance)[:200],
-                        study_id=owner.study_id if owner else "",
-                        site_code=owner.site.code if owner else "",
+                        instance=instance,
+                        user=self.user,
                         changes={k: [None, v] for k, v in snapshot(instance).items()},
                         reason=reason,
+                        study_id=study_id,
+                        site_code=site_code,
                     )
                 )
         AuditEvent.objects.bulk_create(events, batch_size=2000)
         return counts
-
-
-def _owner_of(instance: models.Model) -> Patient | None:
-    if isinstance(instance, Patient):
-        return instance
-    for attr in ("patient", "procedure", "followup"):
-        parent = getattr(instance, attr, None)
-        if parent is not None:
-            return _owner_of(parent)
-    return None
 
 
 def read_bundle(path: Path) -> dict[str, list[Row]]:
