@@ -282,6 +282,7 @@ class _Import:
         self.new_versions: list[ConsentVersion] = []
         self.patients: dict[str, Patient] = {}
         self.procedures: dict[tuple[str, int], Procedure] = {}
+        self.procedure_rows: dict[tuple[str, int], Row] = {}
         self.followups: dict[tuple[str, str], FollowUp] = {}
         self.children: dict[str, list[tuple[Row, models.Model]]] = defaultdict(list)
         self.bundle_ids = {r.values.get("study_id") for r in tables.get("patients", [])}
@@ -432,6 +433,7 @@ class _Import:
             procedure = Procedure(patient=patient, **fields)
             if self.clean(row, procedure, exclude=["id", "patient"]):
                 self.procedures[(patient.study_id, procedure.procedure_number)] = procedure
+                self.procedure_rows[(patient.study_id, procedure.procedure_number)] = row
                 if procedure.procedure_number == 1:
                     patient.index_procedure_date = procedure.procedure_date
 
@@ -457,8 +459,15 @@ class _Import:
                 symptomatic=row.values["symptomatic"],
                 treatment_required=row.values["treatment_required"],
             )
-            if self.clean(row, leakage, exclude=["id", "procedure"]):
+            if not procedure.leakage:
+                self.problem(row, "site", "procedures.csv says this procedure had no leakage (leakage = no)")
+            elif self.clean(row, leakage, exclude=["id", "procedure"]):
                 self.children["leakages"].append((row, leakage))
+        leaked = {(r.values["study_id"], r.values["procedure_number"]) for r in self.tables.get("leakages", [])}
+        for key, procedure in self.procedures.items():
+            if procedure.leakage and key not in leaked:
+                row = self.procedure_rows[key]
+                self.problem(row, "leakage", "leakage = yes needs one row per leakage site in leakages.csv")
         for row in self.tables.get("complications", []):
             procedure = self.procedure_for(row)
             if procedure is None:

@@ -157,6 +157,13 @@ def test_a_bad_cell_refuses_the_whole_bundle_naming_file_row_variable(bundle, fi
     assert expected in report
 
 
+def test_leakage_rows_must_agree_with_the_procedure(bundle):
+    edit(bundle / "leakages.csv", "PSP-0002,1,presacral,no,no", "PSP-0001,1,presacral,no,no")
+    report = refused(bundle)
+    assert "leakages.csv, row 2, site = 'presacral': procedures.csv says this procedure had no leakage" in report
+    assert "procedures.csv, row 3, leakage = 'yes': leakage = yes needs one row per leakage site" in report
+
+
 def test_a_missing_column_is_named(bundle):
     path = bundle / "followups.csv"
     lines = path.read_text().splitlines()
