@@ -234,3 +234,39 @@ def test_the_same_mrn_twice_at_one_site_is_refused(client, nurse, site):
     page = client.post(reverse("patients:enrol"), enrol_data(site)).content.decode()
     assert "already exists" in page and 'value="Maria Example"' in page
     assert Patient.objects.count() == 1
+
+
+def test_the_patient_page_makes_a_fixed_number_of_queries(client, nurse, site, django_assert_num_queries):
+    from tests.factories import ComplicationFactory, LeakageFactory, MedicationFactory, ProcedureFactory
+
+    def page_queries(patient) -> int:
+        from django.db import connection
+        from django.test.utils import CaptureQueriesContext
+
+        with CaptureQueriesContext(connection) as ctx:
+            assert client.get(reverse("patients:detail", args=[patient.study_id])).status_code == 200
+        return len(ctx.captured_queries)
+
+    client.force_login(nurse)
+    small = ConsentFactory(patient=PatientFactory(site=site)).patient  # one of everything
+    first = ProcedureFactory(patient=small, leakage=True)
+    LeakageFactory(procedure=first)
+    ComplicationFactory(procedure=first)
+    MedicationFactory(followup=FollowUpFactory(patient=small, visit_date=first.procedure_date))
+    large = ConsentFactory(patient=PatientFactory(site=site)).patient
+    procedure = ProcedureFactory(patient=large, leakage=True)
+    LeakageFactory(procedure=procedure)
+    LeakageFactory(procedure=procedure, site="venous")
+    ComplicationFactory(procedure=procedure)
+    ProcedureFactory(
+        patient=large, procedure_number=2, procedure_date=procedure.procedure_date + datetime.timedelta(days=40)
+    )
+    for timepoint, day in (("baseline", 0), ("post", 1), ("w1", 7), ("m1", 30)):
+        visit = FollowUpFactory(
+            patient=large, timepoint=timepoint, visit_date=procedure.procedure_date + datetime.timedelta(days=day)
+        )
+        MedicationFactory(followup=visit)
+        MedicationFactory(followup=visit, drug="tramadol")
+    expected = page_queries(small)
+    with django_assert_num_queries(expected):
+        client.get(reverse("patients:detail", args=[large.study_id]))
