@@ -26,7 +26,15 @@ from django.utils import timezone
 
 from accounts.models import Site
 from audit.models import AuditEvent
-from audit.services import change_event, owner_keys, record_event, snapshot
+from audit.services import (
+    change_event,
+    has_version_token,
+    owner_keys,
+    record_deleted,
+    record_event,
+    record_updated,
+    snapshot,
+)
 from exchange import dictionary
 from exchange.dictionary import Variable
 from outcomes.models import FollowUp, Medication
@@ -71,9 +79,10 @@ class Row:
 
 @dataclass
 class ImportResult:
-    counts: dict[str, int]
+    counts: dict[str, int]  # rows created per file
     created_sites: list[str]
     created_versions: list[str]
+    updated: dict[str, int] = field(default_factory=dict)  # rows changed per file (--update)
 
 
 # --------------------------------------------------------------------------- reading
@@ -271,10 +280,11 @@ def _parse_rows(rows: list[Row], today: datetime.date, problems: list[Problem]) 
 
 
 class _Import:
-    def __init__(self, tables: dict[str, list[Row]], *, user: Any, source: str) -> None:
+    def __init__(self, tables: dict[str, list[Row]], *, user: Any, source: str, update_reason: str = "") -> None:
         self.tables = tables
         self.user = user
         self.source = source
+        self.update_reason = update_reason  # non-empty: study IDs already in the registry are updated
         self.problems: list[Problem] = []
         self.sites: dict[str, Site] = {s.code: s for s in Site.objects.all()}
         self.versions: dict[str, ConsentVersion] = {v.version: v for v in ConsentVersion.objects.all()}
@@ -355,13 +365,16 @@ class _Import:
         existing = set(
             Patient.objects.filter(study_id__in=[r.values["study_id"] for r in rows]).values_list("study_id", flat=True)
         )
-        mrns = set(Patient.objects.values_list("site__code", "mrn"))
+        mrns = {(site, mrn): sid for site, mrn, sid in Patient.objects.values_list("site__code", "mrn", "study_id")}
         seen_mrn: dict[tuple[str, str], int] = {}
         for row in rows:
             v = row.values
-            if v["study_id"] in existing:
+            if v["study_id"] in existing and not self.update_reason:
                 self.problem(
-                    row, "study_id", "this study ID is already in the registry; the bundle is refused as a whole"
+                    row,
+                    "study_id",
+                    "this study ID is already in the registry; the bundle is refused as a whole "
+                    "(import_bundle --update --reason ... updates existing patients)",
                 )
                 continue
             site = self.sites.get(v["site"] or "")
@@ -370,7 +383,7 @@ class _Import:
                     self.problem(row, "site", "unknown site code: not in sites.csv nor in the registry")
                 continue
             key = (site.code, v["mrn"])
-            if key in mrns:
+            if mrns.get(key, v["study_id"]) != v["study_id"]:
                 self.problem(row, "mrn", f"a patient of site {site.code} with this MRN is already in the registry")
                 continue
             if key in seen_mrn:
@@ -532,8 +545,8 @@ class _Import:
         self.load_followups()
         self.check_consent(consented)
 
-    def write(self) -> dict[str, int]:
-        counts: dict[str, int] = {}
+    def write(self) -> tuple[dict[str, int], dict[str, int]]:
+        """Insert the new rows (and, when updating, change the existing ones); (created, updated) per file."""
         batches: list[tuple[str, list[models.Model]]] = [
             ("sites", self.new_sites),
             ("consent_versions", self.new_versions),
@@ -545,14 +558,26 @@ class _Import:
             ("followups", list(self.followups.values())),
             ("medications", [i for _, i in self.children["medications"]]),
         ]
+        existing = _existing_rows(list(self.patients)) if self.update_reason else {}
+        created: dict[str, int] = {}
+        updated: dict[str, int] = {}
         events: list[AuditEvent] = []
         reason = f"Imported from bundle {self.source}"
         for name, instances in batches:
-            type_ = type(instances[0]) if instances else None
-            if type_ is not None:
-                type_.objects.bulk_create(instances, batch_size=1000)
-            counts[name] = len(instances)
+            if name == "medications" and existing:
+                instances = self._replace_changed_medications(instances, existing["medications"])
+            new = []
             for instance in instances:
+                _refresh_foreign_keys(instance)
+                current = existing.get(name, {}).get(_natural_key(name, instance))
+                if current is None:
+                    new.append(instance)
+                elif self._update(instance, current):
+                    updated[name] = updated.get(name, 0) + 1
+            if new:
+                type(new[0]).objects.bulk_create(new, batch_size=1000)
+            created[name] = len(new)
+            for instance in new:
                 study_id, site_code = owner_keys(instance)
                 events.append(
                     change_event(
@@ -566,7 +591,100 @@ class _Import:
                     )
                 )
         AuditEvent.objects.bulk_create(events, batch_size=2000)
-        return counts
+        return created, updated
+
+    def _update(self, instance: models.Model, current: models.Model) -> bool:
+        """Give `instance` the identity of the registry's row; save and audit it if a value changed."""
+        instance.pk = current.pk
+        for name in KEPT_ON_UPDATE.get(type(instance), ()):
+            setattr(instance, name, getattr(current, name))
+        before = snapshot(current)
+        if before == snapshot(instance):
+            return False
+        if has_version_token(current):
+            instance.version = current.version + 1  # type: ignore[attr-defined]
+        instance.save(force_update=True)
+        study_id, site_code = owner_keys(instance)
+        record_updated(
+            instance, before, user=self.user, reason=self.update_reason, study_id=study_id, site_code=site_code
+        )
+        return True
+
+    def _replace_changed_medications(
+        self, medications: list[models.Model], current: dict[tuple[str, str], list[Medication]]
+    ) -> list[models.Model]:
+        """A visit's opioid list is replaced when it differs from the registry's; an equal one is left alone."""
+        by_visit: dict[tuple[str, str], list[Medication]] = {key: [] for key in self.followups}
+        for med in medications:
+            assert isinstance(med, Medication)
+            by_visit[(med.followup.patient.study_id, med.followup.timepoint)].append(med)
+        keep: list[models.Model] = []
+        for key, new in by_visit.items():  # every visit of the bundle, also those now without opioids
+            old = current.get(key, [])
+            if sorted((m.drug, m.daily_dose) for m in old) == sorted((m.drug, m.daily_dose) for m in new):
+                continue
+            for med in old:
+                record_deleted(
+                    med,
+                    user=self.user,
+                    reason=self.update_reason,
+                    study_id=key[0],
+                    site_code=med.followup.patient.site.code,
+                )
+                med.delete()
+            keep.extend(new)
+        return keep
+
+
+# Fields a bundle does not carry, so an update keeps the registry's value.
+KEPT_ON_UPDATE: dict[type, tuple[str, ...]] = {Consent: ("document",)}
+
+
+def _refresh_foreign_keys(instance: models.Model) -> None:
+    """Copy parents' primary keys into the *_id fields (bulk_create does this itself, save() does not)."""
+    for f in instance._meta.concrete_fields:
+        if f.is_relation and f.is_cached(instance):  # type: ignore[attr-defined]
+            setattr(instance, f.name, getattr(instance, f.name))
+
+
+def _natural_key(file: str, obj: Any) -> tuple[Any, ...] | None:
+    """How a bundle row and a registry row are recognised as the same record."""
+    keys = {
+        "patients": lambda: (obj.study_id,),
+        "consents": lambda: (obj.patient.study_id, obj.consent_version.version, obj.signed_date),
+        "procedures": lambda: (obj.patient.study_id, obj.procedure_number),
+        "leakages": lambda: (obj.procedure.patient.study_id, obj.procedure.procedure_number, obj.site),
+        "complications": lambda: (
+            obj.procedure.patient.study_id,
+            obj.procedure.procedure_number,
+            obj.onset_date,
+            obj.type,
+        ),
+        "followups": lambda: (obj.patient.study_id, obj.timepoint),
+    }
+    return keys[file]() if file in keys else None
+
+
+def _existing_rows(study_ids: list[str]) -> dict[str, dict[Any, Any]]:
+    """The registry's rows of the bundle's patients, by natural key (one query per table)."""
+    sids = {"patient__study_id__in": study_ids}
+    deep = {"procedure__patient__study_id__in": study_ids}
+    tables = {
+        "patients": Patient.objects.filter(study_id__in=study_ids).select_related("site"),
+        "consents": Consent.objects.filter(**sids).select_related("patient", "consent_version"),
+        "procedures": Procedure.objects.filter(**sids).select_related("patient"),
+        "leakages": Leakage.objects.filter(**deep).select_related("procedure__patient"),
+        "complications": Complication.objects.filter(**deep).select_related("procedure__patient"),
+        "followups": FollowUp.objects.filter(**sids).select_related("patient"),
+    }
+    rows: dict[str, dict[Any, Any]] = {name: {_natural_key(name, o): o for o in qs} for name, qs in tables.items()}
+    medications: dict[tuple[str, str], list[Medication]] = defaultdict(list)
+    for med in Medication.objects.filter(followup__patient__study_id__in=study_ids).select_related(
+        "followup__patient__site"
+    ):
+        medications[(med.followup.patient.study_id, med.followup.timepoint)].append(med)
+    rows["medications"] = medications
+    return rows
 
 
 def read_bundle(path: Path) -> dict[str, list[Row]]:
@@ -598,11 +716,19 @@ def read_bundle(path: Path) -> dict[str, list[Row]]:
     return tables
 
 
-def import_bundle(path: Path | str, *, user: Any = None) -> ImportResult:
-    """Validate the whole bundle, then write it in one transaction (or nothing)."""
+def import_bundle(path: Path | str, *, user: Any = None, update_reason: str = "") -> ImportResult:
+    """Validate the whole bundle, then write it in one transaction (or nothing).
+
+    A study ID already in the registry refuses the bundle, unless `update_reason`
+    is given: then the registry's rows of those patients are updated where the
+    bundle differs (each change audited with the reason), matched by their
+    natural keys (procedure number, time point, ...). Rows the bundle does not
+    mention are left as they are: an update never deletes, except a visit's
+    opioid list, which the bundle's list replaces.
+    """
     path = Path(path)
     tables = read_bundle(path)
-    job = _Import(tables, user=user, source=path.name)
+    job = _Import(tables, user=user, source=path.name, update_reason=update_reason.strip())
     job.run()
     if job.problems:
         raise BundleError(
@@ -613,13 +739,13 @@ def import_bundle(path: Path | str, *, user: Any = None) -> ImportResult:
         )
     try:
         with transaction.atomic():
-            counts = job.write()
+            counts, updated = job.write()
             record_event(
                 action=AuditEvent.Action.IMPORT,
                 user=user,
-                reason=f"Imported from bundle {path.name}",
-                extra={"counts": counts},
+                reason=f"Imported from bundle {path.name}" + (f"; update: {update_reason}" if update_reason else ""),
+                extra={"counts": counts, "updated": updated},
             )
     except IntegrityError as exc:  # a rule the checks above missed; the database still refused it
         raise BundleError([Problem(path.name, None, "", "", f"the database refused the bundle: {exc}")]) from exc
-    return ImportResult(counts, [s.code for s in job.new_sites], [v.version for v in job.new_versions])
+    return ImportResult(counts, [s.code for s in job.new_sites], [v.version for v in job.new_versions], updated)
