@@ -9,14 +9,8 @@ from audit import services
 from audit.models import AuditEvent
 
 
-@admin.register(AuditEvent)
-class AuditEventAdmin(admin.ModelAdmin):
-    """Read-only: the trail is append-only for everyone, admins included."""
-
-    list_display = ("at", "username", "action", "model", "object_repr", "study_id", "reason")
-    list_filter = ("action", "model", "site_code")
-    search_fields = ("username", "study_id", "object_repr", "reason")
-    date_hierarchy = "at"
+class ReadOnlyModelAdmin(admin.ModelAdmin):
+    """Records that are written by the application only (trail, logs): viewable, never editable."""
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -26,6 +20,16 @@ class AuditEventAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(ReadOnlyModelAdmin):
+    """Read-only: the trail is append-only for everyone, admins included."""
+
+    list_display = ("at", "username", "action", "model", "object_repr", "study_id", "reason")
+    list_filter = ("action", "model", "site_code")
+    search_fields = ("username", "study_id", "object_repr", "reason")
+    date_hierarchy = "at"
 
 
 class ReasonForm(forms.ModelForm):

@@ -2,24 +2,18 @@ import pytest
 from playwright.sync_api import expect
 
 from patients.services import update_patient
-from tests.factories import PASSWORD, PatientFactory
-
-
-def _log_in(page, live_server, username):
-    page.goto(f"{live_server.url}/accounts/login/")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
-    expect(page.locator("nav")).to_contain_text(username)
+from tests.factories import PatientFactory
 
 
 @pytest.mark.django_db(transaction=True)
-def test_an_admin_finds_a_change_and_its_reason_in_the_patients_timeline(page, live_server, site, nurse, admin_user):
+def test_an_admin_finds_a_change_and_its_reason_in_the_patients_timeline(
+    page, log_in, live_server, site, nurse, admin_user
+):
     patient = PatientFactory(site=site, ecog=1)
     patient.ecog = 3
     update_patient(patient=patient, user=nurse, reason="Re-assessed after fall", expected_version=1)
 
-    _log_in(page, live_server, "admin")
+    log_in("admin")
     page.get_by_role("link", name="Audit", exact=True).click()
     page.get_by_label("Study ID").fill(patient.study_id)
     page.get_by_role("button", name="Search").click()
@@ -33,8 +27,8 @@ def test_an_admin_finds_a_change_and_its_reason_in_the_patients_timeline(page, l
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_nurse_is_refused_the_audit_trail(page, live_server, nurse):
-    _log_in(page, live_server, "nurse")
+def test_a_nurse_is_refused_the_audit_trail(page, log_in, live_server, nurse):
+    log_in("nurse")
     expect(page.get_by_role("link", name="Audit", exact=True)).to_have_count(0)
     response = page.goto(f"{live_server.url}/audit/")
     assert response.status == 403

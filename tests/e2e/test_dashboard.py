@@ -1,24 +1,16 @@
 import pytest
 from playwright.sync_api import expect
 
-from tests.factories import PASSWORD
-
-
-def log_in(page, live_server, username):
-    page.goto(f"{live_server.url}/accounts/login/")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
-    expect(page.locator("nav")).to_contain_text(username)
-
 
 @pytest.mark.django_db(transaction=True)
-def test_an_investigator_sees_the_papers_figures_filters_and_charts(page, live_server, demo_cohort, investigator):
+def test_an_investigator_sees_the_papers_figures_filters_and_charts(
+    page, log_in, live_server, demo_cohort, investigator
+):
     errors = []
     page.on("console", lambda msg: "Content Security Policy" in msg.text and errors.append(msg.text))
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     page.on("response", lambda r: r.status >= 400 and "favicon" not in r.url and errors.append(r.url))
-    log_in(page, live_server, "investigator")
+    log_in("investigator")
     page.get_by_role("link", name="Dashboard").click()
     expect(page.get_by_role("heading", name="Dashboard", exact=True)).to_be_visible()
 

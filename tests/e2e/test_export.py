@@ -4,15 +4,10 @@ import zipfile
 import pytest
 from playwright.sync_api import expect
 
-from tests.factories import PASSWORD
-
 
 @pytest.mark.django_db(transaction=True)
-def test_an_investigator_downloads_a_deidentified_zip(page, live_server, investigator, demo_cohort):
-    page.goto(f"{live_server.url}/accounts/login/")
-    page.get_by_label("Username").fill("investigator")
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
+def test_an_investigator_downloads_a_deidentified_zip(page, log_in, investigator, demo_cohort):
+    log_in("investigator")
     page.get_by_role("link", name="Exports").click()
     expect(page.get_by_role("heading", name="Export data")).to_be_visible()
     expect(page.get_by_label("Identified (names, MRNs, dates)")).to_have_count(0)

@@ -6,18 +6,10 @@ import re
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.factories import PASSWORD, ConsentFactory, ConsentVersionFactory, PatientFactory, ProcedureFactory
+from tests.factories import ConsentFactory, ConsentVersionFactory, PatientFactory, ProcedureFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
 TODAY = datetime.date.today()
-
-
-def log_in(page: Page, url: str, username: str = "nurse") -> None:
-    page.goto(f"{url}/accounts/login/")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
-    page.set_default_timeout(5000)
 
 
 def yes_no(page: Page, question: str, answer: str) -> None:
@@ -29,9 +21,9 @@ def answer_odi(page: Page, answers: list[int]) -> None:
         fieldset.get_by_label(str(answers.pop(0)), exact=True).check()
 
 
-def test_enrol_consent_procedure_and_two_visits(page: Page, live_server, nurse):
+def test_enrol_consent_procedure_and_two_visits(page: Page, log_in, live_server, nurse):
     ConsentVersionFactory(version="3.1", effective_from=datetime.date(2020, 1, 1))
-    log_in(page, live_server.url)
+    log_in("nurse")
     expect(page.get_by_role("heading", name="Follow-up worklist")).to_be_visible()
 
     page.get_by_role("link", name="Enrol a patient").click()
@@ -128,8 +120,8 @@ def treated(site):
     return patient
 
 
-def test_a_bad_value_is_refused_and_the_typed_data_survives(page: Page, live_server, nurse, treated):
-    log_in(page, live_server.url)
+def test_a_bad_value_is_refused_and_the_typed_data_survives(page: Page, log_in, live_server, nurse, treated):
+    log_in("nurse")
     page.goto(f"{live_server.url}/visits/{treated.study_id}/post/")
     page.get_by_label("Visit date").fill((TODAY - datetime.timedelta(days=3)).isoformat())  # before the procedure
     expect(page.locator("#window-warning")).to_contain_text("outside the visit window")
@@ -149,8 +141,8 @@ def test_a_bad_value_is_refused_and_the_typed_data_survives(page: Page, live_ser
     expect(page.locator("#mme")).to_have_text("20.0")
 
 
-def test_an_edit_asks_for_a_reason_and_a_concurrent_edit_is_refused(page: Page, live_server, nurse, treated):
-    log_in(page, live_server.url)
+def test_an_edit_asks_for_a_reason_and_a_concurrent_edit_is_refused(page: Page, log_in, live_server, nurse, treated):
+    log_in("nurse")
     other = page.context.new_page()  # the same record open in a second tab
     edit_url = f"{live_server.url}/patients/{treated.study_id}/edit/"
     page.goto(edit_url)
@@ -172,9 +164,9 @@ def test_an_edit_asks_for_a_reason_and_a_concurrent_edit_is_refused(page: Page, 
     expect(other.locator("#history")).not_to_contain_text("late second edit")
 
 
-def test_another_sites_patient_cannot_be_reached(page: Page, live_server, nurse, other_site):
+def test_another_sites_patient_cannot_be_reached(page: Page, log_in, live_server, nurse, other_site):
     theirs = PatientFactory(site=other_site, full_name="Zed Elsewhere")
-    log_in(page, live_server.url)
+    log_in("nurse")
     response = page.goto(f"{live_server.url}/patients/{theirs.study_id}/")
     assert response is not None and response.status == 404
     page.goto(f"{live_server.url}/patients/?q=Zed")

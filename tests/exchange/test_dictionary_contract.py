@@ -7,25 +7,11 @@ import pytest
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
-from accounts.models import Site
-from exchange import dictionary
-from outcomes.models import FollowUp, Medication
-from patients.models import Consent, ConsentVersion, Patient
-from procedures.models import Complication, Leakage, Procedure
+from exchange import dictionary, exporter
 from registry.fields import MultiChoiceField
 from tests.conftest import SHARED
 
-MODELS = {
-    "sites": Site,
-    "consent_versions": ConsentVersion,
-    "patients": Patient,
-    "consents": Consent,
-    "procedures": Procedure,
-    "leakages": Leakage,
-    "complications": Complication,
-    "followups": FollowUp,
-    "medications": Medication,
-}
+MODELS = exporter.MODELS  # bundle file -> model
 # Bundle key columns that are relations in the database.
 KEYS = {"study_id", "procedure_number", "timepoint"}
 RELATIONS = {("patients", "site"): "site", ("consents", "consent_version"): "consent_version"}
