@@ -51,8 +51,22 @@
     mmeOut.textContent = unknown.length ? "unknown (no factor for " + unknown.join(", ") + ")" : total.toFixed(1);
   }
 
-  form.addEventListener("change", function () { odi(); windowCheck(); opioids(); });
+  // Scores and opioids belong to a completed visit only: for any other status they are
+  // hidden and disabled (not sent), and come back unchanged if the status is set back.
+  var scoreParts = ["div_id_vas", "odi", "med-set", "opioid-summary"]
+    .map(function (id) { return document.getElementById(id); })
+    .filter(Boolean);
+  function statusCheck() {
+    var status = form.querySelector('input[name="status"]:checked');
+    var completed = !status || status.value === "completed";
+    scoreParts.forEach(function (part) {
+      part.hidden = !completed;
+      part.querySelectorAll("input:not([type=hidden]), select, textarea, button").forEach(function (el) { el.disabled = !completed; });
+    });
+  }
+
+  form.addEventListener("change", function () { statusCheck(); odi(); windowCheck(); opioids(); });
   form.addEventListener("input", function () { windowCheck(); opioids(); });
   form.addEventListener("rows-changed", opioids);
-  odi(); windowCheck(); opioids();
+  statusCheck(); odi(); windowCheck(); opioids();
 })();

@@ -141,6 +141,21 @@ def test_a_bad_value_is_refused_and_the_typed_data_survives(page: Page, log_in, 
     expect(page.locator("#mme")).to_have_text("20.0")
 
 
+def test_a_missed_visit_hides_the_scores_and_saves_without_them(page: Page, log_in, live_server, nurse, treated):
+    log_in("nurse")
+    page.goto(f"{live_server.url}/visits/{treated.study_id}/post/")
+    page.get_by_label("Pain, visual analogue scale (0-10)").fill("4")
+    page.get_by_label("Missed").check()
+    expect(page.locator("#odi")).to_be_hidden()
+    expect(page.locator("#med-set")).to_be_hidden()
+    page.get_by_label("Completed").check()  # back again: what was typed is still there
+    expect(page.get_by_label("Pain, visual analogue scale (0-10)")).to_have_value("4")
+    page.get_by_label("Missed").check()
+    page.get_by_role("button", name="Save visit").click()
+    expect(page.get_by_role("status").filter(has_text="saved")).to_be_visible()
+    expect(page.get_by_role("row", name=re.compile("^Post-procedure"))).to_contain_text("Missed")
+
+
 def test_an_edit_asks_for_a_reason_and_a_concurrent_edit_is_refused(page: Page, log_in, live_server, nurse, treated):
     log_in("nurse")
     other = page.context.new_page()  # the same record open in a second tab
