@@ -16,6 +16,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from audit.models import AuditEvent
+from exchange import dictionary
 from exchange.exporter import ExportSpec, export_zip
 from exchange.models import ExportLog
 from patients.models import Patient
@@ -24,17 +25,7 @@ from tests.conftest import DEMO_BUNDLE
 from tests.factories import ConsentFactory, FollowUpFactory, PatientFactory, ProcedureFactory, SiteFactory
 
 pytestmark = pytest.mark.django_db
-BUNDLE_FILES = [
-    "sites",
-    "consent_versions",
-    "patients",
-    "consents",
-    "procedures",
-    "leakages",
-    "complications",
-    "followups",
-    "medications",
-]
+BUNDLE_FILES = dictionary.FILES
 PERSON_FILES = [
     "patients.csv",
     "consents.csv",
