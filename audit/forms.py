@@ -107,11 +107,20 @@ class WithdrawalForm(forms.Form):
 
 
 class DeletePatientForm(forms.Form):
-    reason = forms.CharField(
-        label="Reason for deletion",
-        widget=forms.Textarea(attrs={"rows": 3}),
-        error_messages={"required": "Give the reason for deleting this patient; it goes into the audit trail."},
-    )
+    """Deleting a patient (or, with `what`, one record): a reason and an explicit confirmation."""
+
+    reason = forms.CharField(label="Reason for deletion", widget=forms.Textarea(attrs={"rows": 3}))
     confirm = forms.BooleanField(
         label="I understand that the patient and all their records are deleted; the values stay in the audit trail."
     )
+
+    def __init__(self, *args: Any, what: str = "patient", **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["reason"].error_messages["required"] = (
+            f"Give the reason for deleting this {what}; it goes into the audit trail."
+        )
+        if what != "patient":
+            self.fields["confirm"].label = (
+                f"I understand that this {what} and everything recorded under it are deleted; "
+                "the values stay in the audit trail."
+            )

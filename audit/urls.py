@@ -8,6 +8,7 @@ urlpatterns = [
     path("trail.csv", views.trail_csv, name="trail_csv"),
     path("patients/<str:study_id>/", views.patient_history, name="patient_history"),
     path("patients/<str:study_id>/delete/", views.patient_delete, name="patient_delete"),
+    path("records/<str:kind>/<int:pk>/delete/", views.record_delete, name="record_delete"),
     path("consent-versions/", views.version_list, name="versions"),
     path("consent-versions/new/", views.version_edit, name="version_create"),
     path("consent-versions/<int:pk>/edit/", views.version_edit, name="version_edit"),

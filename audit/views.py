@@ -20,9 +20,11 @@ from accounts.permissions import admin_required, data_entry_required, scope_to_s
 from audit import selectors
 from audit.forms import ConsentVersionForm, DeletePatientForm, RegisterFilterForm, TrailFilterForm, WithdrawalForm
 from audit.models import AuditEvent
-from audit.services import record_access, record_event, save_audited
+from audit.services import delete_audited, owner_keys, record_access, record_event, save_audited
+from outcomes.models import FollowUp
 from patients.models import Consent, ConsentVersion, Patient
 from patients.services import current_version, delete_patient, document_matches, withdraw_consent
+from procedures.models import Procedure
 from registry.csv_safety import stream_csv
 
 PAGE_SIZE = 50
@@ -125,6 +127,30 @@ def patient_delete(request: HttpRequest, study_id: str) -> HttpResponse:
         "follow-up visits": patient.followups.count(),
     }
     return render(request, "audit/patient_delete.html", {"patient": patient, "form": form, "counts": counts})
+
+
+# Single records an admin may delete (with a reason), by the name used in the URL.
+DELETABLE = {
+    "procedure": (Procedure, "patient__site"),
+    "visit": (FollowUp, "patient__site"),
+    "consent": (Consent, "patient__site"),
+}
+
+
+@admin_required
+def record_delete(request: HttpRequest, kind: str, pk: int) -> HttpResponse:
+    """Delete one procedure, visit or consent record; the deleted values stay in the trail."""
+    if kind not in DELETABLE:
+        raise Http404
+    model, site_path = DELETABLE[kind]
+    record = get_object_or_404(scope_to_sites(model.objects.all(), _user(request), site_path), pk=pk)
+    study_id = owner_keys(record)[0]
+    form = DeletePatientForm(request.POST or None, what=kind)
+    if request.method == "POST" and form.is_valid():
+        delete_audited(record, user=request.user, reason=form.cleaned_data["reason"])
+        messages.success(request, f"{record} was deleted; its values stay in the audit trail.")
+        return redirect("audit:patient_history", study_id=study_id)
+    return render(request, "audit/record_delete.html", {"record": record, "study_id": study_id, "form": form})
 
 
 # --- consent versions ------------------------------------------------------

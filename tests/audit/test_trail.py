@@ -175,3 +175,37 @@ def test_the_django_admin_cannot_change_or_delete_the_trail(client, admin_user):
     assert response.status_code == 403
     event.refresh_from_db()
     assert event.username == "nurse"
+
+
+def test_an_admin_deletes_one_visit_with_a_reason_and_its_values_stay_in_the_trail(client, admin_user, site):
+    from outcomes.models import FollowUp, Medication
+    from tests.factories import FollowUpFactory, MedicationFactory
+
+    visit = FollowUpFactory(patient=ConsentFactory(patient__site=site).patient)
+    MedicationFactory(followup=visit, drug="tramadol")
+    client.force_login(admin_user)
+    url = f"/audit/records/visit/{visit.pk}/delete/"
+    response = client.post(url, {"reason": "", "confirm": "on"})
+    assert "Give the reason for deleting this visit" in response.content.decode()
+    response = client.post(url, {"reason": "Entered for the wrong patient", "confirm": "on"})
+    assert response["Location"] == f"/audit/patients/{visit.patient.study_id}/"
+    assert not FollowUp.objects.filter(pk=visit.pk).exists() and not Medication.objects.exists()
+    events = AuditEvent.objects.filter(action="delete", reason="Entered for the wrong patient")
+    assert {e.model for e in events} == {"outcomes.FollowUp", "outcomes.Medication"}
+    assert events.get(model="outcomes.FollowUp").changes["vas"] == ["7.0", None]
+
+
+@pytest.mark.parametrize("role", ["nurse", "investigator"])
+def test_only_admins_delete_records(client, request, role, site):
+    from procedures.models import Procedure
+    from tests.factories import ProcedureFactory
+
+    procedure = ProcedureFactory(patient__site=site)
+    client.force_login(request.getfixturevalue(role))
+    response = client.post(f"/audit/records/procedure/{procedure.pk}/delete/", {"reason": "x", "confirm": "on"})
+    assert response.status_code == 403 and Procedure.objects.filter(pk=procedure.pk).exists()
+
+
+def test_unknown_record_kinds_are_not_found(client, admin_user):
+    client.force_login(admin_user)
+    assert client.get("/audit/records/patient/1/delete/").status_code == 404

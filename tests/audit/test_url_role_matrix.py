@@ -65,6 +65,7 @@ MATRIX: dict[str, tuple[str, dict[str, Any]]] = {
     "audit/trail.csv": ("/audit/trail.csv", ADMIN_ONLY),
     "audit/patients/<str:study_id>/": ("/audit/patients/{study_id}/", ADMIN_ONLY),
     "audit/patients/<str:study_id>/delete/": ("/audit/patients/{study_id}/delete/", ADMIN_ONLY),
+    "audit/records/<str:kind>/<int:pk>/delete/": ("/audit/records/procedure/{procedure}/delete/", ADMIN_ONLY),
     "audit/consent-versions/": ("/audit/consent-versions/", ADMIN_ONLY),
     "audit/consent-versions/new/": ("/audit/consent-versions/new/", ADMIN_ONLY),
     "audit/consent-versions/<int:pk>/edit/": ("/audit/consent-versions/{version}/edit/", ADMIN_ONLY),
