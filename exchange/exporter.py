@@ -13,11 +13,11 @@ the enrolment year is kept, ages over 89 are shown as 90 (and the date of
 birth offset is left blank for them, since it would reveal the age).
 """
 
+import contextlib
 import datetime
 import functools
 import hashlib
 import io
-import itertools
 import json
 import zipfile
 from collections.abc import Callable, Iterable, Iterator
@@ -26,6 +26,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
+from django.db import connection, transaction
 from django.db.models import Case, DecimalField, F, IntegerField, OuterRef, QuerySet, Subquery, Value, When
 from django.utils import timezone
 
@@ -357,23 +358,12 @@ def wide_table(spec: ExportSpec) -> tuple[list[Column], Iterator[list[Any]]]:
 
     def rows() -> Iterator[list[Any]]:
         procedures = (r for r in sources["procedures"]() if r["procedure_number"] == 1)
-        visits = itertools.groupby(sources["followups"](), key=lambda r: r["study_id"])
-        index_row = next(procedures, None)
-        visit_group = next(visits, None)
-        for patient in sources["patients"]():
+        for patient, index, visits in merge_by_study_id(sources["patients"](), procedures, sources["followups"]()):
             patient = _normalise("patients", patient)
-            sid = patient["study_id"]
-            while index_row is not None and index_row["study_id"] < sid:
-                index_row = next(procedures, None)
-            while visit_group is not None and visit_group[0] < sid:
-                visit_group = next(visits, None)
-            index = index_row if index_row is not None and index_row["study_id"] == sid else None
-            by_tp: dict[str, dict[str, Any]] = {}
-            if visit_group is not None and visit_group[0] == sid:
-                for v in visit_group[1]:
-                    by_tp[v["timepoint"]] = {
-                        m: (visit_cols["day"].get(v) if m == "day" else v[m]) for m in WIDE_MEASURES
-                    }
+            by_tp = {
+                v["timepoint"]: {m: (visit_cols["day"].get(v) if m == "day" else v[m]) for m in WIDE_MEASURES}
+                for v in visits
+            }
             row = [c.get(patient) for c in patient_cols]
             row += [c.get(index) if index else None for c in procedure_cols]
             merged = {"visits": by_tp}
@@ -381,6 +371,32 @@ def wide_table(spec: ExportSpec) -> tuple[list[Column], Iterator[list[Any]]]:
             yield row
 
     return columns, rows()
+
+
+def merge_by_study_id(
+    patients: Iterable[dict[str, Any]], procedures: Iterable[dict[str, Any]], visits: Iterable[dict[str, Any]]
+) -> Iterator[tuple[dict[str, Any], dict[str, Any] | None, list[dict[str, Any]]]]:
+    """(patient, index procedure or None, visits) per patient, from three streams in the same order.
+
+    The streams come from one snapshot and are sorted by the database on the same
+    column, so the study IDs follow each other identically: rows are matched by
+    equality only. Comparing with Python's `<` would trust Python to sort like the
+    database's collation, which (en_US and the like) it does not ("A0-0001" vs "A-0001").
+    """
+    procedures, visits = iter(procedures), iter(visits)
+    index_row, visit = next(procedures, None), next(visits, None)
+    for patient in patients:
+        sid = patient["study_id"]
+        index = None
+        if index_row is not None and index_row["study_id"] == sid:
+            index, index_row = index_row, next(procedures, None)
+        own = []
+        while visit is not None and visit["study_id"] == sid:
+            own.append(visit)
+            visit = next(visits, None)
+        yield patient, index, own
+    if index_row is not None or visit is not None:  # cannot happen within one snapshot; never drop data silently
+        raise RuntimeError("export streams out of step: a procedure or visit belongs to no exported patient")
 
 
 # ----------------------------------------------------------------------------- the zip
@@ -425,6 +441,23 @@ def dictionary_rows(described: list[tuple[str, list[Column]]]) -> Iterator[list[
 DICTIONARY_HEADER = ["file", "variable", "label", "type", "choices", "unit", "min", "max", "identifier", "note"]
 
 
+@contextlib.contextmanager
+def snapshot() -> Iterator[None]:
+    """Read every file from one snapshot, so the files agree while nurses keep entering data.
+
+    On PostgreSQL the outermost export transaction is REPEATABLE READ, READ ONLY;
+    inside a transaction its server-side cursors also stream rows as they are
+    fetched instead of being materialised WITH HOLD. An abandoned download
+    (GeneratorExit) just rolls the read-only transaction back.
+    """
+    outermost = not connection.in_atomic_block
+    with transaction.atomic():
+        if outermost and connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        yield
+
+
 def export_zip(
     spec: ExportSpec, result: ExportResult | None = None, on_done: Callable[[ExportResult], None] | None = None
 ) -> Iterator[bytes]:
@@ -432,7 +465,7 @@ def export_zip(
     result = result if result is not None else ExportResult()
     sink = _Sink()
     described: list[tuple[str, list[Column]]] = []
-    with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+    with snapshot(), zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         plan: list[tuple[str, list[Column], Iterator[list[Any]]]] = []
         if spec.shape in (SHAPE_BOTH, SHAPE_LONG):
             sources = _sources(spec)

@@ -182,7 +182,7 @@ def test_an_export_makes_the_same_number_of_queries_whatever_the_cohort_size(dem
         procedure = ProcedureFactory(patient=patient)
         FollowUpFactory(patient=patient, visit_date=procedure.procedure_date)
     assert count() == small
-    assert small <= 12  # one query per file, plus the wide file's three
+    assert small == 14  # one query per file, the wide file's three, the snapshot's savepoint and its release
 
 
 # ---------------------------------------------------------------------------- the page and the command
@@ -260,3 +260,61 @@ def test_visits_are_ordered_by_protocol_time_point_not_alphabetically(demo_cohor
     FollowUpFactory(patient=patient, timepoint="w1", visit_date=datetime.date(2017, 3, 22))
     timepoints = [v["timepoint"] for v in table(export(), "followups.csv") if v["study_id"] == "PSP-0001"]
     assert timepoints == ["baseline", "post", "w1", "m1"]
+
+
+def test_the_query_count_is_pinned_for_a_small_and_a_larger_cohort(demo_cohort, django_assert_num_queries):
+    # one query per bundle file, three for the wide file (patients, index procedures, visits), and the
+    # snapshot transaction (a savepoint and its release inside the test's transaction)
+    with django_assert_num_queries(14):
+        b"".join(export_zip(ExportSpec()))
+    site = Patient.objects.first().site
+    for _ in range(30):
+        patient = PatientFactory(site=site)
+        ConsentFactory(patient=patient)
+        FollowUpFactory(patient=patient, visit_date=ProcedureFactory(patient=patient).procedure_date)
+    with django_assert_num_queries(14):
+        b"".join(export_zip(ExportSpec()))
+
+
+def test_the_wide_file_matches_rows_by_study_id_in_the_database_order_not_pythons():
+    from exchange.exporter import merge_by_study_id
+
+    # en_US-like collations sort "A0-0001" before "A-0001" (punctuation ignored); Python does not
+    patients = [{"study_id": "A0-0001"}, {"study_id": "A-0001"}, {"study_id": "B-0001"}]
+    procedures = [{"study_id": "A0-0001", "n": 1}, {"study_id": "B-0001", "n": 3}]
+    visits = [{"study_id": "A0-0001", "tp": "baseline"}, {"study_id": "A-0001", "tp": "post"}]
+    merged = [
+        (p["study_id"], i and i["n"], [v["tp"] for v in vs])
+        for p, i, vs in merge_by_study_id(patients, procedures, visits)
+    ]
+    assert merged == [("A0-0001", 1, ["baseline"]), ("A-0001", None, ["post"]), ("B-0001", 3, [])]
+
+
+def test_the_export_log_is_read_only_in_the_django_admin(client, admin_user, demo_cohort):
+    b"".join(post_as(client, admin_user).streaming_content)
+    entry = ExportLog.objects.get()
+    assert client.get("/admin/exchange/exportlog/").status_code == 200
+    assert client.get(f"/admin/exchange/exportlog/{entry.pk}/change/").status_code == 200  # a view, no save
+    assert client.get("/admin/exchange/exportlog/add/").status_code == 403
+    assert client.post(f"/admin/exchange/exportlog/{entry.pk}/delete/", {"post": "yes"}).status_code == 403
+    assert ExportLog.objects.filter(pk=entry.pk).exists()
+
+
+def test_the_export_log_page_is_for_admins_only(client, investigator):
+    client.force_login(investigator)
+    assert client.get("/exports/log/").status_code == 403
+
+
+def post_as(client, user, **data):
+    client.force_login(user)
+    return post(client, **data)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_outside_a_transaction_the_export_reads_one_read_only_snapshot(demo_cohort):
+    with CaptureQueriesContext(connection) as ctx:
+        zf = zipfile.ZipFile(io.BytesIO(b"".join(export_zip(ExportSpec()))))
+    sqls = [q["sql"] for q in ctx.captured_queries if q["sql"] != "BEGIN"]
+    assert "REPEATABLE READ READ ONLY" in sqls[0]
+    assert len(table(zf, "patients.csv")) == 10 and len(table(zf, "analysis_wide.csv")) == 10
+    assert not connection.in_atomic_block  # the snapshot ended with the stream
