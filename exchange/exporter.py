@@ -59,6 +59,7 @@ class ExportSpec:
     shape: str = SHAPE_BOTH
     reason: str = ""
     username: str = ""
+    started_at: datetime.datetime = field(default_factory=timezone.now)
 
     @property
     def identified(self) -> bool:
@@ -484,13 +485,15 @@ def export_zip(
             plan.append((WIDE_FILE, columns, rows))
         for name, columns, rows in plan:
             described.append((name[:-4], columns))
-            yield from _write_member(zf, sink, name, [c.name for c in columns], rows, result)
-        yield from _write_member(zf, sink, "data_dictionary.csv", DICTIONARY_HEADER, dictionary_rows(described), result)
+            yield from _write_member(zf, sink, name, [c.name for c in columns], rows, result, spec.started_at)
+        yield from _write_member(
+            zf, sink, "data_dictionary.csv", DICTIONARY_HEADER, dictionary_rows(described), result, spec.started_at
+        )
         manifest = {
             "registry": "Sacroplasty registry",
             "registry_version": settings.REGISTRY_VERSION,
             "exported_by": spec.username,
-            "exported_at": timezone.now().astimezone(datetime.UTC).isoformat().replace("+00:00", "Z"),
+            "exported_at": spec.started_at.astimezone(datetime.UTC).isoformat().replace("+00:00", "Z"),
             "level": spec.level,
             "shape": spec.shape,
             "filters": {k: str(v) for k, v in spec.filters.items() if v},
@@ -498,7 +501,7 @@ def export_zip(
             "day_reference": "days since the index procedure (procedure_number 1)",
             "files": result.files,
         }
-        info = zipfile.ZipInfo("manifest.json", date_time=timezone.now().timetuple()[:6])
+        info = zipfile.ZipInfo("manifest.json", date_time=spec.started_at.astimezone(datetime.UTC).timetuple()[:6])
         info.compress_type = zipfile.ZIP_DEFLATED
         with zf.open(info, "w") as member:
             member.write(json.dumps(manifest, indent=2, sort_keys=True).encode())
@@ -508,7 +511,13 @@ def export_zip(
 
 
 def _write_member(
-    zf: zipfile.ZipFile, sink: _Sink, name: str, header: list[str], rows: Iterable[list[Any]], result: ExportResult
+    zf: zipfile.ZipFile,
+    sink: _Sink,
+    name: str,
+    header: list[str],
+    rows: Iterable[list[Any]],
+    result: ExportResult,
+    when: datetime.datetime,
 ) -> Iterator[bytes]:
     digest = hashlib.sha256()
     count = 0
@@ -519,7 +528,7 @@ def _write_member(
             count += 1
             yield row
 
-    info = zipfile.ZipInfo(name, date_time=timezone.now().timetuple()[:6])
+    info = zipfile.ZipInfo(name, date_time=when.astimezone(datetime.UTC).timetuple()[:6])
     info.compress_type = zipfile.ZIP_DEFLATED
     pending: list[str] = []
     size = 0

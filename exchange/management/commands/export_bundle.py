@@ -1,4 +1,5 @@
 import datetime
+import getpass
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,7 @@ class Command(BaseCommand):
             level=IDENTIFIED if identified else DEIDENTIFIED,
             shape=shape,
             reason=reason,
-            username="(command line)",
+            username=f"command line ({getpass.getuser()})",
         )
         tmp = out.with_name(out.name + ".part")
         with tmp.open("wb") as fh:
