@@ -363,18 +363,18 @@ def wide_table(spec: ExportSpec) -> tuple[list[Column], Iterator[list[Any]]]:
                 )
             )
 
+    day, no_visit = visit_cols["day"], [None] * len(WIDE_MEASURES)
+
     def rows() -> Iterator[list[Any]]:
         procedures = (r for r in sources["procedures"]() if r["procedure_number"] == 1)
         for patient, index, visits in merge_by_study_id(sources["patients"](), procedures, sources["followups"]()):
             patient = _normalise("patients", patient)
-            by_tp = {
-                v["timepoint"]: {m: (visit_cols["day"].get(v) if m == "day" else v[m]) for m in WIDE_MEASURES}
-                for v in visits
-            }
             row = [c.get(patient) for c in patient_cols]
             row += [c.get(index) if index else None for c in procedure_cols]
-            merged = {"visits": by_tp}
-            row += [c.get(merged) for c in columns[len(patient_cols) + len(procedure_cols) :]]
+            # the same cells as the columns' getters, without a lookup per cell (100 000 rows x 42 cells)
+            by_tp = {v["timepoint"]: [day.get(v) if m == "day" else v[m] for m in WIDE_MEASURES] for v in visits}
+            for tp in Timepoint.values:
+                row += by_tp.get(tp, no_visit)
             yield row
 
     return columns, rows()
