@@ -22,6 +22,7 @@ from exchange.models import ExportLog
 from patients.models import Patient
 from patients.services import withdraw_consent
 from tests.conftest import DEMO_BUNDLE
+from tests.exchange.zips import assert_round_trip, export, table
 from tests.factories import ConsentFactory, FollowUpFactory, PatientFactory, ProcedureFactory, SiteFactory
 
 pytestmark = pytest.mark.django_db
@@ -35,14 +36,6 @@ PERSON_FILES = [
     "analysis_wide.csv",
 ]
 ISO_DATE = re.compile(r"\b(19|20)\d\d-\d\d-\d\d\b")
-
-
-def export(**kwargs) -> zipfile.ZipFile:
-    return zipfile.ZipFile(io.BytesIO(b"".join(export_zip(ExportSpec(**kwargs)))))
-
-
-def table(zf: zipfile.ZipFile, name: str) -> list[dict[str, str]]:
-    return list(csv.DictReader(io.StringIO(zf.read(name).decode("utf-8"))))
 
 
 def source_rows(name: str) -> list[dict[str, str]]:
@@ -109,28 +102,6 @@ def test_formula_like_text_is_neutralised_and_numbers_stay_numbers(site):
     assert table(zf, "followups.csv")[0]["day"] == "-3"  # a negative number, not text
 
 
-def test_the_wide_file_agrees_with_the_long_files(tmp_path):
-    from tests.bundles import write_bundle
-
-    call_command("import_bundle", str(write_bundle(tmp_path / "b", patients=40, seed=5)), stdout=StringIO())
-    zf = export()
-    long = {(v["study_id"], v["timepoint"]): v for v in table(zf, "followups.csv")}
-    wide = table(zf, "analysis_wide.csv")
-    assert [w["study_id"] for w in wide] == [p["study_id"] for p in table(zf, "patients.csv")]
-    checked = 0
-    for row in wide:
-        for tp in ("baseline", "post", "w1", "m1", "m3", "m6", "m12"):
-            visit = long.get((row["study_id"], tp))
-            for measure in ("status", "day", "vas", "odi_score", "opioid_count", "mme_per_day"):
-                assert row[f"{measure}_{tp}"] == (visit[measure] if visit else ""), (row["study_id"], tp, measure)
-            checked += visit is not None
-    assert checked == len(long)
-    index = {p["study_id"]: p for p in table(zf, "procedures.csv") if p["procedure_number"] == "1"}
-    for row in wide:
-        if row["study_id"] in index:
-            assert row["index_cement_volume_ml"] == index[row["study_id"]]["cement_volume_ml"]
-
-
 def test_the_manifest_hashes_and_counts_are_true(demo_cohort):
     zf = export(username="tester", filters={"site": "PSP"})
     manifest = json.loads(zf.read("manifest.json"))
@@ -157,32 +128,7 @@ def test_the_data_dictionary_describes_every_exported_column(demo_cohort):
 
 
 def test_round_trip_identified_export_import_export_is_identical(demo_cohort, tmp_path):
-    first = export(level="identified", reason="round trip")
-    folder = tmp_path / "exported"
-    first.extractall(folder)
-    Patient.objects.all().delete()
-    call_command("import_bundle", str(folder), stdout=StringIO())
-    second = export(level="identified", reason="round trip")
-    names = [n for n in first.namelist() if n != "manifest.json"]
-    assert names == [n for n in second.namelist() if n != "manifest.json"]
-    for name in names:
-        assert first.read(name) == second.read(name), name
-
-
-def test_an_export_makes_the_same_number_of_queries_whatever_the_cohort_size(demo_cohort):
-    def count() -> int:
-        with CaptureQueriesContext(connection) as ctx:
-            b"".join(export_zip(ExportSpec()))
-        return len(ctx.captured_queries)
-
-    small = count()
-    for _ in range(25):
-        patient = PatientFactory(site=Patient.objects.first().site)
-        ConsentFactory(patient=patient)
-        procedure = ProcedureFactory(patient=patient)
-        FollowUpFactory(patient=patient, visit_date=procedure.procedure_date)
-    assert count() == small
-    assert small == 14  # one query per file, the wide file's three, the snapshot's savepoint and its release
+    assert_round_trip(tmp_path)
 
 
 # ---------------------------------------------------------------------------- the page and the command

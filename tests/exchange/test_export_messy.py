@@ -5,7 +5,6 @@ row and value of the source, nothing identifying when de-identified, round trip.
 import csv
 import io
 import re
-import zipfile
 from decimal import Decimal, InvalidOperation
 from io import StringIO
 
@@ -13,10 +12,10 @@ import pytest
 from django.core.management import call_command
 
 from exchange import dictionary
-from exchange.exporter import ExportSpec, export_zip
 from patients.models import Patient
 from registry.csv_safety import DANGEROUS_FIRST
 from tests.bundles import write_bundle
+from tests.exchange.zips import assert_round_trip, assert_wide_agrees_with_long, export, table
 
 pytestmark = pytest.mark.django_db
 PATIENT_FILES = ("patients", "consents", "procedures", "leakages", "complications", "followups", "medications")
@@ -32,14 +31,6 @@ def source(tmp_path):
 def read(folder, name):
     with (folder / f"{name}.csv").open(encoding="utf-8") as fh:
         return list(csv.DictReader(fh))
-
-
-def table(zf, name):
-    return list(csv.DictReader(io.StringIO(zf.read(f"{name}.csv").decode("utf-8"))))
-
-
-def export(**kwargs):
-    return zipfile.ZipFile(io.BytesIO(b"".join(export_zip(ExportSpec(**kwargs)))))
 
 
 def removed_ids(folder):
@@ -120,27 +111,8 @@ def test_the_deidentified_export_leaks_no_identifier_free_text_or_date(source):
 
 
 def test_the_wide_file_agrees_with_the_long_files_and_has_one_row_per_patient(source):
-    zf = export()
-    long = {(v["study_id"], v["timepoint"]): v for v in table(zf, "followups")}
-    wide = table(zf, "analysis_wide")
-    assert [w["study_id"] for w in wide] == [p["study_id"] for p in table(zf, "patients")]
-    seen = 0
-    for row in wide:
-        for tp in ("baseline", "post", "w1", "m1", "m3", "m6", "m12"):
-            visit = long.get((row["study_id"], tp))
-            seen += visit is not None
-            for measure in ("status", "day", "vas", "odi_score", "opioid_count", "mme_per_day"):
-                assert row[f"{measure}_{tp}"] == (visit[measure] if visit else "")
-    assert seen == len(long)
+    assert_wide_agrees_with_long(export())
 
 
 def test_an_identified_export_round_trips_through_an_empty_registry(source, tmp_path):
-    first = export(level="identified", reason="round trip")
-    first.extractall(tmp_path / "exported")
-    Patient.objects.all().delete()
-    call_command("import_bundle", str(tmp_path / "exported"), stdout=StringIO())
-    second = export(level="identified", reason="round trip")
-    names = [n for n in first.namelist() if n != "manifest.json"]
-    assert names == [n for n in second.namelist() if n != "manifest.json"]
-    for name in names:
-        assert first.read(name) == second.read(name), name
+    assert_round_trip(tmp_path)
