@@ -18,7 +18,15 @@ class AuditEvent(models.Model):
     """One append-only entry of the audit trail (21 CFR 11.10(e)).
 
     Written only by `audit.services`; on PostgreSQL a trigger (migration 0002)
-    refuses UPDATE and DELETE, so not even a bug can rewrite history.
+    refuses UPDATE and DELETE, so not even a bug can rewrite history, and the
+    application's database role may only SELECT and INSERT (`grant_app_role`).
+
+    On PostgreSQL a BEFORE INSERT trigger (migration 0003) gives every event,
+    whoever writes it (``save()``, ``bulk_create``, raw SQL), its place in the
+    chain (`seq`) and `hash` = SHA-256 over the previous event's hash and this
+    event's content, so even a database superuser's edit is found by
+    ``manage.py verify_trail`` (`audit.chain`). On SQLite (local demo runs) both
+    stay empty: nothing is chained there.
     """
 
     class Action(models.TextChoices):
@@ -46,6 +54,12 @@ class AuditEvent(models.Model):
     changes = models.JSONField(default=dict, blank=True, help_text='{"field": [old, new]}')
     reason = models.TextField(blank=True)
     extra = models.JSONField(default=dict, blank=True)
+    seq = models.BigIntegerField(
+        null=True, blank=True, unique=True, editable=False, help_text="Position in the hash chain (PostgreSQL)"
+    )
+    hash = models.CharField(
+        max_length=64, blank=True, editable=False, help_text="SHA-256 over the previous event's hash and this content"
+    )
 
     class Meta:
         ordering = ["-at", "-id"]
