@@ -11,6 +11,7 @@ from django.db import models, transaction
 from django.db.models.deletion import Collector
 
 from audit.models import AuditEvent
+from registry.errors import StaleEditError
 
 
 def _plain(value: Any) -> Any:
@@ -146,16 +147,6 @@ def record_event(
         user=actor, username=name or username, action=action, reason=reason, extra=extra or {}
     )
 
-
-class StaleEditError(Exception):
-    """Somebody else saved the record after this editor loaded it."""
-
-    def __init__(self, instance: models.Model) -> None:
-        self.instance = instance
-        super().__init__(
-            f"{instance} was changed by someone else while you were editing it. "
-            "Reload the page to see their version, then make your change again."
-        )
 
 
 def owner_keys(instance: models.Model) -> tuple[str, str]:

@@ -34,9 +34,9 @@ def fill(n: int) -> None:
 
     from accounts.models import Site
     from outcomes.models import FollowUp, Medication
-    from outcomes.scoring import mme_per_day, odi_score
     from patients.models import Consent, ConsentVersion, Patient
     from procedures.models import Procedure
+    from registry.scoring import mme_per_day, odi_score
 
     call_command("flush", "--noinput", verbosity=0)
     rng = random.Random(1)

@@ -11,8 +11,8 @@ from decimal import Decimal
 from typing import Any
 
 from accounts.models import User
+from outcomes.cohort import filtered_patients
 from outcomes.models import FollowUp
-from patients.filters import filtered_patients
 from procedures.models import Complication, Leakage, Procedure
 
 Row = dict[str, Any]

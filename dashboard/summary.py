@@ -1,7 +1,7 @@
 """The registry summary (shared/crf/summary.md) and the page's chart data, from cohort rows.
 
 `selectors.cohort_rows` pulls the rows; this module turns them into value
-lists (intervals through `outcomes.scoring`, the one place for derived values)
+lists (intervals through `registry.scoring`, the one place for derived values)
 and hands those to `dashboard.stats`. The page, `summary.json` and
 `manage.py registry_summary` all call `registry_summary`.
 """
@@ -19,8 +19,8 @@ from accounts.models import User
 from dashboard import stats
 from dashboard.selectors import CohortRows, Row, cohort_rows
 from outcomes.models import Timepoint
-from outcomes.scoring import days_between, months_between
 from procedures.models import LEVELS, Complication, Procedure
+from registry.scoring import days_between, months_between
 
 MEASURES = ("vas", "odi", "opioid_count", "mme_per_day")
 FIELD = {"vas": "vas", "odi": "odi_score", "opioid_count": "opioid_count", "mme_per_day": "mme_per_day"}

@@ -16,7 +16,7 @@ from dashboard.summary import (
     outcome_rows,
     timepoint_labels,
 )
-from patients.filters import CohortFilterForm
+from outcomes.cohort import CohortFilterForm
 from patients.models import Patient
 from procedures.models import Leakage, Procedure
 

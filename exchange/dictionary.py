@@ -137,7 +137,7 @@ def bound(text: str, today: datetime.date | None = None) -> object:
     if not text:
         return None
     if text == "today":
-        return today or datetime.date.today()
+        return today or today()
     if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
         return datetime.date.fromisoformat(text)
     return float(text)

@@ -33,12 +33,12 @@ from django.utils import timezone
 from accounts.models import Site
 from exchange import dictionary
 from exchange.dictionary import Variable
+from outcomes.cohort import filtered_patients
 from outcomes.models import FollowUp, Medication, Timepoint
-from outcomes.scoring import MME_FACTORS, days_between, in_window, months_between
-from patients.filters import filtered_patients
 from patients.models import Consent, ConsentVersion, Patient
 from procedures.models import Complication, Leakage, Procedure
 from registry.csv_safety import stream_csv
+from registry.scoring import MME_FACTORS, days_between, in_window, months_between
 
 IDENTIFIED, DEIDENTIFIED = "identified", "deidentified"
 SHAPE_BOTH, SHAPE_LONG, SHAPE_WIDE = "both", "long", "wide"

@@ -5,7 +5,7 @@ from django import forms
 from exchange.exporter import DEIDENTIFIED, IDENTIFIED
 from exchange.models import ExportLog
 from exchange.services import may_export_identified
-from patients.filters import CohortFilterForm
+from outcomes.cohort import CohortFilterForm
 
 
 class ExportForm(CohortFilterForm):

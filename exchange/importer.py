@@ -22,7 +22,6 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, models, transaction
-from django.utils import timezone
 
 from accounts.models import Site
 from audit.models import AuditEvent
@@ -40,6 +39,7 @@ from exchange.dictionary import Variable
 from outcomes.models import FollowUp, Medication
 from patients.models import Consent, ConsentVersion, Patient
 from procedures.models import Complication, Leakage, Procedure
+from registry import dates
 from registry.fields import join_codes
 
 MAX_UNCOMPRESSED_BYTES = 2 * 1024**3  # refuse zip bombs before reading them
@@ -708,7 +708,7 @@ def read_bundle(path: Path) -> dict[str, list[Row]]:
             tables[name] = _read_table(name, text, problems)
     if problems:
         raise BundleError(problems)
-    today = timezone.localdate()
+    today = dates.today()
     for rows in tables.values():
         _parse_rows(rows, today, problems)
     if problems:

@@ -6,7 +6,7 @@ from crispy_forms.layout import HTML, Column, Fieldset, Row
 from django import forms
 
 from outcomes.models import ODI_FIELDS, ODI_SECTION_TITLES, FollowUp, Medication
-from patients.forms import EditMixin, child_formset, date_input, plain_helper
+from registry.forms import EditMixin, child_formset, date_input, plain_helper
 
 # The licensed ODI wording is not shipped (domain.md): section titles and the standard response numbers.
 ODI_CHOICES = [("", "Not answered"), *[(i, str(i)) for i in range(6)]]

@@ -7,8 +7,8 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 
-from outcomes import scoring
 from patients.models import Patient
+from registry import scoring
 from registry.fields import not_in_future, related_or_none
 
 ODI_SECTION_TITLES = [

@@ -5,12 +5,13 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 
 from accounts.permissions import data_entry_required
-from outcomes import services
+from outcomes import selectors, services
 from outcomes.forms import MedicationForm, MedicationFormSet, VisitForm
 from outcomes.models import FollowUp, Timepoint
-from outcomes.scoring import MME_FACTORS, visit_window
-from patients.forms import error_summary, initial_rows, service_saved
-from patients.views import get_patient_for_user
+from patients.selectors import get_patient_for_user
+from registry import dates
+from registry.forms import error_summary, initial_rows, service_saved
+from registry.scoring import MME_FACTORS, odi_band, visit_window
 
 
 @data_entry_required
@@ -57,3 +58,34 @@ def visit(request: HttpRequest, study_id: str, timepoint: str) -> HttpResponse:
         "errors": error_summary(form, meds),
     }
     return render(request, "outcomes/visit_form.html", context)
+
+
+@data_entry_required
+def worklist(request: HttpRequest) -> HttpResponse:
+    context = {
+        "worklist": selectors.worklist(request.user),  # type: ignore[arg-type]
+        "today": dates.today(),
+        "horizon": selectors.DUE_HORIZON_DAYS,
+    }
+    return render(request, "outcomes/worklist.html", context)
+
+
+@data_entry_required
+def detail(request: HttpRequest, study_id: str) -> HttpResponse:
+    patient = selectors.case_for(request.user, study_id)  # type: ignore[arg-type]
+    rows = selectors.visit_rows(patient)
+    timeline = [
+        {"label": r.label, "vas": float(r.visit.vas), "odi": r.visit.odi_score}
+        for r in rows
+        if r.visit and r.visit.vas is not None
+    ]
+    context = {
+        "patient": patient,
+        "consent": patient.current_consent(),
+        "block_reason": patient.data_entry_block_reason(),
+        "visit_rows": rows,
+        "timeline": timeline,
+        "bands": {r.timepoint: odi_band(r.visit.odi_score) for r in rows if r.visit},
+        "history": selectors.history_of(patient),
+    }
+    return render(request, "outcomes/patient_detail.html", context)

@@ -1,121 +1,18 @@
-"""Data-entry forms for patients and consents, and the pieces every CRF form shares."""
+"""Data-entry forms for patients and consents."""
 
-import datetime
-from collections.abc import Callable
 from typing import Any
 
 from crispy_forms.bootstrap import InlineRadios
-from crispy_forms.helper import FormHelper
-from crispy_forms.layout import Column, Layout, Row
+from crispy_forms.layout import Column, Row
 from django import forms
 from django.core.exceptions import ValidationError
-from django.db import models
 
 from accounts.models import User
 from accounts.permissions import visible_sites
-from audit.services import StaleEditError
-from patients.models import YES_NO, Consent, ConsentVersion, Patient
+from patients.models import Consent, ConsentVersion, Patient
 from patients.services import current_version
-
-
-def date_input() -> forms.DateInput:
-    return forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d")
-
-
-def plain_helper(*layout: Any) -> FormHelper:
-    """A crispy helper that leaves the <form> tag to the template (several forms share one)."""
-    helper = FormHelper()
-    helper.form_tag = False
-    helper.disable_csrf = True
-    if layout:
-        helper.layout = Layout(*layout)
-    return helper
-
-
-def yes_no_as_radios(form: forms.ModelForm) -> None:
-    """Yes/No questions as two radios: no "---------" option, one tap on a tablet."""
-    for name, field in form.fields.items():
-        model_field = form._meta.model._meta.get_field(name) if name in form._meta.fields else None
-        if isinstance(model_field, models.BooleanField) and isinstance(field, forms.TypedChoiceField):
-            field.choices = YES_NO
-            field.widget = forms.RadioSelect(choices=YES_NO)
-
-
-class EditMixin(forms.Form):
-    """Reason for change and the optimistic-concurrency token of an edit form.
-
-    `version` is the value the editor loaded; the service refuses the save if
-    the row moved on since, so a second editor never silently overwrites.
-    """
-
-    version = forms.IntegerField(widget=forms.HiddenInput, required=False)
-    reason = forms.CharField(
-        label="Reason for change",
-        help_text="Goes into the audit trail, e.g. 'transcription error on the paper CRF'.",
-        widget=forms.TextInput(),
-    )
-
-    def setup_edit(self, editing: bool) -> None:
-        if editing:
-            self.fields["version"].initial = self.instance.version  # type: ignore[attr-defined]
-            self.fields["version"].required = True  # without it a stale edit could not be detected
-        else:
-            del self.fields["version"], self.fields["reason"]
-
-    @property
-    def editing(self) -> bool:
-        return "reason" in self.fields
-
-    def edit_kwargs(self) -> dict[str, Any]:
-        if not self.editing:
-            return {}
-        return {"reason": self.cleaned_data["reason"], "expected_version": self.cleaned_data["version"]}
-
-
-def service_saved(form: forms.BaseForm, write: Callable[[], object]) -> bool:
-    """Run a service write; a refusal (stale edit, rule broken) goes onto the form instead of raising."""
-    try:
-        write()
-    except StaleEditError as exc:
-        form.add_error(None, str(exc))
-    except ValidationError as exc:
-        add_service_error(form, exc)
-    else:
-        return True
-    return False
-
-
-def add_service_error(form: forms.BaseForm, exc: ValidationError) -> None:
-    """Show a service's ValidationError at the fields the form has, the rest at the top."""
-    if hasattr(exc, "error_dict"):
-        for field, errors in exc.error_dict.items():
-            form.add_error(field if field in form.fields else None, errors)
-    else:
-        form.add_error(None, exc)
-
-
-def error_summary(*forms_: Any) -> list[tuple[str, str, str]]:
-    """(anchor id, label, message) for every error of the forms and formsets, for the summary at the top."""
-    out: list[tuple[str, str, str]] = []
-
-    def one(form: forms.BaseForm, prefix_label: str = "") -> None:
-        for name, errors in form.errors.items():
-            if name == "__all__":
-                out.extend(("", prefix_label.strip(" :"), str(e)) for e in errors)
-                continue
-            field = form.fields.get(name)
-            label = f"{prefix_label}{field.label}" if field else prefix_label
-            out.extend((form[name].id_for_label if field else "", label, str(e)) for e in errors)
-
-    for item in forms_:
-        if isinstance(item, forms.BaseFormSet):
-            out.extend(("", item.summary_title, str(e)) for e in item.non_form_errors())  # type: ignore[attr-defined]
-            for number, form in enumerate(item.forms, start=1):
-                one(form, f"{item.summary_title} row {number}: ")  # type: ignore[attr-defined]
-        elif item is not None:
-            one(item)
-    return out
-
+from registry.dates import today
+from registry.forms import EditMixin, date_input, plain_helper, yes_no_as_radios
 
 PATIENT_FIELDS = [
     "site",
@@ -174,7 +71,7 @@ class PatientForm(EditMixin, forms.ModelForm):
             sites = visible_sites(user)
             self.fields["site"].queryset = sites  # type: ignore[attr-defined]
             self.fields["site"].empty_label = None  # type: ignore[attr-defined]
-            self.initial.update(enrolment_date=datetime.date.today(), site=sites.first())
+            self.initial.update(enrolment_date=today(), site=sites.first())
         radios = [InlineRadios(f) for f in ("pathological_fracture", "neurological_deficit")]
         therapy = [InlineRadios(f) for f in ("prior_radiotherapy", "prior_chemotherapy")]
         self.helper = plain_helper(
@@ -214,7 +111,7 @@ class ConsentForm(forms.ModelForm):
         yes_no_as_radios(self)
         self.fields["consent_version"].queryset = ConsentVersion.objects.order_by("-effective_from")  # type: ignore[attr-defined]
         # Model values (None on a new record) win over field.initial, so propose via self.initial.
-        self.initial.update(signed_date=datetime.date.today(), consent_version=current_version())
+        self.initial.update(signed_date=today(), consent_version=current_version())
         self.fields["obtained_by"].help_text = "Staff code or name of the person who took consent"
         self.helper = plain_helper(
             Row(Column("consent_version", css_class="col-md-4"), Column("signed_date", css_class="col-md-4")),
@@ -239,41 +136,50 @@ class PatientSearchForm(forms.Form):
     q = forms.CharField(label="Search by study ID, MRN or name", required=False)
 
 
-class ChildFormSet(forms.BaseFormSet):
-    """Rows that belong to one record (leakages, complications, opioids), each form a ModelForm.
+class ConsentVersionForm(forms.ModelForm):
+    reason_for_change = forms.CharField(
+        label="Reason for change", widget=forms.Textarea(attrs={"rows": 2}), required=False
+    )
 
-    Every form gets an unsaved instance already linked to `parent`, so the model's
-    own clean() (which looks at the parent's dates) runs while the page is checked.
-    The service, not the formset, writes the rows.
-    """
+    class Meta:
+        model = ConsentVersion
+        fields = ["version", "effective_from", "effective_to", "blank_form"]
+        widgets = {"effective_from": date_input(), "effective_to": date_input()}
 
-    fk = ""
-    summary_title = ""
-
-    def __init__(self, *args: Any, parent: models.Model, **kwargs: Any) -> None:
-        self.parent = parent
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        if self.instance.pk is None:
+            del self.fields["reason_for_change"]
+        else:
+            # The label is printed on signed forms; a new text is a new version.
+            self.fields["version"].disabled = True
 
-    def get_form_kwargs(self, index: int | None) -> dict[str, Any]:
-        kwargs = super().get_form_kwargs(index)
-        kwargs["instance"] = self.form._meta.model(**{self.fk: self.parent})
-        return kwargs
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        if self.instance.pk is None:
+            return data
+        if self.has_changed() and not (data.get("reason_for_change") or "").strip():
+            self.add_error("reason_for_change", "Give the reason for this change; it goes into the audit trail.")
+        start, end = data.get("effective_from"), data.get("effective_to")
+        if start:
+            # Consents already signed to this version must stay inside its period.
+            outside = self.instance.consents.filter(signed_date__lt=start)
+            if end:
+                outside = outside | self.instance.consents.filter(signed_date__gt=end)
+            if n := outside.count():
+                self.add_error(
+                    None,
+                    f"{n} consent(s) were signed to this version outside the new period; "
+                    "a version's period cannot be changed to exclude them.",
+                )
+        return data
 
-    def add_fields(self, form: forms.BaseForm, index: int | None) -> None:
-        super().add_fields(form, index)
-        if "DELETE" in form.fields:
-            form.fields["DELETE"].label = "Remove this row"
 
-    def rows(self) -> list[models.Model]:
-        """The rows to keep: filled-in forms not marked for removal (blank extra rows are ignored)."""
-        return [f.instance for f in self.forms if f.cleaned_data and not f.cleaned_data.get("DELETE")]
+class WithdrawalForm(forms.Form):
+    """Field names follow Consent, so the service's validation errors land on them."""
 
-
-def child_formset(form: type[forms.ModelForm], *, fk: str, title: str, extra: int) -> type[ChildFormSet]:
-    formset = forms.formset_factory(form, formset=ChildFormSet, extra=extra, can_delete=True, can_delete_extra=False)
-    formset.fk, formset.summary_title = fk, title
-    return formset
-
-
-def initial_rows(rows: Any, form: type[forms.ModelForm]) -> list[dict[str, Any]]:
-    return [forms.model_to_dict(row, fields=form._meta.fields) for row in rows]
+    withdrawal_scope = forms.ChoiceField(
+        label="Scope of withdrawal", choices=Consent.WithdrawalScope.choices, widget=forms.RadioSelect
+    )
+    withdrawn_date = forms.DateField(label="Date of withdrawal", widget=date_input(), initial=today)
+    withdrawal_reason = forms.CharField(label="Reason for withdrawal", widget=forms.Textarea(attrs={"rows": 3}))

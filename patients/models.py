@@ -7,10 +7,8 @@ from django.db import models
 from django.db.models import Exists, OuterRef, Q
 
 from accounts.models import Site
-from outcomes.scoring import age_in_years
-from registry.fields import MultiChoiceField, not_in_future, related_or_none
-
-YES_NO = [(True, "Yes"), (False, "No")]
+from registry.fields import YES_NO, MultiChoiceField, not_in_future, related_or_none
+from registry.scoring import age_in_years
 
 
 class ConsentVersion(models.Model):

@@ -12,6 +12,8 @@ from django.db import transaction
 from accounts.models import Site
 from audit.services import delete_audited, record_updated, save_audited, snapshot
 from patients.models import Consent, ConsentVersion, Patient
+from registry import dates
+from registry.dates import today
 
 
 def next_study_id(site: Site) -> str:
@@ -79,7 +81,7 @@ def withdraw_consent(
         if current.withdrawn_date:
             raise ValidationError("This consent is already withdrawn.")
         before = snapshot(current)
-        current.withdrawn_date = on or datetime.date.today()
+        current.withdrawn_date = on or today()
         current.withdrawal_scope = scope
         current.withdrawal_reason = reason
         current.version += 1
@@ -103,7 +105,7 @@ def delete_patient(*, patient: Patient, user: Any, reason: str) -> None:
 
 def current_version() -> ConsentVersion | None:
     """The consent form version in force today (the latest to start, if several)."""
-    today = datetime.date.today()
+    today = dates.today()
     return (
         ConsentVersion.objects.filter(effective_from__lte=today)
         .exclude(effective_to__lt=today)

@@ -1,32 +1,19 @@
-import datetime
-
 from django.contrib import messages
+from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 
-from accounts.permissions import data_entry_required
-from outcomes.scoring import odi_band
+from accounts.permissions import admin_required, data_entry_required, scope_to_sites
+from audit.models import AuditEvent
+from audit.services import record_access, save_audited
 from patients import selectors, services
-from patients.forms import ConsentForm, PatientForm, PatientSearchForm, error_summary, service_saved
-from patients.models import Consent, Patient
+from patients.forms import ConsentForm, ConsentVersionForm, PatientForm, PatientSearchForm, WithdrawalForm
+from patients.models import Consent, ConsentVersion
+from patients.services import current_version, document_matches, withdraw_consent
+from registry.forms import error_summary, service_saved
 
 PAGE_SIZE = 25
-
-
-def get_patient_for_user(user: object, study_id: str) -> Patient:
-    """The patient if the user's sites include it; 404 otherwise, so other sites' IDs are not confirmed."""
-    return get_object_or_404(selectors.patients_for(user), study_id=study_id)  # type: ignore[arg-type]
-
-
-@data_entry_required
-def worklist(request: HttpRequest) -> HttpResponse:
-    context = {
-        "worklist": selectors.worklist(request.user),  # type: ignore[arg-type]
-        "today": datetime.date.today(),
-        "horizon": selectors.DUE_HORIZON_DAYS,
-    }
-    return render(request, "patients/worklist.html", context)
 
 
 @data_entry_required
@@ -49,7 +36,7 @@ def enrol(request: HttpRequest) -> HttpResponse:
 
 @data_entry_required
 def edit(request: HttpRequest, study_id: str) -> HttpResponse:
-    patient = get_patient_for_user(request.user, study_id)
+    patient = selectors.get_patient_for_user(request.user, study_id)
     form = PatientForm(request.POST or None, instance=patient, user=request.user)  # type: ignore[arg-type]
     if request.method == "POST" and form.is_valid():
         if service_saved(
@@ -64,7 +51,7 @@ def edit(request: HttpRequest, study_id: str) -> HttpResponse:
 @data_entry_required
 def consent(request: HttpRequest, study_id: str) -> HttpResponse:
     """A new consent record; re-consent to a new version adds another, nothing is overwritten."""
-    patient = get_patient_for_user(request.user, study_id)
+    patient = selectors.get_patient_for_user(request.user, study_id)
     form = ConsentForm(request.POST or None, request.FILES or None, instance=Consent(patient=patient))
     if request.method == "POST" and form.is_valid():
         services.record_consent(consent=form.instance, user=request.user, document=form.cleaned_data["document"])
@@ -74,22 +61,103 @@ def consent(request: HttpRequest, study_id: str) -> HttpResponse:
     return render(request, "patients/consent_form.html", context)
 
 
+# --- consent versions ------------------------------------------------------
+
+
+@admin_required
+def version_list(request: HttpRequest) -> HttpResponse:
+    versions = ConsentVersion.objects.all()
+    current = current_version()
+    return render(request, "patients/version_list.html", {"versions": versions, "current": current})
+
+
+@admin_required
+def version_edit(request: HttpRequest, pk: int | None = None) -> HttpResponse:
+    version = get_object_or_404(ConsentVersion, pk=pk) if pk else ConsentVersion()
+    form = ConsentVersionForm(request.POST or None, request.FILES or None, instance=version)
+    if request.method == "POST" and form.is_valid():
+        try:
+            save_audited(form.instance, user=request.user, reason=form.cleaned_data.get("reason_for_change", ""))
+        except ValidationError as exc:
+            form.add_error(None, exc)
+        else:
+            messages.success(request, f"Consent version {form.instance.version} saved.")
+            return redirect("patients:versions")
+    return render(request, "patients/version_form.html", {"form": form, "version": version})
+
+
 @data_entry_required
-def detail(request: HttpRequest, study_id: str) -> HttpResponse:
-    patient = selectors.case_for(request.user, study_id)  # type: ignore[arg-type]
-    rows = selectors.visit_rows(patient)
-    timeline = [
-        {"label": r.label, "vas": float(r.visit.vas), "odi": r.visit.odi_score}
-        for r in rows
-        if r.visit and r.visit.vas is not None
-    ]
-    context = {
-        "patient": patient,
-        "consent": patient.current_consent(),
-        "block_reason": patient.data_entry_block_reason(),
-        "visit_rows": rows,
-        "timeline": timeline,
-        "bands": {r.timepoint: odi_band(r.visit.odi_score) for r in rows if r.visit},
-        "history": selectors.history_of(patient),
-    }
-    return render(request, "patients/patient_detail.html", context)
+def version_form_download(request: HttpRequest, pk: int) -> HttpResponse:
+    """The blank form of a version, for printing; only to staff who obtain consent."""
+    version = get_object_or_404(ConsentVersion, pk=pk)
+    if not version.blank_form:
+        raise Http404("This version has no blank form on file.")
+    return FileResponse(
+        version.blank_form.open("rb"), as_attachment=True, filename=f"consent-form-v{version.version}.pdf"
+    )
+
+
+# --- consent records -------------------------------------------------------
+
+
+def _get_consent_for_user(request: HttpRequest, pk: int) -> Consent:
+    """A consent of the user's sites (404 outside them); the role check is the decorator's."""
+    consents = Consent.objects.select_related("patient__site", "consent_version")
+    return get_object_or_404(scope_to_sites(consents, request.user, "patient__site"), pk=pk)
+
+
+@data_entry_required
+def consent_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    consent = _get_consent_for_user(request, pk)
+    others = consent.patient.consents.select_related("consent_version").exclude(pk=consent.pk)
+    context = {"consent": consent, "document_ok": document_matches(consent), "others": others}
+    return render(request, "patients/consent_detail.html", context)
+
+
+@data_entry_required
+def consent_document(request: HttpRequest, pk: int) -> HttpResponse:
+    """The signed PDF, only through this permission check (MEDIA_URL is never served)."""
+    consent = _get_consent_for_user(request, pk)
+    if not consent.document:
+        raise Http404("No signed document is on file for this consent.")
+    matches = document_matches(consent)
+    record_access(
+        action=AuditEvent.Action.VIEW, instance=consent, user=request.user, extra={"document_matches_sha256": matches}
+    )
+    try:
+        fh = consent.document.open("rb")
+    except FileNotFoundError:
+        raise Http404("The signed document is missing from storage.") from None
+    response = FileResponse(
+        fh, content_type="application/pdf", filename=f"{consent.patient.study_id}-consent-{consent.pk}.pdf"
+    )
+    response["Cache-Control"] = "private, no-store"
+    response["X-Document-SHA256-Matches"] = "yes" if matches else "no"
+    return response
+
+
+@data_entry_required
+def consent_withdraw(request: HttpRequest, pk: int) -> HttpResponse:
+    consent = _get_consent_for_user(request, pk)
+    if consent.withdrawn_date:
+        messages.info(request, "This consent is already withdrawn.")
+        return redirect("patients:consent_record", pk=pk)
+    form = WithdrawalForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            withdraw_consent(
+                consent=consent,
+                scope=data["withdrawal_scope"],
+                reason=data["withdrawal_reason"],
+                on=data["withdrawn_date"],
+                user=request.user,
+            )
+        except ValidationError as exc:
+            errors = exc.message_dict if hasattr(exc, "error_dict") else {None: exc.messages}
+            for field, msgs in errors.items():
+                form.add_error(field if field in form.fields else None, msgs)
+        else:
+            messages.success(request, f"The withdrawal of {consent.patient.study_id} is recorded and in effect.")
+            return redirect("patients:consent_record", pk=pk)
+    return render(request, "patients/consent_withdraw.html", {"consent": consent, "form": form})

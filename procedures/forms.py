@@ -5,9 +5,9 @@ from crispy_forms.layout import HTML, Column, Row
 from django import forms
 from django.core.exceptions import ValidationError
 
-from outcomes.scoring import MAJOR_COMPLICATIONS, MINOR_COMPLICATIONS
-from patients.forms import EditMixin, child_formset, date_input, plain_helper, yes_no_as_radios
 from procedures.models import Complication, Leakage, Procedure
+from registry.forms import EditMixin, child_formset, date_input, plain_helper, yes_no_as_radios
+from registry.scoring import MAJOR_COMPLICATIONS, MINOR_COMPLICATIONS
 
 CIRSE_GRADES = [
     ("", "---------"),

@@ -5,9 +5,9 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 
-from outcomes.scoring import complication_severity, days_between
-from patients.models import YES_NO, Patient
-from registry.fields import MultiChoiceField, not_in_future, related_or_none
+from patients.models import Patient
+from registry.fields import YES_NO, MultiChoiceField, not_in_future, related_or_none
+from registry.scoring import complication_severity, days_between
 
 LEVELS = [("L5", "L5"), ("S1", "S1"), ("S2", "S2"), ("S3", "S3"), ("S4", "S4"), ("S5", "S5"), ("coccyx", "Coccyx")]
 

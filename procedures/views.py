@@ -4,8 +4,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 
 from accounts.permissions import data_entry_required, scope_to_sites
-from patients.forms import error_summary, initial_rows, service_saved
-from patients.views import get_patient_for_user
+from patients.selectors import get_patient_for_user
 from procedures import services
 from procedures.forms import (
     SEVERITY_BY_TYPE,
@@ -16,6 +15,7 @@ from procedures.forms import (
     ProcedureForm,
 )
 from procedures.models import Procedure
+from registry.forms import error_summary, initial_rows, service_saved
 
 
 @data_entry_required

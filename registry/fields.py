@@ -12,7 +12,10 @@ from typing import Any
 from django import forms
 from django.core.exceptions import ObjectDoesNotExist, ValidationError
 from django.db import models
-from django.utils import timezone
+
+from registry.dates import today
+
+YES_NO = [(True, "Yes"), (False, "No")]
 
 
 def join_codes(codes: Sequence[str], options: Sequence[tuple[str, str]]) -> str:
@@ -81,7 +84,7 @@ class MultiChoiceField(models.CharField):
 
 
 def not_in_future(value: datetime.date) -> None:
-    if value and value > timezone.localdate():
+    if value and value > today():
         raise ValidationError("Date cannot be in the future.", code="future_date")
 
 

@@ -58,6 +58,7 @@ INSTALLED_APPS = [
     "outcomes",
     "dashboard",
     "exchange",
+    "oversight",
 ]
 
 MIDDLEWARE = [

@@ -2,15 +2,19 @@ from django.contrib import admin
 from django.urls import include, path
 
 from accounts import views as account_views
+from outcomes.urls import case_urlpatterns
+from patients.urls import urlpatterns as patient_urlpatterns
 
 urlpatterns = [
     path("", account_views.home, name="home"),
     path("accounts/", include("accounts.urls")),
-    path("patients/", include("patients.urls")),
+    # /patients/: the patient app's pages and the case pages built on visits (outcomes) in one
+    # namespace; the case pages come last because the patient page matches any study ID.
+    path("patients/", include(([*patient_urlpatterns, *case_urlpatterns], "patients"))),
     path("procedures/", include("procedures.urls")),
     path("visits/", include("outcomes.urls")),
     path("dashboard/", include("dashboard.urls")),
     path("exports/", include("exchange.urls")),
-    path("audit/", include("audit.urls")),
+    path("audit/", include("oversight.urls")),
     path("admin/", admin.site.urls),
 ]

@@ -20,5 +20,6 @@ export DATABASE_URL
 
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
+.venv/bin/lint-imports --no-cache >/dev/null || .venv/bin/lint-imports --no-cache   # layer contracts (.importlinter)
 $PY manage.py makemigrations --check --dry-run >/dev/null || { echo "Models changed without a migration: run manage.py makemigrations" >&2; exit 1; }
 exec .venv/bin/pytest -n "${PYTEST_WORKERS:-2}" "$@"

@@ -10,7 +10,7 @@ import random
 from pathlib import Path
 
 from exchange import dictionary
-from outcomes.scoring import VISIT_WINDOWS
+from registry.scoring import VISIT_WINDOWS
 
 SITES = [("BJ", "Beijing General"), ("SH", "Shanghai East"), ("GZ", "Guangzhou South")]
 VERSIONS = [("1.0", "2015-01-01", "2019-12-31"), ("2.0", "2020-01-01", "")]

@@ -6,7 +6,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from audit.models import AuditEvent
-from patients.filters import filtered_patients
+from outcomes.cohort import filtered_patients
 from patients.models import Consent, ConsentVersion, Patient
 from patients.services import record_consent
 from tests.factories import ConsentFactory, ConsentVersionFactory, PatientFactory
@@ -42,16 +42,16 @@ def consent(site, nurse):
 )
 def test_who_opens_a_consent_and_its_pdf(client, request, consent, role, status):
     client.force_login(request.getfixturevalue(role))
-    assert client.get(f"/audit/consents/{consent.pk}/").status_code == status
-    assert client.get(f"/audit/consents/{consent.pk}/document/").status_code == status
-    assert client.get(f"/audit/consents/{consent.pk}/withdraw/").status_code == status
+    assert client.get(f"/patients/consents/{consent.pk}/").status_code == status
+    assert client.get(f"/patients/consents/{consent.pk}/document/").status_code == status
+    assert client.get(f"/patients/consents/{consent.pk}/withdraw/").status_code == status
 
 
 def test_the_pdf_comes_through_the_permission_check_only(client, nurse, consent, settings):
     client.force_login(nurse)
-    page = client.get(f"/audit/consents/{consent.pk}/").content.decode()
+    page = client.get(f"/patients/consents/{consent.pk}/").content.decode()
     assert "matches its recorded SHA-256" in page and consent.document_sha256 in page
-    response = client.get(f"/audit/consents/{consent.pk}/document/")
+    response = client.get(f"/patients/consents/{consent.pk}/document/")
     assert response["Content-Type"] == "application/pdf" and b"".join(response.streaming_content) == PDF
     assert "no-store" in response["Cache-Control"]
     viewed = AuditEvent.objects.get(action="view")
@@ -63,17 +63,17 @@ def test_a_changed_pdf_is_flagged(client, admin_user, consent):
     with open(consent.document.path, "ab") as fh:
         fh.write(b"tampered")
     client.force_login(admin_user)
-    page = client.get(f"/audit/consents/{consent.pk}/").content.decode()
+    page = client.get(f"/patients/consents/{consent.pk}/").content.decode()
     assert "no longer matches the SHA-256" in page
-    assert client.get(f"/audit/consents/{consent.pk}/document/")["X-Document-SHA256-Matches"] == "no"
+    assert client.get(f"/patients/consents/{consent.pk}/document/")["X-Document-SHA256-Matches"] == "no"
 
 
 def test_the_page_shows_the_other_consent_records_of_the_patient(client, nurse, consent):
     v2 = ConsentVersionFactory(version="2.0", effective_from=datetime.date(2024, 6, 1))
     reconsent = ConsentFactory(patient=consent.patient, consent_version=v2, signed_date=datetime.date(2024, 7, 1))
     client.force_login(nurse)
-    page = client.get(f"/audit/consents/{reconsent.pk}/").content.decode()
-    assert f"/audit/consents/{consent.pk}/" in page
+    page = client.get(f"/patients/consents/{reconsent.pk}/").content.decode()
+    assert f"/patients/consents/{consent.pk}/" in page
 
 
 # --- withdrawal -------------------------------------------------------------------
@@ -84,14 +84,14 @@ def test_a_nurse_withdraws_with_remove_data_and_the_patient_leaves_analyses_at_o
     assert filtered_patients(nurse, {}).filter(pk=patient.pk).exists()
     client.force_login(nurse)
     response = client.post(
-        f"/audit/consents/{consent.pk}/withdraw/",
+        f"/patients/consents/{consent.pk}/withdraw/",
         {
             "withdrawal_scope": "remove_data",
             "withdrawn_date": datetime.date.today(),
             "withdrawal_reason": "Asked by phone",
         },
     )
-    assert response.status_code == 302 and response["Location"] == f"/audit/consents/{consent.pk}/"
+    assert response.status_code == 302 and response["Location"] == f"/patients/consents/{consent.pk}/"
     consent.refresh_from_db()
     assert consent.withdrawal_scope == "remove_data" and consent.withdrawal_reason == "Asked by phone"
     assert not filtered_patients(nurse, {}).filter(pk=patient.pk).exists()
@@ -106,7 +106,7 @@ def test_a_nurse_withdraws_with_remove_data_and_the_patient_leaves_analyses_at_o
 
 def test_a_withdrawal_needs_scope_reason_and_a_date_after_signing(client, admin_user, consent):
     client.force_login(admin_user)
-    url = f"/audit/consents/{consent.pk}/withdraw/"
+    url = f"/patients/consents/{consent.pk}/withdraw/"
     response = client.post(url, {"withdrawn_date": datetime.date.today()})
     errors = response.context["form"].errors
     assert set(errors) == {"withdrawal_scope", "withdrawal_reason"}
@@ -121,7 +121,7 @@ def test_an_investigator_or_another_site_cannot_withdraw(client, investigator, o
     data = {"withdrawal_scope": "remove_data", "withdrawn_date": datetime.date.today(), "withdrawal_reason": "x"}
     for user, status in ((investigator, 403), (other_nurse, 404)):
         client.force_login(user)
-        assert client.post(f"/audit/consents/{consent.pk}/withdraw/", data).status_code == status
+        assert client.post(f"/patients/consents/{consent.pk}/withdraw/", data).status_code == status
     consent.refresh_from_db()
     assert consent.withdrawn_date is None
 
@@ -133,14 +133,14 @@ def test_an_admin_creates_and_edits_a_version_with_a_reason(client, admin_user):
     client.force_login(admin_user)
     blank = SimpleUploadedFile("form.pdf", b"%PDF blank", content_type="application/pdf")
     response = client.post(
-        "/audit/consent-versions/new/", {"version": "3.0", "effective_from": "2025-01-01", "blank_form": blank}
+        "/patients/consent-versions/new/", {"version": "3.0", "effective_from": "2025-01-01", "blank_form": blank}
     )
     assert response.status_code == 302
     version = ConsentVersion.objects.get(version="3.0")
     assert AuditEvent.objects.filter(action="create", model="patients.ConsentVersion").exists()
-    assert b"".join(client.get(f"/audit/consent-versions/{version.pk}/form/").streaming_content) == b"%PDF blank"
+    assert b"".join(client.get(f"/patients/consent-versions/{version.pk}/form/").streaming_content) == b"%PDF blank"
 
-    url = f"/audit/consent-versions/{version.pk}/edit/"
+    url = f"/patients/consent-versions/{version.pk}/edit/"
     response = client.post(url, {"effective_from": "2025-01-01", "effective_to": "2025-12-31"})
     assert "Give the reason" in response.content.decode()
     response = client.post(
@@ -149,14 +149,14 @@ def test_an_admin_creates_and_edits_a_version_with_a_reason(client, admin_user):
     assert response.status_code == 302
     event = AuditEvent.objects.get(action="update", model="patients.ConsentVersion")
     assert event.changes == {"effective_to": [None, "2025-12-31"]} and event.reason == "Replaced by 4.0"
-    assert "3.0" in client.get("/audit/consent-versions/").content.decode()
+    assert "3.0" in client.get("/patients/consent-versions/").content.decode()
 
 
 def test_a_versions_period_cannot_shrink_past_its_signed_consents(client, admin_user, consent):
     client.force_login(admin_user)
     version = consent.consent_version
     response = client.post(
-        f"/audit/consent-versions/{version.pk}/edit/",
+        f"/patients/consent-versions/{version.pk}/edit/",
         {"effective_from": "2010-01-01", "effective_to": "2020-01-01", "reason_for_change": "tidy"},
     )
     assert response.status_code == 200 and "outside the new period" in response.content.decode()
@@ -287,7 +287,7 @@ def test_a_remove_data_withdrawal_changes_the_dashboards_n_at_once(client, admin
     assert client.get("/dashboard/summary.json").json()["cohort"]["patients"] == 2
     client.force_login(admin_user)
     client.post(
-        f"/audit/consents/{consent.pk}/withdraw/",
+        f"/patients/consents/{consent.pk}/withdraw/",
         {"withdrawal_scope": "remove_data", "withdrawn_date": datetime.date.today(), "withdrawal_reason": "Letter"},
     )
     client.force_login(investigator)
@@ -298,4 +298,4 @@ def test_a_remove_data_withdrawal_changes_the_dashboards_n_at_once(client, admin
 def test_the_version_form_shows_its_dates_to_the_date_picker(client, admin_user):
     version = ConsentVersionFactory(version="5.0", effective_from=datetime.date(2025, 2, 3))
     client.force_login(admin_user)
-    assert 'value="2025-02-03"' in client.get(f"/audit/consent-versions/{version.pk}/edit/").content.decode()
+    assert 'value="2025-02-03"' in client.get(f"/patients/consent-versions/{version.pk}/edit/").content.decode()

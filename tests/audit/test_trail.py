@@ -29,7 +29,7 @@ def edited_patient(site, nurse):
 # --- who may open the trail ---------------------------------------------------
 
 
-@pytest.mark.parametrize("url", ["/audit/", "/audit/trail.csv", "/audit/consents/", "/audit/consent-versions/"])
+@pytest.mark.parametrize("url", ["/audit/", "/audit/trail.csv", "/audit/consents/", "/patients/consent-versions/"])
 @pytest.mark.parametrize("role", ["nurse", "investigator"])
 def test_only_admins_open_the_audit_pages(client, url, role, request):
     client.force_login(request.getfixturevalue(role))

@@ -66,15 +66,15 @@ MATRIX: dict[str, tuple[str, dict[str, Any]]] = {
     "audit/patients/<str:study_id>/": ("/audit/patients/{study_id}/", ADMIN_ONLY),
     "audit/patients/<str:study_id>/delete/": ("/audit/patients/{study_id}/delete/", ADMIN_ONLY),
     "audit/records/<str:kind>/<int:pk>/delete/": ("/audit/records/procedure/{procedure}/delete/", ADMIN_ONLY),
-    "audit/consent-versions/": ("/audit/consent-versions/", ADMIN_ONLY),
-    "audit/consent-versions/new/": ("/audit/consent-versions/new/", ADMIN_ONLY),
-    "audit/consent-versions/<int:pk>/edit/": ("/audit/consent-versions/{version}/edit/", ADMIN_ONLY),
-    "audit/consent-versions/<int:pk>/form/": ("/audit/consent-versions/{version}/form/", DATA_ENTRY),
+    "patients/consent-versions/": ("/patients/consent-versions/", ADMIN_ONLY),
+    "patients/consent-versions/new/": ("/patients/consent-versions/new/", ADMIN_ONLY),
+    "patients/consent-versions/<int:pk>/edit/": ("/patients/consent-versions/{version}/edit/", ADMIN_ONLY),
+    "patients/consent-versions/<int:pk>/form/": ("/patients/consent-versions/{version}/form/", DATA_ENTRY),
     "audit/consents/": ("/audit/consents/", ADMIN_ONLY),
     "audit/consents/register.csv": ("/audit/consents/register.csv", ADMIN_ONLY),
-    "audit/consents/<int:pk>/": ("/audit/consents/{consent}/", DATA_ENTRY_OF_SITE),
-    "audit/consents/<int:pk>/document/": ("/audit/consents/{consent}/document/", DATA_ENTRY_OF_SITE),
-    "audit/consents/<int:pk>/withdraw/": ("/audit/consents/{consent}/withdraw/", DATA_ENTRY_OF_SITE),
+    "patients/consents/<int:pk>/": ("/patients/consents/{consent}/", DATA_ENTRY_OF_SITE),
+    "patients/consents/<int:pk>/document/": ("/patients/consents/{consent}/document/", DATA_ENTRY_OF_SITE),
+    "patients/consents/<int:pk>/withdraw/": ("/patients/consents/{consent}/withdraw/", DATA_ENTRY_OF_SITE),
 }
 
 ADMIN_LOGIN = "admin_login"

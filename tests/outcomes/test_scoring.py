@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pytest
 
-from outcomes import scoring
+from registry import scoring
 from tests.conftest import DEMO_BUNDLE
 
 

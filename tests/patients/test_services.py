@@ -6,9 +6,9 @@ from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from audit.models import AuditEvent
-from audit.services import StaleEditError
 from patients import services
 from patients.models import Patient
+from registry.errors import StaleEditError
 from tests.factories import ConsentFactory, ConsentVersionFactory, PatientFactory, SiteFactory
 
 pytestmark = pytest.mark.django_db

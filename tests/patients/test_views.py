@@ -170,7 +170,7 @@ def test_enrolment_then_consent_with_the_signed_pdf(client, nurse, site):
     assert consent.document_sha256 == hashlib.sha256(b"%PDF-1.7 signed by Maria").hexdigest()
     page = client.get(reverse("patients:detail", args=[patient.study_id])).content.decode()
     assert "Valid consent" in page and "RN07" in page
-    document = client.get(reverse("audit:consent_document", args=[consent.pk]))
+    document = client.get(reverse("patients:consent_document", args=[consent.pk]))
     assert b"".join(document.streaming_content) == b"%PDF-1.7 signed by Maria"
 
 

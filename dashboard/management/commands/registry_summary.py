@@ -4,7 +4,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from dashboard.summary import registry_summary
-from patients.filters import FILTER_KEYS, CohortFilterForm
+from outcomes.cohort import FILTER_KEYS, CohortFilterForm
 
 
 class Command(BaseCommand):

@@ -8,7 +8,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from exchange.exporter import DEIDENTIFIED, IDENTIFIED, SHAPE_BOTH, ExportSpec
 from exchange.models import ExportLog
 from exchange.services import start_export
-from patients.filters import CohortFilterForm
+from outcomes.cohort import CohortFilterForm
 
 
 class Command(BaseCommand):

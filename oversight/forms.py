@@ -1,4 +1,3 @@
-import datetime
 from typing import Any
 
 from django import forms
@@ -7,8 +6,8 @@ from django.apps import apps
 from accounts.models import Site, User
 from accounts.permissions import visible_sites
 from audit.models import AuditEvent
-from audit.selectors import ConsentState
-from patients.models import Consent, ConsentVersion
+from oversight.selectors import ConsentState
+from patients.models import ConsentVersion
 
 DATE = forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d")  # what <input type=date> reads
 # Models whose rows the trail follows; the choice list needs no query.
@@ -55,55 +54,6 @@ class RegisterFilterForm(forms.Form):
     def __init__(self, *args: Any, user: User, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.fields["site"].queryset = visible_sites(user)  # type: ignore[attr-defined]
-
-
-class ConsentVersionForm(forms.ModelForm):
-    reason_for_change = forms.CharField(
-        label="Reason for change", widget=forms.Textarea(attrs={"rows": 2}), required=False
-    )
-
-    class Meta:
-        model = ConsentVersion
-        fields = ["version", "effective_from", "effective_to", "blank_form"]
-        widgets = {"effective_from": DATE, "effective_to": DATE}
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        if self.instance.pk is None:
-            del self.fields["reason_for_change"]
-        else:
-            # The label is printed on signed forms; a new text is a new version.
-            self.fields["version"].disabled = True
-
-    def clean(self) -> dict[str, Any]:
-        data = super().clean()
-        if self.instance.pk is None:
-            return data
-        if self.has_changed() and not (data.get("reason_for_change") or "").strip():
-            self.add_error("reason_for_change", "Give the reason for this change; it goes into the audit trail.")
-        start, end = data.get("effective_from"), data.get("effective_to")
-        if start:
-            # Consents already signed to this version must stay inside its period.
-            outside = self.instance.consents.filter(signed_date__lt=start)
-            if end:
-                outside = outside | self.instance.consents.filter(signed_date__gt=end)
-            if n := outside.count():
-                self.add_error(
-                    None,
-                    f"{n} consent(s) were signed to this version outside the new period; "
-                    "a version's period cannot be changed to exclude them.",
-                )
-        return data
-
-
-class WithdrawalForm(forms.Form):
-    """Field names follow Consent, so the service's validation errors land on them."""
-
-    withdrawal_scope = forms.ChoiceField(
-        label="Scope of withdrawal", choices=Consent.WithdrawalScope.choices, widget=forms.RadioSelect
-    )
-    withdrawn_date = forms.DateField(label="Date of withdrawal", widget=DATE, initial=datetime.date.today)
-    withdrawal_reason = forms.CharField(label="Reason for withdrawal", widget=forms.Textarea(attrs={"rows": 3}))
 
 
 class DeletePatientForm(forms.Form):

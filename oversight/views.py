@@ -1,29 +1,25 @@
-"""Audit pages: the trail, patient timelines, consent versions, records and register.
-
-Everything here is for registry admins, except a consent record (its page, its
-PDF, its withdrawal), which the nurses of the patient's site work with too.
-"""
+"""Oversight pages for registry admins: the audit trail (search, CSV, patient
+timelines), deletions with a reason, and the consent register."""
 
 import datetime
 from collections.abc import Iterator
 from typing import Any
 
 from django.contrib import messages
-from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.db.models import QuerySet
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 
 from accounts.models import User
-from accounts.permissions import admin_required, data_entry_required, scope_to_sites
-from audit import selectors
-from audit.forms import ConsentVersionForm, DeletePatientForm, RegisterFilterForm, TrailFilterForm, WithdrawalForm
+from accounts.permissions import admin_required, scope_to_sites
 from audit.models import AuditEvent
-from audit.services import delete_audited, owner_keys, record_access, record_event, save_audited
+from audit.services import delete_audited, owner_keys, record_event
 from outcomes.models import FollowUp
-from patients.models import Consent, ConsentVersion, Patient
-from patients.services import current_version, delete_patient, document_matches, withdraw_consent
+from oversight import selectors
+from oversight.forms import DeletePatientForm, RegisterFilterForm, TrailFilterForm
+from patients.models import Consent, Patient
+from patients.services import delete_patient
 from procedures.models import Procedure
 from registry.csv_safety import stream_csv
 
@@ -54,7 +50,7 @@ def index(request: HttpRequest) -> HttpResponse:
     page = Paginator(events, PAGE_SIZE).get_page(request.GET.get("page"))
     query = request.GET.copy()
     query.pop("page", None)
-    return render(request, "audit/index.html", {"form": form, "page": page, "query": query.urlencode()})
+    return render(request, "oversight/index.html", {"form": form, "page": page, "query": query.urlencode()})
 
 
 TRAIL_HEADER = [
@@ -108,7 +104,7 @@ def patient_history(request: HttpRequest, study_id: str) -> HttpResponse:
     patient = scope_to_sites(Patient.objects.select_related("site"), user).filter(study_id=study_id).first()
     if patient is None and not events:
         raise Http404("No such patient in the registry or its trail.")
-    return render(request, "audit/patient_history.html", {"study_id": study_id, "patient": patient, "events": events})
+    return render(request, "oversight/patient_history.html", {"study_id": study_id, "patient": patient, "events": events})
 
 
 @admin_required
@@ -120,13 +116,13 @@ def patient_delete(request: HttpRequest, study_id: str) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         delete_patient(patient=patient, user=request.user, reason=form.cleaned_data["reason"])
         messages.success(request, f"{study_id} was deleted; its values stay in the audit trail.")
-        return redirect("audit:patient_history", study_id=study_id)
+        return redirect("oversight:patient_history", study_id=study_id)
     counts = {
         "consent records": patient.consents.count(),
         "procedures": patient.procedures.count(),
         "follow-up visits": patient.followups.count(),
     }
-    return render(request, "audit/patient_delete.html", {"patient": patient, "form": form, "counts": counts})
+    return render(request, "oversight/patient_delete.html", {"patient": patient, "form": form, "counts": counts})
 
 
 # Single records an admin may delete (with a reason), by the name used in the URL.
@@ -149,110 +145,8 @@ def record_delete(request: HttpRequest, kind: str, pk: int) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         delete_audited(record, user=request.user, reason=form.cleaned_data["reason"])
         messages.success(request, f"{record} was deleted; its values stay in the audit trail.")
-        return redirect("audit:patient_history", study_id=study_id)
-    return render(request, "audit/record_delete.html", {"record": record, "study_id": study_id, "form": form})
-
-
-# --- consent versions ------------------------------------------------------
-
-
-@admin_required
-def version_list(request: HttpRequest) -> HttpResponse:
-    versions = ConsentVersion.objects.all()
-    current = current_version()
-    return render(request, "audit/version_list.html", {"versions": versions, "current": current})
-
-
-@admin_required
-def version_edit(request: HttpRequest, pk: int | None = None) -> HttpResponse:
-    version = get_object_or_404(ConsentVersion, pk=pk) if pk else ConsentVersion()
-    form = ConsentVersionForm(request.POST or None, request.FILES or None, instance=version)
-    if request.method == "POST" and form.is_valid():
-        try:
-            save_audited(form.instance, user=request.user, reason=form.cleaned_data.get("reason_for_change", ""))
-        except ValidationError as exc:
-            form.add_error(None, exc)
-        else:
-            messages.success(request, f"Consent version {form.instance.version} saved.")
-            return redirect("audit:versions")
-    return render(request, "audit/version_form.html", {"form": form, "version": version})
-
-
-@data_entry_required
-def version_form_download(request: HttpRequest, pk: int) -> HttpResponse:
-    """The blank form of a version, for printing; only to staff who obtain consent."""
-    version = get_object_or_404(ConsentVersion, pk=pk)
-    if not version.blank_form:
-        raise Http404("This version has no blank form on file.")
-    return FileResponse(
-        version.blank_form.open("rb"), as_attachment=True, filename=f"consent-form-v{version.version}.pdf"
-    )
-
-
-# --- consent records -------------------------------------------------------
-
-
-def _get_consent_for_user(request: HttpRequest, pk: int) -> Consent:
-    """A consent of the user's sites (404 outside them); the role check is the decorator's."""
-    consents = Consent.objects.select_related("patient__site", "consent_version")
-    return get_object_or_404(scope_to_sites(consents, _user(request), "patient__site"), pk=pk)
-
-
-@data_entry_required
-def consent_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    consent = _get_consent_for_user(request, pk)
-    others = consent.patient.consents.select_related("consent_version").exclude(pk=consent.pk)
-    context = {"consent": consent, "document_ok": document_matches(consent), "others": others}
-    return render(request, "audit/consent_detail.html", context)
-
-
-@data_entry_required
-def consent_document(request: HttpRequest, pk: int) -> HttpResponse:
-    """The signed PDF, only through this permission check (MEDIA_URL is never served)."""
-    consent = _get_consent_for_user(request, pk)
-    if not consent.document:
-        raise Http404("No signed document is on file for this consent.")
-    matches = document_matches(consent)
-    record_access(
-        action=AuditEvent.Action.VIEW, instance=consent, user=request.user, extra={"document_matches_sha256": matches}
-    )
-    try:
-        fh = consent.document.open("rb")
-    except FileNotFoundError:
-        raise Http404("The signed document is missing from storage.") from None
-    response = FileResponse(
-        fh, content_type="application/pdf", filename=f"{consent.patient.study_id}-consent-{consent.pk}.pdf"
-    )
-    response["Cache-Control"] = "private, no-store"
-    response["X-Document-SHA256-Matches"] = "yes" if matches else "no"
-    return response
-
-
-@data_entry_required
-def consent_withdraw(request: HttpRequest, pk: int) -> HttpResponse:
-    consent = _get_consent_for_user(request, pk)
-    if consent.withdrawn_date:
-        messages.info(request, "This consent is already withdrawn.")
-        return redirect("audit:consent", pk=pk)
-    form = WithdrawalForm(request.POST or None)
-    if request.method == "POST" and form.is_valid():
-        data = form.cleaned_data
-        try:
-            withdraw_consent(
-                consent=consent,
-                scope=data["withdrawal_scope"],
-                reason=data["withdrawal_reason"],
-                on=data["withdrawn_date"],
-                user=request.user,
-            )
-        except ValidationError as exc:
-            errors = exc.message_dict if hasattr(exc, "error_dict") else {None: exc.messages}
-            for field, msgs in errors.items():
-                form.add_error(field if field in form.fields else None, msgs)
-        else:
-            messages.success(request, f"The withdrawal of {consent.patient.study_id} is recorded and in effect.")
-            return redirect("audit:consent", pk=pk)
-    return render(request, "audit/consent_withdraw.html", {"consent": consent, "form": form})
+        return redirect("oversight:patient_history", study_id=study_id)
+    return render(request, "oversight/record_delete.html", {"record": record, "study_id": study_id, "form": form})
 
 
 # --- the consent register --------------------------------------------------
@@ -291,7 +185,7 @@ def consent_register(request: HttpRequest) -> HttpResponse:
         "lacking": sum(r.lacks_valid_consent for r in rows),
         "query": request.GET.urlencode(),
     }
-    return render(request, "audit/consent_register.html", context)
+    return render(request, "oversight/consent_register.html", context)
 
 
 def _register_csv_rows(rows: Iterator[selectors.RegisterRow]) -> Iterator[list[Any]]:

@@ -1,0 +1,14 @@
+"""Errors that services raise and every form knows how to show."""
+
+from typing import Any
+
+
+class StaleEditError(Exception):
+    """Somebody else saved the record after this editor loaded it."""
+
+    def __init__(self, instance: Any) -> None:
+        self.instance = instance
+        super().__init__(
+            f"{instance} was changed by someone else while you were editing it. "
+            "Reload the page to see their version, then make your change again."
+        )

@@ -1,0 +1,158 @@
+"""The shared form kit of every CRF form: date inputs, crispy helpers, the edit
+reason and concurrency token, service errors on forms, the error summary, and
+formsets of child rows.
+
+Bottom layer: imports Django and the registry kit only, so every clinical app
+can use it.
+"""
+
+from collections.abc import Callable
+from typing import Any
+
+from crispy_forms.helper import FormHelper
+from crispy_forms.layout import Layout
+from django import forms
+from django.core.exceptions import ValidationError
+from django.db import models
+
+from registry.errors import StaleEditError
+from registry.fields import YES_NO
+
+
+def date_input() -> forms.DateInput:
+    return forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d")
+
+
+def plain_helper(*layout: Any) -> FormHelper:
+    """A crispy helper that leaves the <form> tag to the template (several forms share one)."""
+    helper = FormHelper()
+    helper.form_tag = False
+    helper.disable_csrf = True
+    if layout:
+        helper.layout = Layout(*layout)
+    return helper
+
+
+def yes_no_as_radios(form: forms.ModelForm) -> None:
+    """Yes/No questions as two radios: no "---------" option, one tap on a tablet."""
+    for name, field in form.fields.items():
+        model_field = form._meta.model._meta.get_field(name) if name in form._meta.fields else None
+        if isinstance(model_field, models.BooleanField) and isinstance(field, forms.TypedChoiceField):
+            field.choices = YES_NO
+            field.widget = forms.RadioSelect(choices=YES_NO)
+
+
+class EditMixin(forms.Form):
+    """Reason for change and the optimistic-concurrency token of an edit form.
+
+    `version` is the value the editor loaded; the service refuses the save if
+    the row moved on since, so a second editor never silently overwrites.
+    """
+
+    version = forms.IntegerField(widget=forms.HiddenInput, required=False)
+    reason = forms.CharField(
+        label="Reason for change",
+        help_text="Goes into the audit trail, e.g. 'transcription error on the paper CRF'.",
+        widget=forms.TextInput(),
+    )
+
+    def setup_edit(self, editing: bool) -> None:
+        if editing:
+            self.fields["version"].initial = self.instance.version  # type: ignore[attr-defined]
+            self.fields["version"].required = True  # without it a stale edit could not be detected
+        else:
+            del self.fields["version"], self.fields["reason"]
+
+    @property
+    def editing(self) -> bool:
+        return "reason" in self.fields
+
+    def edit_kwargs(self) -> dict[str, Any]:
+        if not self.editing:
+            return {}
+        return {"reason": self.cleaned_data["reason"], "expected_version": self.cleaned_data["version"]}
+
+
+def service_saved(form: forms.BaseForm, write: Callable[[], object]) -> bool:
+    """Run a service write; a refusal (stale edit, rule broken) goes onto the form instead of raising."""
+    try:
+        write()
+    except StaleEditError as exc:
+        form.add_error(None, str(exc))
+    except ValidationError as exc:
+        add_service_error(form, exc)
+    else:
+        return True
+    return False
+
+
+def add_service_error(form: forms.BaseForm, exc: ValidationError) -> None:
+    """Show a service's ValidationError at the fields the form has, the rest at the top."""
+    if hasattr(exc, "error_dict"):
+        for field, errors in exc.error_dict.items():
+            form.add_error(field if field in form.fields else None, errors)
+    else:
+        form.add_error(None, exc)
+
+
+def error_summary(*forms_: Any) -> list[tuple[str, str, str]]:
+    """(anchor id, label, message) for every error of the forms and formsets, for the summary at the top."""
+    out: list[tuple[str, str, str]] = []
+
+    def one(form: forms.BaseForm, prefix_label: str = "") -> None:
+        for name, errors in form.errors.items():
+            if name == "__all__":
+                out.extend(("", prefix_label.strip(" :"), str(e)) for e in errors)
+                continue
+            field = form.fields.get(name)
+            label = f"{prefix_label}{field.label}" if field else prefix_label
+            out.extend((form[name].id_for_label if field else "", label, str(e)) for e in errors)
+
+    for item in forms_:
+        if isinstance(item, forms.BaseFormSet):
+            out.extend(("", item.summary_title, str(e)) for e in item.non_form_errors())  # type: ignore[attr-defined]
+            for number, form in enumerate(item.forms, start=1):
+                one(form, f"{item.summary_title} row {number}: ")  # type: ignore[attr-defined]
+        elif item is not None:
+            one(item)
+    return out
+
+
+class ChildFormSet(forms.BaseFormSet):
+    """Rows that belong to one record (leakages, complications, opioids), each form a ModelForm.
+
+    Every form gets an unsaved instance already linked to `parent`, so the model's
+    own clean() (which looks at the parent's dates) runs while the page is checked.
+    The service, not the formset, writes the rows.
+    """
+
+    fk = ""
+    summary_title = ""
+
+    def __init__(self, *args: Any, parent: models.Model, **kwargs: Any) -> None:
+        self.parent = parent
+        super().__init__(*args, **kwargs)
+
+    def get_form_kwargs(self, index: int | None) -> dict[str, Any]:
+        kwargs = super().get_form_kwargs(index)
+        kwargs["instance"] = self.form._meta.model(**{self.fk: self.parent})
+        return kwargs
+
+    def add_fields(self, form: forms.BaseForm, index: int | None) -> None:
+        super().add_fields(form, index)
+        if "DELETE" in form.fields:
+            form.fields["DELETE"].label = "Remove this row"
+
+    def rows(self) -> list[models.Model]:
+        """The rows to keep: filled-in forms not marked for removal (blank extra rows are ignored)."""
+        return [f.instance for f in self.forms if f.cleaned_data and not f.cleaned_data.get("DELETE")]
+
+
+def child_formset(form: type[forms.ModelForm], *, fk: str, title: str, extra: int) -> type[ChildFormSet]:
+    formset = forms.formset_factory(form, formset=ChildFormSet, extra=extra, can_delete=True, can_delete_extra=False)
+    formset.fk, formset.summary_title = fk, title
+    return formset
+
+
+def initial_rows(rows: Any, form: type[forms.ModelForm]) -> list[dict[str, Any]]:
+    return [forms.model_to_dict(row, fields=form._meta.fields) for row in rows]
