@@ -37,6 +37,10 @@ class User(AbstractUser):
     study_wide = models.BooleanField(
         default=False, help_text="Sees every site (administrators only; superusers always do)."
     )
+    must_change_password = models.BooleanField(
+        default=False,
+        help_text="Set when an administrator chose this user's password; cleared when the user changes it.",
+    )
 
     @property
     def is_nurse(self) -> bool:
@@ -53,6 +57,11 @@ class User(AbstractUser):
     @property
     def sees_all_sites(self) -> bool:
         return self.is_superuser or (self.role == self.Role.ADMIN and self.study_wide)
+
+    @property
+    def requires_second_factor(self) -> bool:
+        """Admins, superusers and anyone with the Django admin's staff flag log in with a second factor."""
+        return self.is_superuser or self.is_staff or self.role == self.Role.ADMIN
 
     @property
     def can_see_identifiers(self) -> bool:

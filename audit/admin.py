@@ -76,3 +76,6 @@ class AuditedModelAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+from audit import admin_accounts  # noqa: E402, F401  (users, sites, lockouts: registered there)

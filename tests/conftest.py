@@ -20,6 +20,46 @@ def _fast_and_plain(settings):
     }
 
 
+def confirmed_totp(user):
+    """The user's confirmed authenticator (made as enrolment would if she has none yet)."""
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    device = TOTPDevice.objects.filter(user=user, confirmed=True).first()
+    return device or TOTPDevice.objects.create(user=user, name="Authenticator app", confirmed=True)
+
+
+class VerifiedClient:
+    """Mixin for the test client: force_login also completes the second factor for users who need it.
+
+    force_login stands for "this user has finished logging in"; for an admin
+    that includes the code from her app, so the session is verified with
+    django_otp.login against a real confirmed device. Tests of the second step
+    itself use a plain django.test.Client.
+    """
+
+    def force_login(self, user, backend=None):
+        super().force_login(user, backend)
+        from django.http import HttpRequest
+        from django_otp import login as otp_login
+
+        from accounts.second_factor import needs_verification
+
+        if not needs_verification(user):
+            return
+        request = HttpRequest()
+        request.session = self.session
+        request.user = user
+        otp_login(request, confirmed_totp(user))
+        request.session.save()
+
+
+@pytest.fixture
+def client():
+    from django.test import Client
+
+    return type("VerifiedTestClient", (VerifiedClient, Client), {})()
+
+
 @pytest.fixture(autouse=True)
 def _media_root(settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path / "media"

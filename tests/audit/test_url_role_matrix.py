@@ -43,6 +43,14 @@ MATRIX: dict[str, tuple[str, dict[str, Any]]] = {
     "accounts/logout/": ("/accounts/logout/", _answers(405, 405, 405, 405, 405)),  # POST only
     "accounts/password/": ("/accounts/password/", ANYONE_LOGGED_IN),
     "accounts/password/done/": ("/accounts/password/done/", ANYONE_LOGGED_IN),
+    # second factor: the admin has one (and a verified session), the nurses and the investigator none
+    "accounts/two-factor/": ("/accounts/two-factor/", _answers(LOGIN, REDIRECT, REDIRECT, REDIRECT, 200)),
+    "accounts/two-factor/enrol/": ("/accounts/two-factor/enrol/", _answers(LOGIN, 200, 200, 200, REDIRECT)),
+    "accounts/two-factor/verify/": (
+        "/accounts/two-factor/verify/",
+        _answers(LOGIN, REDIRECT, REDIRECT, REDIRECT, REDIRECT),
+    ),
+    "accounts/two-factor/remove/": ("/accounts/two-factor/remove/", _answers(LOGIN, 405, 405, 405, 405)),  # POST only
     # patients (data entry)
     "patients/": ("/patients/", DATA_ENTRY),
     "patients/worklist/": ("/patients/worklist/", DATA_ENTRY),
