@@ -18,3 +18,6 @@ urlpatterns = [
     path("audit/", include("oversight.urls")),
     path("admin/", admin.site.urls),
 ]
+
+# A database outage raised outside a view (e.g. saving the session) still gets the 503 page.
+handler500 = "registry.middleware.server_error"

@@ -8,6 +8,8 @@ cd "$(dirname "$0")/.."
 scripts/venv.sh
 PY=.venv/bin/python
 PORT=${PORT:-8000}
+# The local demo: DEBUG on and a throw-away key (production never sets this).
+export DJANGO_DEBUG=${DJANGO_DEBUG:-True}
 $PY manage.py migrate --noinput -v0
 $PY manage.py load_demo ${DEMO_PASSWORD:+--password "$DEMO_PASSWORD"}
 echo

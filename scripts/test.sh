@@ -5,8 +5,11 @@
 # Extra arguments go to pytest:  scripts/test.sh tests/dashboard -x
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/venv.sh
+scripts/venv.sh dev
 PY=.venv/bin/python
+# manage.py below runs in local mode (DEBUG on, throw-away key); pytest-django turns
+# DEBUG off for every test and tests/test_project.py checks the production defaults.
+export DJANGO_DEBUG=${DJANGO_DEBUG:-True}
 
 export CHROMIUM_PATH=${CHROMIUM_PATH:-/usr/bin/chromium}
 if [ ! -x "$CHROMIUM_PATH" ]; then
