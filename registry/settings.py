@@ -1,8 +1,9 @@
 """Settings for the sacroplasty registry, driven by environment variables.
 
-A local run needs nothing set (SQLite, DEBUG on, a throw-away key). Production
-sets DJANGO_DEBUG=False, SECRET_KEY (or SECRET_KEY_FILE), ALLOWED_HOSTS and
-DATABASE_URL; with DEBUG off the app refuses to start without a real secret.
+DEBUG is off unless DJANGO_DEBUG=True (scripts/run.sh sets it for the local
+demo, which then uses a throw-away key). With DEBUG off the app refuses to start
+without SECRET_KEY (or SECRET_KEY_FILE); production also sets ALLOWED_HOSTS and
+DATABASE_URL (the application's role, see README "Production").
 """
 
 import os
@@ -29,7 +30,7 @@ def envsecret(name: str) -> str | None:
     return os.environ.get(name)
 
 
-DEBUG = envbool("DJANGO_DEBUG", "True")
+DEBUG = envbool("DJANGO_DEBUG", "False")
 
 SECRET_KEY = envsecret("SECRET_KEY")
 if not SECRET_KEY:
@@ -67,16 +68,19 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    "registry.middleware.BadInputMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "registry.middleware.NoStoreMiddleware",
     "django_otp.middleware.OTPMiddleware",
     "accounts.middleware.AccountGateMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "axes.middleware.AxesMiddleware",
+    "registry.middleware.DatabaseUnavailableMiddleware",
 ]
 
 ROOT_URLCONF = "registry.urls"
@@ -99,7 +103,13 @@ TEMPLATES = [
     },
 ]
 
-DATABASES = {"default": dj_database_url.config(default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}", conn_max_age=600)}
+# Persistent connections, checked before each request's first query, so a restarted
+# database costs no request (CONN_HEALTH_CHECKS).
+DATABASES = {
+    "default": dj_database_url.config(
+        default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}", conn_max_age=600, conn_health_checks=True
+    )
+}
 # Parallel developers and CI jobs on one PostgreSQL server need distinct test databases.
 if os.environ.get("TEST_DATABASE_NAME"):
     DATABASES["default"]["TEST"] = {"NAME": os.environ["TEST_DATABASE_NAME"]}
@@ -163,6 +173,8 @@ STORAGES = {
     },
 }
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
+# Largest consent PDF or blank consent form accepted (registry/uploads.py).
+UPLOAD_MAX_MB = float(os.environ.get("UPLOAD_MAX_MB", "20"))
 DATA_UPLOAD_MAX_MEMORY_SIZE = 20 * 1024 * 1024
 
 CRISPY_ALLOWED_TEMPLATE_PACKS = "bootstrap5"
@@ -179,12 +191,24 @@ SECURE_REFERRER_POLICY = "same-origin"
 SESSION_COOKIE_HTTPONLY = True
 if not DEBUG:
     SECURE_SSL_REDIRECT = envbool("SECURE_SSL_REDIRECT", "True")
-    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
     SECURE_HSTS_SECONDS = int(os.environ.get("SECURE_HSTS_SECONDS", "31536000"))
-    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
-    SECURE_HSTS_PRELOAD = True
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = envbool("SECURE_HSTS_INCLUDE_SUBDOMAINS", "True")
+    # Preloading is hard to undo (browsers ship the list): only when the hospital opts in.
+    SECURE_HSTS_PRELOAD = envbool("SECURE_HSTS_PRELOAD", "False")
+    if not SECURE_HSTS_PRELOAD:
+        SILENCED_SYSTEM_CHECKS = ["security.W021"]
+
+# The header a TLS-terminating proxy sets, trusted only when configured: any client can
+# send X-Forwarded-Proto. SECURE_PROXY_SSL_HEADER="X-Forwarded-Proto: https" (the value
+# defaults to https); the proxy must overwrite the header clients send.
+if os.environ.get("SECURE_PROXY_SSL_HEADER"):
+    _header, _sep, _value = os.environ["SECURE_PROXY_SSL_HEADER"].partition(":")
+    SECURE_PROXY_SSL_HEADER = (
+        "HTTP_" + _header.strip().upper().replace("-", "_").removeprefix("HTTP_"),
+        _value.strip() or "https",
+    )
 
 from django.utils.csp import CSP  # noqa: E402
 
