@@ -1,3 +1,4 @@
+import datetime
 from typing import Any
 
 from django import forms
@@ -33,6 +34,8 @@ class TrailFilterForm(forms.Form):
         start, end = data.get("date_from"), data.get("date_to")
         if start and end and start > end:
             self.add_error("date_to", "The end of the date range is before its start.")
+        if end == datetime.date.max:  # the search ends at the next midnight, which does not exist
+            self.add_error("date_to", "Enter a date before 9999-12-31.")
         return data
 
 
