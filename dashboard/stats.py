@@ -12,7 +12,8 @@ they behave as exact arithmetic on the stored values (equal differences tie).
 
 import math
 from collections import Counter
-from collections.abc import Hashable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from fractions import Fraction
 from typing import TypedDict
 
 import numpy as np
@@ -59,7 +60,8 @@ class Responders(TypedDict):
     vas_drop_ge_3: int
     vas_drop_ge_30pct: int
     odi_drop_ge_10: int
-    of: int
+    vas_of: int
+    odi_of: int
 
 
 class OpioidChange(TypedDict):
@@ -187,15 +189,20 @@ def responders(
     odi_baseline: Sequence[Number],
     odi_followup: Sequence[Number],
 ) -> Responders:
-    """Clinically important improvement: VAS drop >= 3 points, VAS drop >= 30 % of
-    baseline, ODI drop >= 10 points; `of` = patients with both VAS values."""
+    """Clinically important improvement, each over its own pairs: VAS drop >= 3 points and
+    VAS drop >= 30 % of baseline over `vas_of` (patients with both VAS values), ODI drop
+    >= 10 points over `odi_of` (patients with both ODI scores). A baseline of 0 cannot
+    drop, so it is never a 30 % responder (a drop of 0 is not a drop)."""
     vas_drops = [-d for d in differences(vas_baseline, vas_followup)]
     odi_drops = [-d for d in differences(odi_baseline, odi_followup)]
     return {
         "vas_drop_ge_3": sum(d >= 3 for d in vas_drops),
-        "vas_drop_ge_30pct": sum(d >= exact(0.3 * float(b)) for d, b in zip(vas_drops, vas_baseline, strict=True)),
+        "vas_drop_ge_30pct": sum(
+            d > 0 and d >= exact(0.3 * float(b)) for d, b in zip(vas_drops, vas_baseline, strict=True)
+        ),
         "odi_drop_ge_10": sum(d >= 10 for d in odi_drops),
-        "of": len(vas_drops),
+        "vas_of": len(vas_drops),
+        "odi_of": len(odi_drops),
     }
 
 
@@ -220,3 +227,110 @@ def opioid_change(baseline: Sequence[int], followup: Sequence[int]) -> OpioidCha
 def count_map(values: Iterable[Hashable]) -> dict[str, int]:
     """Occurrences per value, most frequent first (zero entries are simply absent)."""
     return {str(k): v for k, v in Counter(values).most_common()}
+
+
+# Overall survival (summary.md "Survival"): Kaplan-Meier with Greenwood log(-log) intervals.
+
+Z95 = 1.959963984540054  # the 97.5 % point of the standard normal
+LANDMARK_DAYS = {"m3": 91, "m6": 183, "m12": 365}
+
+
+class SurvivalAt(TypedDict):
+    days: int
+    survival: float | None
+    ci95: list[float] | None
+    at_risk: int
+
+
+class Survival(TypedDict):
+    n: int
+    deaths: int
+    censored: int
+    median_days: float | None
+    median_ci95: list[float | None]
+    at: dict[str, SurvivalAt]
+
+
+class KaplanMeierStep(TypedDict):
+    """The estimate from event time `days` on (until the next event time)."""
+
+    days: int
+    at_risk: int
+    deaths: int
+    survival: float
+    ci95: list[float]
+
+
+def loglog_ci95(s: float, greenwood: float) -> list[float]:
+    """[S^exp(h), S^exp(-h)] with h = z * sqrt(G) / |ln S|; S = 1 gives [1, 1], S = 0 gives [0, 0]."""
+    if s >= 1.0:
+        return [1.0, 1.0]
+    if s <= 0.0:
+        return [0.0, 0.0]
+    h = Z95 * math.sqrt(greenwood) / abs(math.log(s))
+    return [s ** math.exp(h), s ** math.exp(-h)]
+
+
+def kaplan_meier(times: Sequence[int], events: Sequence[bool]) -> list[KaplanMeierStep]:
+    """One step per distinct event (death) time, in time order.
+
+    n(t) counts the patients whose time is >= t (censored at t: still at risk),
+    d(t) the deaths at t; S(t) = prod (1 - d/n) and Greenwood's
+    G(t) = sum d / (n (n - d)) over event times <= t. Both are kept as exact
+    fractions (then rounded once to a float), so "S <= 0.5" for the median is
+    decided exactly. Once S reaches 0 (every patient at risk died) G is
+    infinite and the interval is [0, 0].
+    """
+    t = np.asarray(times, dtype=np.int64)
+    dead = np.asarray(events, dtype=bool)
+    if t.shape != dead.shape:
+        raise ValueError("times and events differ in length")
+    event_times, deaths = np.unique(t[dead], return_counts=True)
+    # patients with time >= each event time: those not before it in the sorted times
+    at_risk = len(t) - np.searchsorted(np.sort(t), event_times, side="left")
+    steps: list[KaplanMeierStep] = []
+    s, g = Fraction(1), Fraction(0)
+    for u, n, d in zip(event_times.tolist(), at_risk.tolist(), deaths.tolist(), strict=True):
+        s *= 1 - Fraction(d, n)
+        g = g + Fraction(d, n * (n - d)) if n > d else g
+        survival = float(s)
+        ci95 = [0.0, 0.0] if s == 0 else loglog_ci95(survival, float(g))
+        steps.append({"days": u, "at_risk": n, "deaths": d, "survival": survival, "ci95": ci95})
+    return steps
+
+
+def _first_day(steps: list[KaplanMeierStep], value: Callable[[KaplanMeierStep], float]) -> float | None:
+    return next((float(step["days"]) for step in steps if value(step) <= 0.5), None)
+
+
+def survival_summary(times: Sequence[int], events: Sequence[bool]) -> Survival:
+    """The summary's survival block from each patient's time (days) and event flag (True = died)."""
+    t = np.asarray(times, dtype=np.int64)
+    steps = kaplan_meier(times, events)
+    deaths = int(np.count_nonzero(np.asarray(events, dtype=bool)))
+    at: dict[str, SurvivalAt] = {}
+    for key, day in LANDMARK_DAYS.items():
+        at_risk = int(np.count_nonzero(t >= day))
+        if at_risk == 0:  # beyond every patient's time (or nobody at all)
+            at[key] = {"days": day, "survival": None, "ci95": None, "at_risk": 0}
+            continue
+        last = next((step for step in reversed(steps) if step["days"] <= day), None)
+        survival, ci95 = (1.0, [1.0, 1.0]) if last is None else (last["survival"], list(last["ci95"]))
+        at[key] = {"days": day, "survival": survival, "ci95": ci95, "at_risk": at_risk}
+    return {
+        "n": len(t),
+        "deaths": deaths,
+        "censored": len(t) - deaths,
+        "median_days": _first_day(steps, lambda step: step["survival"]),
+        "median_ci95": [
+            _first_day(steps, lambda step: step["ci95"][0]),
+            _first_day(steps, lambda step: step["ci95"][1]),
+        ],
+        "at": at,
+    }
+
+
+def at_risk_on(times: Sequence[int], days: Iterable[int]) -> list[int]:
+    """Patients whose time is >= each day (the number at risk printed under a curve)."""
+    t = np.asarray(times, dtype=np.int64)
+    return [int(np.count_nonzero(t >= day)) for day in days]

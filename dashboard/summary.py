@@ -42,6 +42,7 @@ def build_summary(rows: CohortRows, filters: dict[str, Any], now: datetime.datet
         "cohort": {
             "patients": len(rows.patients),
             "excluded_withdrawn": rows.excluded_withdrawn,
+            "awaiting_consent": rows.awaiting_consent,
             "procedures": len(rows.procedures),
         },
         "table1": _table1(rows),
@@ -56,7 +57,17 @@ def build_summary(rows: CohortRows, filters: dict[str, Any], now: datetime.datet
             tp: stats.opioid_change(*_pairs(visits, "opioid_count", tp))  # type: ignore[arg-type]
             for tp in FOLLOWUP_TIMEPOINTS
         },
+        "survival": stats.survival_summary(*survival_times(rows)),
     }
+
+
+def survival_times(rows: CohortRows) -> tuple[list[int], list[bool]]:
+    """Days from the index procedure to death (event) or to the last date known alive (censored)."""
+    times, events = [], []
+    for index_date, death_date, last_alive in rows.survival_dates():
+        times.append(days_between(index_date, death_date or last_alive))
+        events.append(death_date is not None)
+    return times, events
 
 
 def _visits_by_timepoint(followups: list[Row]) -> dict[str, dict[int, Row]]:
@@ -142,6 +153,34 @@ def chart_data(rows: CohortRows) -> dict[str, Any]:
         ],
         "opioids": _opioid_distribution(visits),
         "leakage_by_approach": _leakage_by_approach(rows),
+        "survival": survival_curve(rows),
+    }
+
+
+def _axis_step(last_day: int) -> int:
+    """Days between ticks of the survival axis: months for a short follow-up, quarters, then half years."""
+    return 30 if last_day <= 180 else 91 if last_day <= 730 else 182
+
+
+def survival_curve(rows: CohortRows) -> dict[str, Any]:
+    """The Kaplan-Meier curve as steps from (0, 1), censoring marks and the number at risk per axis tick."""
+    times, events = survival_times(rows)
+    steps = stats.kaplan_meier(times, events)
+    last_day = max(times, default=0)
+    step = _axis_step(last_day)
+    ticks = list(range(0, last_day + step, step))
+    survival_at = [(s["days"], s["survival"]) for s in steps]
+
+    def s_at(day: int) -> float:
+        return next((s for d, s in reversed(survival_at) if d <= day), 1.0)
+
+    censored = sorted({t for t, e in zip(times, events, strict=True) if not e})
+    return {
+        "steps": [{"days": 0, "survival": 1.0, "low": 1.0, "high": 1.0}]
+        + [{"days": s["days"], "survival": s["survival"], "low": s["ci95"][0], "high": s["ci95"][1]} for s in steps],
+        "last_day": last_day,
+        "censored": [{"days": t, "survival": s_at(t)} for t in censored],
+        "ticks": [{"days": d, "at_risk": n} for d, n in zip(ticks, stats.at_risk_on(times, ticks), strict=True)],
     }
 
 
@@ -213,15 +252,22 @@ def methods_paragraph(summary: dict[str, Any], filter_text: str) -> str:
     v = software_versions()
     n = summary["cohort"]["patients"]
     excluded = summary["cohort"]["excluded_withdrawn"]
+    awaiting = summary["cohort"]["awaiting_consent"]
     withdrawn = (
         f" {excluded} patient{'s' if excluded != 1 else ''} who withdrew consent with removal of data "
         f"{'were' if excluded != 1 else 'was'} excluded."
         if excluded
         else ""
     )
+    unconsented = (
+        f" {awaiting} patient{'s' if awaiting != 1 else ''} without a registry-use consent in force "
+        f"{'were' if awaiting != 1 else 'was'} not analysed."
+        if awaiting
+        else ""
+    )
     return (
         f"We analysed {n} patient{'s' if n != 1 else ''} from the percutaneous sacroplasty registry "
-        f"({filter_text}).{withdrawn} Continuous variables are reported as mean ± standard deviation (sample SD) "
+        f"({filter_text}).{withdrawn}{unconsented} Continuous variables are reported as mean ± standard deviation (sample SD) "
         "and as median with interquartile range (quartiles by the weighted-average definition used by SPSS); "
         "categorical variables as counts and percentages. Each follow-up time point was compared with baseline "
         "over the patients with both values (complete cases; no imputation or last observation carried forward) "
@@ -229,7 +275,11 @@ def methods_paragraph(summary: dict[str, Any], filter_text: str) -> str:
         "distribution and the effect size dz = t/√n, and the Wilcoxon signed-rank test (zero differences "
         "discarded, normal approximation with tie correction and without continuity correction). A clinically "
         "important pain response was a VAS decrease of at least 3 points (and, alternatively, at least 30% of "
-        "baseline); a disability response an ODI decrease of at least 10 points. Tests were two-sided. "
+        "baseline), over the patients with both VAS values; a disability response an ODI decrease of at least "
+        "10 points, over the patients with both ODI scores. Overall survival was measured from the index "
+        "procedure to death, censoring at the last date the patient was known alive, and estimated by the "
+        "Kaplan-Meier method with 95% confidence intervals from Greenwood's variance on the log(-log) scale. "
+        "Tests were two-sided. "
         f"Analyses used Python {v['python']} with NumPy {v['numpy']} and SciPy {v['scipy']} "
         f"(sacroplasty registry version {v['registry']})."
     )

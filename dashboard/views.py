@@ -3,6 +3,7 @@ from typing import Any
 from django import forms
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
+from django.utils.translation import gettext_lazy as _
 
 from accounts.models import User
 from accounts.permissions import analysis_required, visible_sites
@@ -21,6 +22,7 @@ from patients.models import Patient
 from procedures.models import Leakage, Procedure
 
 ANALYSIS_ROLES = (User.Role.NURSE, User.Role.INVESTIGATOR, User.Role.ADMIN)
+SURVIVAL_LABELS = {"m3": _("3 months"), "m6": _("6 months"), "m12": _("12 months")}
 
 
 @analysis_required
@@ -51,6 +53,7 @@ def index(request: HttpRequest) -> HttpResponse:
         timepoints=timepoint_labels(),
         complications=complication_grades(rows),
         charts=chart_data(rows),
+        survival_labels=SURVIVAL_LABELS,
         methods=methods_paragraph(summary, _describe(filters, user)),
         labels={
             "tumour": dict(Patient.PrimaryTumour.choices),

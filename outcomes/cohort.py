@@ -1,18 +1,20 @@
-"""The cohort filters shared by the dashboard and the exports.
+"""The analysis population and the cohort filters shared by the dashboard and the exports.
 
-Population (summary.md): every enrolled patient of the user's sites except
-those withdrawn with scope "remove data"; `approach` and the date range test
-the index procedure (number 1).
+Population (summary.md): a patient of the user's sites is analysed (and
+exported) only when her latest consent (by signed date, then id) consents to
+registry data use and none of her consents is withdrawn with scope "remove
+data". `approach` and the date range test the index procedure (number 1).
 """
 
 from typing import Any
 
 from django import forms
-from django.db.models import QuerySet
+from django.db.models import BooleanField, Count, Exists, OuterRef, Q, QuerySet, Subquery, Value
+from django.db.models.functions import Coalesce
 
 from accounts.models import Site, User
 from accounts.permissions import scope_to_sites, visible_sites
-from patients.models import Patient
+from patients.models import Consent, Patient
 from procedures.models import Procedure
 
 FILTER_KEYS = ("site", "approach", "primary_tumour", "procedure_from", "procedure_to")
@@ -54,17 +56,52 @@ class CohortFilterForm(forms.Form):
         return out
 
 
-def filtered_patients(
-    user: User | None, filters: dict[str, Any], *, include_removed: bool = False
-) -> QuerySet[Patient]:
-    """Patients of the user's sites matching `filters` (values as cleaned by CohortFilterForm or strings).
+def _data_removed() -> Exists:
+    """Some consent of the patient is withdrawn with "remove data" (whatever came after)."""
+    return Exists(Consent.objects.filter(patient=OuterRef("pk"), withdrawal_scope=Consent.WithdrawalScope.REMOVE_DATA))
 
-    `user=None` means study-wide (management commands, which run without a user).
-    Withdrawn "remove data" patients are left out unless `include_removed`.
+
+def _registry_consent_in_force() -> Coalesce:
+    """The latest consent (signed date, then id) says yes to registry data use; False without any consent."""
+    latest = Consent.objects.filter(patient=OuterRef("pk")).order_by("-signed_date", "-id").values("scope_registry")
+    return Coalesce(Subquery(latest[:1]), Value(False), output_field=BooleanField())
+
+
+def visible_patients(user: User | None) -> QuerySet[Patient]:
+    """Every patient of the user's sites (`user=None`: study-wide), analysed or not."""
+    return Patient.objects.all() if user is None else scope_to_sites(Patient.objects.all(), user)
+
+
+def analysis_population(patients: QuerySet[Patient]) -> QuerySet[Patient]:
+    """The patients of `patients` whose data may be analysed and exported (module docstring)."""
+    return patients.alias(_consented=_registry_consent_in_force(), _removed=_data_removed()).filter(
+        _consented=True, _removed=False
+    )
+
+
+def population_counts(user: User | None) -> dict[str, int]:
+    """The patients the user may see who are left out of the population, in one query.
+
+    `excluded_withdrawn`: withdrawn with "remove data"; `awaiting_consent`: no
+    registry-use consent in force (and not removed). Counted over every visible
+    patient whatever the filters: counting them per filter would reveal a
+    removed patient's site, tumour, approach or procedure date.
     """
-    qs = Patient.objects.all() if user is None else scope_to_sites(Patient.objects.all(), user)
-    if not include_removed:
-        qs = qs.in_analysis()
+    counts = (
+        visible_patients(user)
+        .alias(_consented=_registry_consent_in_force(), _removed=_data_removed())
+        .aggregate(
+            excluded_withdrawn=Count("pk", filter=Q(_removed=True)),
+            awaiting_consent=Count("pk", filter=Q(_removed=False, _consented=False)),
+        )
+    )
+    return {"excluded_withdrawn": counts["excluded_withdrawn"], "awaiting_consent": counts["awaiting_consent"]}
+
+
+def filtered_patients(user: User | None, filters: dict[str, Any]) -> QuerySet[Patient]:
+    """The analysis population of the user's sites matching `filters` (values as cleaned by
+    CohortFilterForm, or strings). `user=None` means study-wide (management commands)."""
+    qs = analysis_population(visible_patients(user))
     site = filters.get("site")
     if site:
         qs = qs.filter(site__code=site.code if isinstance(site, Site) else site)

@@ -3,6 +3,7 @@
 from typing import Any
 
 from django import template
+from django.utils.translation import gettext as _
 
 register = template.Library()
 
@@ -70,3 +71,27 @@ def get_item(container: Any, key: Any) -> Any:
         return container[key]
     except (KeyError, IndexError, TypeError):
         return key
+
+
+@register.filter
+def percent(value: float | None, decimals: int = 1) -> str:
+    """A proportion as a percentage: 0.9625 -> "96.3%"."""
+    if value is None:
+        return DASH
+    return f"{100 * value:.{int(decimals)}f}%"
+
+
+@register.filter
+def percent_ci(interval: list[float] | None, decimals: int = 1) -> str:
+    if interval is None:
+        return DASH
+    return f"{percent(interval[0], decimals)} to {percent(interval[1], decimals)}"
+
+
+@register.filter
+def day_interval(interval: list[float | None] | None) -> str:
+    """A median's interval in days; an end that is never reached prints as "not reached"."""
+    if interval is None:
+        return DASH
+    low, high = (str(_("not reached")) if v is None else f"{v:.0f}" for v in interval)
+    return f"{low} to {high}"

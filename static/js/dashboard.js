@@ -95,9 +95,61 @@
     });
   }
 
+  function survival() {
+    var el = canvas("chart-survival");
+    var km = data.survival;
+    if (!el || !km) { return; }
+    var text = el.dataset;
+    var last = km.steps[km.steps.length - 1];
+    // Steps from (0, 1); the last estimate is carried to the last follow-up day.
+    function line(key) {
+      var points = km.steps.map(function (s) { return { x: s.days, y: s[key] }; });
+      if (km.last_day > last.days) { points.push({ x: km.last_day, y: last[key] }); }
+      return points;
+    }
+    var ticks = km.ticks.map(function (t) { return t.days; });
+    var atRisk = {};
+    km.ticks.forEach(function (t) { atRisk[t.days] = t.at_risk; });
+    var maxDay = ticks.length ? ticks[ticks.length - 1] : 0;
+    function fixedTicks(axis) { axis.ticks = ticks.map(function (d) { return { value: d }; }); }
+    new window.Chart(el, {
+      type: "line",
+      data: {
+        datasets: [
+          { label: text.labelCi, data: line("low"), stepped: true, borderColor: "transparent", pointRadius: 0,
+            fill: false },
+          { label: text.labelCi, data: line("high"), stepped: true, borderColor: "transparent",
+            backgroundColor: "rgba(13, 110, 253, 0.15)", pointRadius: 0, fill: "-1" },
+          { label: text.labelSurvival, data: line("survival"), stepped: true, borderColor: blue,
+            backgroundColor: blue, pointRadius: 0, borderWidth: 2, fill: false },
+          { type: "scatter", label: text.labelCensored,
+            data: km.censored.map(function (c) { return { x: c.days, y: c.survival }; }),
+            pointStyle: "line", rotation: 90, radius: 6, borderColor: grey, borderWidth: 1.5, showLine: false },
+        ],
+      },
+      options: {
+        parsing: true,
+        interaction: { mode: "nearest", intersect: false },
+        scales: {
+          x: { type: "linear", min: 0, max: maxDay, afterBuildTicks: fixedTicks,
+               title: { display: true, text: text.labelDays } },
+          atRisk: { type: "linear", axis: "x", position: "bottom", min: 0, max: maxDay, afterBuildTicks: fixedTicks,
+                    grid: { display: false, drawTicks: false }, border: { display: false },
+                    ticks: { callback: function (value) { return atRisk[value] === undefined ? "" : atRisk[value]; } },
+                    title: { display: true, text: text.labelAtRisk } },
+          y: { min: 0, max: 1, title: { display: true, text: text.labelProportion } },
+        },
+        plugins: {
+          legend: { labels: { filter: function (item) { return item.datasetIndex !== 0; } } },
+        },
+      },
+    });
+  }
+
   course("chart-vas-course", data.course.vas, "VAS (0-10)", 10);
   course("chart-odi-course", data.course.odi, "ODI (%)", 100);
   spaghetti();
   opioids();
   leakage();
+  survival();
 })();

@@ -138,6 +138,6 @@ def _visit(rng: random.Random, patient, timepoint: str, day: datetime.date, base
         MedicationFactory(followup=visit, drug=drug, daily_dose=Decimal(rng.randint(1, 40)) * 5)
         for drug in rng.sample(DRUGS, rng.choices([0, 1, 2, 3], weights=[3, 4, 2, 1])[0])
     ]
-    visit.compute_derived([(m.drug, m.daily_dose) for m in meds])
+    visit.compute_derived(meds)
     visit.save()
     return visit

@@ -77,8 +77,16 @@ def test_responder_thresholds_use_exact_arithmetic():
         "vas_drop_ge_3": 1,  # 8.2 -> 5.2
         "vas_drop_ge_30pct": 3,  # 8.2 -> 5.2, 7 -> 4.9 (exactly 30 %), 5 -> 3; not 7 -> 5
         "odi_drop_ge_10": 2,
-        "of": 4,
+        "vas_of": 4,
+        "odi_of": 2,  # its own denominator: only two patients have both ODI scores
     }
+
+
+def test_a_vas_baseline_of_zero_is_never_a_30_percent_responder():
+    # 0 -> 0 is a "drop" of 0 >= 30 % of 0, but nothing dropped; 0 -> 1 rose.
+    vas_b, vas_f = [0.0, 0.0, 10.0], [0.0, 1.0, 7.0]
+    result = stats.responders(vas_b, vas_f, [], [])
+    assert result == {"vas_drop_ge_3": 1, "vas_drop_ge_30pct": 1, "odi_drop_ge_10": 0, "vas_of": 3, "odi_of": 0}
 
 
 def test_opioid_change_categories():

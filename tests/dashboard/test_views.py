@@ -1,9 +1,13 @@
+import datetime
+
 import pytest
 from django.urls import reverse
 
 from dashboard.selectors import cohort_rows
 from patients.models import Consent, Patient
 from tests.dashboard.cohort import make_cohort
+from tests.exchange.zips import export, table
+from tests.factories import ConsentFactory, FollowUpFactory, PatientFactory, ProcedureFactory, SiteFactory
 
 PAGE = "/dashboard/"
 JSON = "/dashboard/summary.json"
@@ -80,13 +84,14 @@ def test_patients_withdrawn_with_remove_data_are_never_counted(client, demo_coho
     consent.save()
     client.force_login(investigator)
     summary = client.get(JSON).json()
-    assert summary["cohort"] == {"patients": 9, "excluded_withdrawn": 1, "procedures": 9}
+    assert summary["cohort"] == {"patients": 9, "excluded_withdrawn": 1, "awaiting_consent": 0, "procedures": 9}
     assert summary["responders"]["post"]["vas_drop_ge_3"] == 9  # PSP-0008 was the non-responder
     assert "PSP-0008" not in client.get(PAGE).content.decode()
 
 
 def test_the_selector_runs_six_queries_whatever_the_cohort(demo_cohort, django_assert_num_queries):
-    # patients, procedures, leakages, complications, visits, and the count of removed patients
+    # patients (with death and latest consent dates for survival), procedures, leakages,
+    # complications, visits, and one query counting removed and unconsented patients
     with django_assert_num_queries(6):
         small = cohort_rows(None, {})
     make_cohort(seed=3, patients=30)
@@ -107,3 +112,111 @@ def test_the_page_query_count_does_not_grow_with_the_cohort(
         response = client.get(PAGE)
     assert response.status_code == 200
     assert Patient.objects.count() == 10 + extra_patients
+
+
+# ---- the analysis population: latest consent in force, never "remove data" ---------------
+
+
+def _treated_patient(site, study_id, **fields):
+    """A patient with an index procedure and baseline/post VAS 9 -> 1 (a responder), no consent yet."""
+    patient = PatientFactory(site=site, study_id=study_id, **fields)
+    ProcedureFactory(patient=patient, procedure_date=datetime.date(2024, 3, 5))
+    FollowUpFactory(patient=patient, timepoint="baseline", visit_date=datetime.date(2024, 3, 4), vas=9)
+    FollowUpFactory(patient=patient, timepoint="post", visit_date=datetime.date(2024, 3, 6), vas=1)
+    return patient
+
+
+def test_an_unconsented_patient_is_neither_analysed_nor_exported(client, demo_cohort, investigator):
+    site = Patient.objects.get(study_id="PSP-0001").site
+    _treated_patient(site, "PSP-0901", primary_tumour="breast")
+    client.force_login(investigator)
+    summary = client.get(JSON).json()
+    assert summary["cohort"] == {"patients": 10, "excluded_withdrawn": 0, "awaiting_consent": 1, "procedures": 10}
+    assert summary["responders"]["post"]["vas_of"] == 10  # her 9 -> 1 is not counted
+    assert "breast" not in summary["table1"]["primary_tumour"]
+    page = client.get(PAGE).content.decode()
+    assert "PSP-0901" not in page and "1 patient awaiting a registry-use consent not analysed" in page
+    zf = export(user=investigator)
+    assert [p["study_id"] for p in table(zf, "patients")] == [f"PSP-{i:04d}" for i in range(1, 11)]
+    assert not [v for v in table(zf, "followups") if v["study_id"] == "PSP-0901"]
+    assert "breast" not in zf.read("analysis_wide.csv").decode()
+
+
+def test_the_latest_consent_decides_re_consent_after_a_refusal(client, demo_cohort, investigator):
+    site = Patient.objects.get(study_id="PSP-0001").site
+    refused_then_agreed = _treated_patient(site, "PSP-0902")
+    ConsentFactory(patient=refused_then_agreed, signed_date=datetime.date(2024, 3, 1), scope_registry=False)
+    agreed_then_refused = _treated_patient(site, "PSP-0903")
+    ConsentFactory(patient=agreed_then_refused, signed_date=datetime.date(2024, 3, 1))
+    client.force_login(investigator)
+    before = client.get(JSON).json()["cohort"]
+    assert (before["patients"], before["awaiting_consent"]) == (11, 1)  # PSP-0903 only
+    ConsentFactory(patient=refused_then_agreed, signed_date=datetime.date(2024, 3, 2), scope_registry=True)
+    # Same signed date as her first consent: the later record (higher id) is the latest.
+    ConsentFactory(patient=agreed_then_refused, signed_date=datetime.date(2024, 3, 1), scope_registry=False)
+    after = client.get(JSON).json()
+    assert (after["cohort"]["patients"], after["cohort"]["awaiting_consent"]) == (11, 1)
+    assert [p["study_id"] for p in table(export(user=investigator), "patients")][-1] == "PSP-0902"
+    assert "PSP-0903" not in [p["study_id"] for p in table(export(user=investigator), "patients")]
+
+
+def test_a_no_new_data_withdrawal_keeps_the_patient_in_the_analysis(client, demo_cohort, investigator):
+    consent = Consent.objects.get(patient__study_id="PSP-0008")
+    consent.withdrawn_date, consent.withdrawal_scope = consent.signed_date, "no_new_data"
+    consent.save()
+    client.force_login(investigator)
+    cohort = client.get(JSON).json()["cohort"]
+    assert (cohort["patients"], cohort["excluded_withdrawn"], cohort["awaiting_consent"]) == (10, 0, 0)
+
+
+def test_removed_and_unconsented_patients_are_counted_whatever_the_filters(client, demo_cohort, admin_user):
+    """Counting them per filter would tell the site, tumour and dates of a removed patient."""
+    other = SiteFactory(code="ZZ")
+    removed = _treated_patient(other, "ZZ-0001", primary_tumour="kidney")
+    ConsentFactory(
+        patient=removed,
+        signed_date=datetime.date(2024, 3, 1),
+        withdrawn_date=datetime.date(2024, 4, 1),
+        withdrawal_scope="remove_data",
+    )
+    ConsentFactory(patient=removed, signed_date=datetime.date(2024, 5, 1))  # a re-consent does not undo it
+    _treated_patient(other, "ZZ-0002", primary_tumour="kidney")  # never consented
+    client.force_login(admin_user)
+    for filters in ({}, {"site": "ZZ"}, {"site": "PSP"}, {"primary_tumour": "kidney"}, {"approach": "transiliac"}):
+        cohort = client.get(JSON, filters).json()["cohort"]
+        assert (cohort["excluded_withdrawn"], cohort["awaiting_consent"]) == (1, 1), filters
+    assert client.get(JSON, {"site": "ZZ"}).json()["cohort"]["patients"] == 0
+
+
+def test_a_nurse_counts_only_the_removed_patients_of_her_sites(client, demo_cohort, other_nurse):
+    consent = Consent.objects.get(patient__study_id="PSP-0008")
+    consent.withdrawn_date, consent.withdrawal_scope = consent.signed_date, "remove_data"
+    consent.save()
+    client.force_login(other_nurse)
+    cohort = client.get(JSON).json()["cohort"]
+    assert (cohort["patients"], cohort["excluded_withdrawn"], cohort["awaiting_consent"]) == (0, 0, 0)
+
+
+def test_the_page_shows_each_responder_rate_over_its_own_denominator(client, demo_cohort, investigator):
+    # PSP-0001's post-procedure ODI becomes unscorable (8 of 10 sections): 10 VAS pairs, 9 ODI pairs.
+    from outcomes.models import FollowUp
+
+    visit = FollowUp.objects.get(patient__study_id="PSP-0001", timepoint="post")
+    visit.odi_q9 = visit.odi_q10 = None
+    visit.odi_min_sections = 9
+    visit.compute_derived()
+    visit.save()
+    assert visit.odi_score is None
+    client.force_login(investigator)
+    responders = client.get(JSON).json()["responders"]["post"]
+    assert (responders["vas_of"], responders["odi_of"], responders["odi_drop_ge_10"]) == (10, 9, 9)
+    html = client.get(PAGE).content.decode()
+    assert "<td>9/10 (90%)</td><td>10/10 (100%)</td><td>9/9 (100%)</td>" in html
+
+
+def test_the_page_shows_the_survival_curve_and_table(client, demo_cohort, investigator):
+    client.force_login(investigator)
+    html = client.get(PAGE).content.decode()
+    assert 'id="chart-survival"' in html and "Number at risk" in html
+    assert "10 patients with an index procedure: 0 deaths, 10 censored" in html
+    assert "not estimable" in html and "not reached" in html
