@@ -3,7 +3,11 @@
 Several sites and approaches, deaths, missed visits, skipped ODI sections
 (8 answered → no score), buprenorphine (→ unknown MME), patients without a
 procedure, second procedures, "remove data" and "no new data" withdrawals,
-ties and zero differences (one-decimal VAS drawn from a small set).
+ties and zero differences (one-decimal VAS drawn from a small set). Consent
+histories: none, a refusal, a re-consent after a refusal, a later refusal, two
+records signed the same day (the later id decides), a re-consent after "remove
+data". Survival: deaths (some on the day of the procedure) and follow-up to a
+year, censored at visits, discharges or consent dates.
 """
 
 import datetime
@@ -28,7 +32,8 @@ PATTERNS = ("S1", "S1|S2", "S2|S3", "S1|S2|S3", "L5|S1", "S2")
 LEAK_SITES = ("presacral", "foraminal", "venous", "sacral_canal")
 COMPLICATIONS = ("urinary_retention", "nerve_root_injury", "csf_leak", "wound_hematoma", "other")
 DRUGS = ("morphine", "oxycodone", "tramadol", "fentanyl_td", "codeine", "buprenorphine")
-FOLLOWUP_DAYS = {"post": 1, "w1": 7, "m1": 30, "m3": 90, "m6": 180}
+FOLLOWUP_DAYS = {"post": 1, "w1": 7, "m1": 30, "m3": 90, "m6": 180, "m12": 365}
+CONSENT_HISTORIES = ("usual", "none", "refused", "reconsented", "revoked", "same_day", "removed_then_reconsented")
 VAS_STEPS = [Decimal(v) / 10 for v in range(0, 101, 7)] + [Decimal("8.2"), Decimal("5.2"), Decimal("7.0")]
 
 
@@ -52,12 +57,7 @@ def _patient(rng: random.Random, site, i: int) -> None:
         symptom_onset_date=enrolled - datetime.timedelta(days=rng.randint(5, 300)),
         imaging_date=enrolled - datetime.timedelta(days=rng.randint(0, 20)),
     )
-    withdrawal = rng.choices(["", "remove_data", "no_new_data"], weights=[8, 1, 1])[0]
-    ConsentFactory(
-        patient=patient,
-        withdrawn_date=enrolled + datetime.timedelta(days=200) if withdrawal else None,
-        withdrawal_scope=withdrawal,
-    )
+    _consents(rng, patient, enrolled, CONSENT_HISTORIES[1 + (i // 4) % 6] if i % 4 == 3 else "usual")
     if i % 11 == 5:  # enrolled, not treated yet
         FollowUpFactory(patient=patient, vas=rng.choice(VAS_STEPS))
         return
@@ -70,10 +70,37 @@ def _patient(rng: random.Random, site, i: int) -> None:
             approach=rng.choice(APPROACHES),
             leakage=True,
         )
-    if rng.random() < 0.2:
-        patient.death_date = procedure.procedure_date + datetime.timedelta(days=rng.randint(20, 120))
+    if i % 13 == 6 or rng.random() < 0.25:
+        after = 0 if i % 13 == 6 else rng.randint(20, 300)  # some die on the day of the procedure
+        patient.death_date = procedure.procedure_date + datetime.timedelta(days=after)
         patient.save()
     _visits(rng, patient, procedure.procedure_date)
+
+
+def _consents(rng: random.Random, patient, enrolled: datetime.date, history: str) -> None:
+    later = enrolled + datetime.timedelta(days=rng.randint(10, 400))
+    if history == "usual":
+        withdrawal = rng.choices(["", "remove_data", "no_new_data", "no_contact"], weights=[7, 1, 1, 1])[0]
+        ConsentFactory(
+            patient=patient,
+            withdrawn_date=enrolled + datetime.timedelta(days=rng.randint(30, 500)) if withdrawal else None,
+            withdrawal_scope=withdrawal,
+        )
+    elif history == "refused":
+        ConsentFactory(patient=patient, scope_registry=False)
+    elif history == "reconsented":
+        ConsentFactory(patient=patient, scope_registry=False)
+        ConsentFactory(patient=patient, signed_date=later, scope_registry=True)
+    elif history == "revoked":
+        ConsentFactory(patient=patient, scope_registry=True)
+        ConsentFactory(patient=patient, signed_date=later, scope_registry=False)
+    elif history == "same_day":
+        first = rng.random() < 0.5
+        ConsentFactory(patient=patient, scope_registry=first)
+        ConsentFactory(patient=patient, scope_registry=not first)
+    elif history == "removed_then_reconsented":
+        ConsentFactory(patient=patient, withdrawn_date=later, withdrawal_scope="remove_data")
+        ConsentFactory(patient=patient, signed_date=later + datetime.timedelta(days=5))
 
 
 def _procedure(rng: random.Random, patient, day: datetime.date):

@@ -2,7 +2,11 @@
 
 The reference reads model instances one by one (slow, obvious), does exact
 arithmetic with Decimal/Fraction, and uses scipy only for distributions and
-the t test; it never calls dashboard.stats or the selector.
+the t test; it never calls dashboard.stats, the selector or the cohort
+queries. Population (summary.md): the latest consent (signed date, then id)
+says yes to registry use and no consent is withdrawn with "remove data";
+survival as summary.md "Survival", with the Kaplan-Meier walk of
+test_survival's reference (exact fractions, patients in time order).
 """
 
 import datetime
@@ -23,6 +27,7 @@ from outcomes.models import FollowUp
 from patients.models import Patient
 from tests.dashboard.cohort import make_cohort
 from tests.dashboard.test_paper import assert_same
+from tests.dashboard.test_survival import reference_summary as reference_survival
 from tests.factories import UserFactory
 
 TIMEPOINTS = ("post", "w1", "m1", "m3", "m6", "m12")
@@ -172,11 +177,39 @@ def ref_matches(patient, filters):
     return True
 
 
+def ref_removed(patient):
+    return any(c.withdrawal_scope == "remove_data" for c in patient.consents.all())
+
+
+def ref_consented(patient):
+    consents = sorted(patient.consents.all(), key=lambda c: (c.signed_date, c.pk))
+    return bool(consents) and consents[-1].scope_registry
+
+
+def ref_survival(cohort):
+    times, events = [], []
+    for p in cohort:
+        index = p.procedures.filter(procedure_number=1).first()
+        if index is None:
+            continue
+        if p.death_date is not None:
+            times.append((p.death_date - index.procedure_date).days)
+            events.append(True)
+            continue
+        alive = [d for proc in p.procedures.all() for d in (proc.procedure_date, proc.discharge_date) if d]
+        alive += [v.visit_date for v in FollowUp.objects.filter(patient=p, status="completed")]
+        alive += [d for c in p.consents.all() for d in (c.signed_date, c.withdrawn_date) if d]
+        times.append((max(alive) - index.procedure_date).days)
+        events.append(False)
+    return reference_survival(times, events)
+
+
 def reference_summary(filters, sites=None):
-    candidates = [p for p in Patient.objects.all() if sites is None or p.site.code in sites]
-    candidates = [p for p in candidates if ref_matches(p, filters)]
-    removed = [p for p in candidates if any(c.withdrawal_scope == "remove_data" for c in p.consents.all())]
-    cohort = [p for p in candidates if p not in removed]
+    everyone = Patient.objects.select_related("site").prefetch_related("consents")
+    visible = [p for p in everyone if sites is None or p.site.code in sites]
+    removed = [p for p in visible if ref_removed(p)]
+    awaiting = [p for p in visible if not ref_removed(p) and not ref_consented(p)]
+    cohort = [p for p in visible if ref_matches(p, filters) and p not in removed and p not in awaiting]
     index = {p.pk: p.procedures.filter(procedure_number=1).first() for p in cohort}
     procs = [(p, index[p.pk]) for p in cohort if index[p.pk] is not None]
     leak_rows = [(p.pk, leak) for p, proc in procs for leak in proc.leakages.all()]
@@ -184,10 +217,14 @@ def reference_summary(filters, sites=None):
 
     outcomes = {m: {} for m in ("vas", "odi", "opioid_count", "mme_per_day")}
     responders, opioid = {}, {}
+    visits_of = {
+        p.pk: {v.timepoint: v for v in FollowUp.objects.filter(patient=p).prefetch_related("medications")}
+        for p in cohort
+    }
     for tp in TIMEPOINTS:
         pairs = {m: [] for m in outcomes}
         for p in cohort:
-            visits = {v.timepoint: v for v in FollowUp.objects.filter(patient=p)}
+            visits = visits_of[p.pk]
             for m in outcomes:
                 b, f = exact_value(visits.get("baseline"), m), exact_value(visits.get(tp), m)
                 if b is not None and f is not None:
@@ -196,9 +233,10 @@ def reference_summary(filters, sites=None):
             outcomes[m][tp] = ref_block(pairs[m])
         responders[tp] = {
             "vas_drop_ge_3": sum(b - f >= 3 for b, f in pairs["vas"]),
-            "vas_drop_ge_30pct": sum((b - f) * 10 >= 3 * b for b, f in pairs["vas"]),
+            "vas_drop_ge_30pct": sum(b - f > 0 and (b - f) * 10 >= 3 * b for b, f in pairs["vas"]),
             "odi_drop_ge_10": sum(b - f >= 10 for b, f in pairs["odi"]),
-            "of": len(pairs["vas"]),
+            "vas_of": len(pairs["vas"]),
+            "odi_of": len(pairs["odi"]),
         }
         opioid[tp] = {
             "stopped": sum(b > 0 and f == 0 for b, f in pairs["opioid_count"]),
@@ -216,6 +254,7 @@ def reference_summary(filters, sites=None):
         "cohort": {
             "patients": len(cohort),
             "excluded_withdrawn": len(removed),
+            "awaiting_consent": len(awaiting),
             "procedures": sum(p.procedures.count() for p in cohort),
         },
         "table1": {
@@ -247,6 +286,7 @@ def reference_summary(filters, sites=None):
         "outcomes": outcomes,
         "responders": responders,
         "opioid_change": opioid,
+        "survival": ref_survival(cohort),
     }
 
 
@@ -274,36 +314,51 @@ def random_cohort(db):
     make_cohort(seed=7, patients=48)
 
 
-def test_the_generated_cohort_has_the_hard_cases(random_cohort):
+# The cohort takes seconds to build: each test below builds it once and checks every case on it.
+
+
+def test_the_command_equals_the_reference_under_every_filter(random_cohort):
+    assert_the_cohort_has_the_hard_cases()
+    for filters in FILTERS:
+        args = [part for key, value in filters.items() for part in (OPTION[key], value)]
+        out = io.StringIO()
+        call_command("registry_summary", "--json", *args, stdout=out)
+        summary = json.loads(out.getvalue())
+        generated = summary.pop("generated_at")
+        assert datetime.datetime.fromisoformat(generated).tzinfo == datetime.UTC
+        expected = reference_summary(filters)
+        assert summary["cohort"]["patients"] > 0, filters
+        assert_same(summary, expected, f"{filters}$")
+        if not filters:  # the whole cohort is big enough to estimate survival at every landmark
+            assert summary["survival"]["deaths"] > 0
+            assert all(at["survival"] is not None for at in summary["survival"]["at"].values())
+
+
+def test_the_json_endpoint_is_scoped_to_a_nurses_sites(client, random_cohort):
+    nurse = UserFactory(role="nurse", username="bb_nurse")
+    nurse.sites.add(*Site.objects.filter(code__in=["BB", "CC"]))
+    client.force_login(nurse)
+    for filters in ({}, {"approach": "long_axis"}):
+        response = client.get("/dashboard/summary.json", filters)
+        assert response.status_code == 200
+        summary = response.json()
+        del summary["generated_at"]
+        assert_same(summary, reference_summary(filters, sites={"BB", "CC"}), f"{filters}$")
+
+
+def assert_the_cohort_has_the_hard_cases():
     visits = FollowUp.objects.all()
-    assert Patient.objects.removed().exists()
-    assert Patient.objects.filter(death_date__isnull=False).exists()
+    patients = list(Patient.objects.all())
+    assert any(ref_removed(p) for p in patients)
+    assert any(ref_removed(p) and ref_consented(p) for p in patients)  # re-consent does not undo removal
+    assert any(not p.consents.exists() for p in patients)
+    assert any(not ref_removed(p) and not ref_consented(p) and p.consents.count() == 1 for p in patients)
+    first_said_yes = {p.pk: [c.scope_registry for c in p.consents.order_by("signed_date", "pk")][:1] for p in patients}
+    assert any(ref_consented(p) and first_said_yes[p.pk] == [False] for p in patients)  # re-consent after refusal
+    assert any(not ref_consented(p) and first_said_yes[p.pk] == [True] for p in patients)  # a later refusal
+    assert any(p.consents.count() == 2 and len({c.signed_date for c in p.consents.all()}) == 1 for p in patients)
+    assert any(p.death_date and p.death_date == p.index_procedure_date for p in patients)
     assert visits.filter(status="missed").exists() and visits.filter(status="deceased").exists()
     assert visits.filter(status="completed", odi_score__isnull=True).exists()
     assert visits.filter(status="completed", mme_per_day__isnull=True).exists()
     assert Patient.objects.filter(procedures__isnull=True).exists()
-
-
-@pytest.mark.parametrize("filters", FILTERS, ids=lambda f: ",".join(f) or "none")
-def test_the_command_equals_the_reference(random_cohort, filters):
-    args = [part for key, value in filters.items() for part in (OPTION[key], value)]
-    out = io.StringIO()
-    call_command("registry_summary", "--json", *args, stdout=out)
-    summary = json.loads(out.getvalue())
-    generated = summary.pop("generated_at")
-    assert datetime.datetime.fromisoformat(generated).tzinfo == datetime.UTC
-    expected = reference_summary(filters)
-    assert summary["cohort"]["patients"] > 0
-    assert_same(summary, expected)
-
-
-@pytest.mark.parametrize("filters", [{}, {"approach": "long_axis"}], ids=["none", "approach"])
-def test_the_json_endpoint_is_scoped_to_a_nurses_sites(client, random_cohort, filters):
-    nurse = UserFactory(role="nurse", username="bb_nurse")
-    nurse.sites.add(*Site.objects.filter(code__in=["BB", "CC"]))
-    client.force_login(nurse)
-    response = client.get("/dashboard/summary.json", filters)
-    assert response.status_code == 200
-    summary = response.json()
-    del summary["generated_at"]
-    assert_same(summary, reference_summary(filters, sites={"BB", "CC"}))
