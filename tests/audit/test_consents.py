@@ -275,7 +275,8 @@ def test_the_register_takes_a_fixed_number_of_queries(client, admin_user, regist
     for n in range(20):
         ConsentFactory(patient=PatientFactory(study_id=f"PSP-{n + 100:04d}"))
     # session, user, current version, patients with sites, their consents with versions,
-    # site and version choices of the filter form, session save (savepoint, update, release)
+    # site and version choices of the filter form, the admin's second-factor device,
+    # session save (savepoint, update, release)
     with django_assert_num_queries(11):
         response = client.get("/audit/consents/")
     assert len(response.context["rows"]) == 27

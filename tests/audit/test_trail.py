@@ -100,7 +100,8 @@ def test_the_search_takes_a_fixed_number_of_queries(client, admin_user, django_a
     for n in range(120):
         record_event(action="login", username=f"user{n}")
     client.force_login(admin_user)
-    # session, user, count, one page of events, session save (savepoint, update, release)
+    # session, user, the admin's second-factor device, count, one page of events,
+    # session save (savepoint, update, release)
     with django_assert_num_queries(8):
         response = client.get("/audit/", {"action": "login", "page": 2})
     assert len(response.context["page"]) == 50
