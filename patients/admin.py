@@ -1,11 +1,33 @@
-from django.contrib import admin
+from typing import Any
 
-from audit.admin import AuditedModelAdmin
+from django import forms
+from django.contrib import admin
+from django.core.files.uploadedfile import UploadedFile
+
+from audit.admin import AuditedModelAdmin, ReasonForm
 from patients.models import Consent, ConsentVersion, Patient
+from registry.uploads import validate_pdf
+
+
+def _checked(form: forms.ModelForm, field: str) -> Any:
+    """The admin checks a new upload exactly as the data-entry forms do (registry.uploads)."""
+    upload = form.cleaned_data.get(field)
+    return validate_pdf(upload) if isinstance(upload, UploadedFile) else upload
+
+
+class ConsentVersionAdminForm(ReasonForm):
+    def clean_blank_form(self) -> Any:
+        return _checked(self, "blank_form")
+
+
+class ConsentAdminForm(ReasonForm):
+    def clean_document(self) -> Any:
+        return _checked(self, "document")
 
 
 @admin.register(ConsentVersion)
 class ConsentVersionAdmin(AuditedModelAdmin):
+    form = ConsentVersionAdminForm
     list_display = ("version", "effective_from", "effective_to")
 
 
@@ -31,6 +53,7 @@ class PatientAdmin(AuditedModelAdmin):
 
 @admin.register(Consent)
 class ConsentAdmin(AuditedModelAdmin):
+    form = ConsentAdminForm
     list_display = ("patient", "consent_version", "signed_date", "obtained_by", "withdrawn_date", "withdrawal_scope")
     list_filter = ("consent_version", "withdrawal_scope")
     search_fields = ("patient__study_id",)

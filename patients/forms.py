@@ -5,7 +5,7 @@ from typing import Any
 from crispy_forms.bootstrap import InlineRadios
 from crispy_forms.layout import Column, Row
 from django import forms
-from django.core.exceptions import ValidationError
+from django.core.files.uploadedfile import UploadedFile
 
 from accounts.models import User
 from accounts.permissions import visible_sites
@@ -13,6 +13,7 @@ from patients.models import Consent, ConsentVersion, Patient
 from patients.services import current_version
 from registry.dates import today
 from registry.forms import EditMixin, date_input, plain_helper, yes_no_as_radios
+from registry.uploads import validate_pdf
 
 PATIENT_FIELDS = [
     "site",
@@ -124,12 +125,7 @@ class ConsentForm(forms.ModelForm):
         )
 
     def clean_document(self) -> Any:
-        upload = self.cleaned_data["document"]
-        head = upload.read(5)
-        upload.seek(0)
-        if head != b"%PDF-":
-            raise ValidationError("This file is not a PDF; upload the scanned, signed form as a PDF.")
-        return upload
+        return validate_pdf(self.cleaned_data["document"])
 
 
 class PatientSearchForm(forms.Form):
@@ -145,6 +141,11 @@ class ConsentVersionForm(forms.ModelForm):
         model = ConsentVersion
         fields = ["version", "effective_from", "effective_to", "blank_form"]
         widgets = {"effective_from": date_input(), "effective_to": date_input()}
+
+    def clean_blank_form(self) -> Any:
+        upload = self.cleaned_data.get("blank_form")
+        # Only a new upload is checked (an unchanged field holds the stored file, False clears it).
+        return validate_pdf(upload) if isinstance(upload, UploadedFile) else upload
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -12,6 +12,7 @@ from patients.forms import ConsentForm, ConsentVersionForm, PatientForm, Patient
 from patients.models import Consent, ConsentVersion
 from patients.services import current_version, document_matches, withdraw_consent
 from registry.forms import error_summary, service_saved
+from registry.uploads import inert_download
 
 PAGE_SIZE = 25
 
@@ -92,8 +93,13 @@ def version_form_download(request: HttpRequest, pk: int) -> HttpResponse:
     version = get_object_or_404(ConsentVersion, pk=pk)
     if not version.blank_form:
         raise Http404("This version has no blank form on file.")
-    return FileResponse(
-        version.blank_form.open("rb"), as_attachment=True, filename=f"consent-form-v{version.version}.pdf"
+    return inert_download(
+        FileResponse(
+            version.blank_form.open("rb"),
+            as_attachment=True,
+            content_type="application/pdf",
+            filename=f"consent-form-v{version.version}.pdf",
+        )
     )
 
 
@@ -128,8 +134,13 @@ def consent_document(request: HttpRequest, pk: int) -> HttpResponse:
         fh = consent.document.open("rb")
     except FileNotFoundError:
         raise Http404("The signed document is missing from storage.") from None
-    response = FileResponse(
-        fh, content_type="application/pdf", filename=f"{consent.patient.study_id}-consent-{consent.pk}.pdf"
+    response = inert_download(
+        FileResponse(
+            fh,
+            as_attachment=True,
+            content_type="application/pdf",
+            filename=f"{consent.patient.study_id}-consent-{consent.pk}.pdf",
+        )
     )
     response["Cache-Control"] = "private, no-store"
     response["X-Document-SHA256-Matches"] = "yes" if matches else "no"

@@ -10,10 +10,12 @@ from outcomes.cohort import filtered_patients
 from patients.models import Consent, ConsentVersion, Patient
 from patients.services import record_consent
 from tests.factories import ConsentFactory, ConsentVersionFactory, PatientFactory
+from tests.pdfs import real_pdf
 
 pytestmark = pytest.mark.django_db
 
 PDF = b"%PDF-1.4 signed consent of a patient\n%%EOF\n"
+BLANK_PDF = real_pdf("blank consent form v3.0")
 
 
 @pytest.fixture
@@ -131,14 +133,14 @@ def test_an_investigator_or_another_site_cannot_withdraw(client, investigator, o
 
 def test_an_admin_creates_and_edits_a_version_with_a_reason(client, admin_user):
     client.force_login(admin_user)
-    blank = SimpleUploadedFile("form.pdf", b"%PDF blank", content_type="application/pdf")
+    blank = SimpleUploadedFile("form.pdf", BLANK_PDF, content_type="application/pdf")
     response = client.post(
         "/patients/consent-versions/new/", {"version": "3.0", "effective_from": "2025-01-01", "blank_form": blank}
     )
     assert response.status_code == 302
     version = ConsentVersion.objects.get(version="3.0")
     assert AuditEvent.objects.filter(action="create", model="patients.ConsentVersion").exists()
-    assert b"".join(client.get(f"/patients/consent-versions/{version.pk}/form/").streaming_content) == b"%PDF blank"
+    assert b"".join(client.get(f"/patients/consent-versions/{version.pk}/form/").streaming_content) == BLANK_PDF
 
     url = f"/patients/consent-versions/{version.pk}/edit/"
     response = client.post(url, {"effective_from": "2025-01-01", "effective_to": "2025-12-31"})
