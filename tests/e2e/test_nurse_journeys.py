@@ -7,6 +7,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from tests.factories import ConsentFactory, ConsentVersionFactory, PatientFactory, ProcedureFactory
+from tests.pdfs import real_pdf
 
 pytestmark = pytest.mark.django_db(transaction=True)
 TODAY = datetime.date.today()
@@ -50,7 +51,7 @@ def test_enrol_consent_procedure_and_two_visits(page: Page, log_in, live_server,
     yes_no(page, "Consents to registry data use", "Yes")
     yes_no(page, "Consents to future contact", "No")
     page.get_by_label("Signed consent document (PDF)").set_input_files(
-        {"name": "consent.pdf", "mimeType": "application/pdf", "buffer": b"%PDF-1.4 signed by Rosa"}
+        {"name": "consent.pdf", "mimeType": "application/pdf", "buffer": real_pdf("signed by Rosa")}
     )
     page.get_by_role("button", name="Save consent").click()
     expect(page.locator("#consent-status")).to_contain_text("Valid consent")

@@ -15,6 +15,9 @@ from tests.factories import (
     PatientFactory,
     ProcedureFactory,
 )
+from tests.pdfs import real_pdf
+
+MARIA_PDF = real_pdf("signed by Maria")
 
 pytestmark = pytest.mark.django_db
 TODAY = datetime.date.today()
@@ -156,7 +159,7 @@ def test_enrolment_then_consent_with_the_signed_pdf(client, nurse, site):
 
     form = client.get(response.url).content.decode()
     assert re.search(r'<option value="\d+" selected>v2.0</option>', form)  # the version in force is proposed
-    pdf = SimpleUploadedFile("signed.pdf", b"%PDF-1.7 signed by Maria", content_type="application/pdf")
+    pdf = SimpleUploadedFile("signed.pdf", MARIA_PDF, content_type="application/pdf")
     consent_data = {
         "consent_version": version.pk,
         "signed_date": TODAY.isoformat(),
@@ -167,11 +170,11 @@ def test_enrolment_then_consent_with_the_signed_pdf(client, nurse, site):
     }
     client.post(response.url, consent_data)
     consent = Consent.objects.get(patient=patient)
-    assert consent.document_sha256 == hashlib.sha256(b"%PDF-1.7 signed by Maria").hexdigest()
+    assert consent.document_sha256 == hashlib.sha256(MARIA_PDF).hexdigest()
     page = client.get(reverse("patients:detail", args=[patient.study_id])).content.decode()
     assert "Valid consent" in page and "RN07" in page
     document = client.get(reverse("patients:consent_document", args=[consent.pk]))
-    assert b"".join(document.streaming_content) == b"%PDF-1.7 signed by Maria"
+    assert b"".join(document.streaming_content) == MARIA_PDF
 
 
 def test_a_consent_upload_that_is_not_a_pdf_is_refused(client, nurse, site):
