@@ -36,12 +36,35 @@ def has_version_token(instance: models.Model) -> bool:
     return isinstance(field, models.PositiveIntegerField) and not field.editable
 
 
-def snapshot(instance: models.Model, exclude: Iterable[str] = ("id", "version")) -> dict[str, Any]:
-    """Every concrete field of `instance` as plain values (FKs by their id); the concurrency counter left out."""
+def _field_value(field: models.Field, value: Any) -> Any:
+    """A field's value as the database keeps it, so 3, "3" and 3.0 compare equal for a one-decimal field."""
+    if value is None or value == "":
+        return value
+    if isinstance(field, models.DecimalField):
+        try:
+            value = decimal.Decimal(str(value))
+        except decimal.InvalidOperation:
+            return value
+        return value.quantize(decimal.Decimal(1).scaleb(-field.decimal_places))
+    if isinstance(field, models.FloatField):
+        return float(value)
+    return value
+
+
+def row_values(instance: models.Model, exclude: Iterable[str] = ("id", "version")) -> dict[str, Any]:
+    """Every concrete field of `instance` as plain, normalised values (FKs by their id), for the trail
+    and for telling a real change from a re-typed value; the concurrency counter left out."""
     skip = set(exclude)
     if not has_version_token(instance):
         skip.discard("version")
-    return {f.name: _plain(getattr(instance, f.attname)) for f in instance._meta.concrete_fields if f.name not in skip}
+    return {
+        f.name: _plain(_field_value(f, getattr(instance, f.attname)))
+        for f in instance._meta.concrete_fields
+        if f.name not in skip
+    }
+
+
+snapshot = row_values  # the name the importer and older callers use
 
 
 def diff(before: dict[str, Any], after: dict[str, Any]) -> dict[str, list[Any]]:
@@ -148,7 +171,6 @@ def record_event(
     )
 
 
-
 def owner_keys(instance: models.Model) -> tuple[str, str]:
     """(study_id, site code) of the patient a clinical row belongs to, for the trail."""
     obj: Any = instance
@@ -159,14 +181,14 @@ def owner_keys(instance: models.Model) -> tuple[str, str]:
     return obj.study_id, obj.site.code
 
 
-def save_audited(
-    instance: models.Model, *, user: Any, reason: str = "", expected_version: int | None = None
-) -> models.Model:
-    """Create or update a clinical row with its audit entry, in one transaction.
+def save_audited(instance: models.Model, *, user: Any, reason: str = "", expected_version: int | None = None) -> bool:
+    """Create or update a clinical row with its audit entry, in one transaction; True if anything was written.
 
-    Validates with `full_clean`. An update needs a reason for change and, for
-    models with a `version`, the version the editor loaded: if the row moved on
-    since, `StaleEditError` is raised and nothing is written.
+    Validates with `full_clean`. An update of a versioned row must say which
+    `version` the editor loaded: if the row moved on since, `StaleEditError`
+    is raised and nothing is written. An update that changes no value (after
+    normalisation: 3.0 equals 3) writes nothing, bumps nothing and needs no
+    reason; a real change needs a reason for change.
     """
 
     study_id, site_code = owner_keys(instance)
@@ -175,20 +197,53 @@ def save_audited(
             instance.full_clean()
             instance.save()
             record_created(instance, user=user, reason=reason, study_id=study_id, site_code=site_code)
-            return instance
-        current = type(instance)._default_manager.select_for_update().get(pk=instance.pk)
+            return True
+        try:
+            current = type(instance)._default_manager.select_for_update().get(pk=instance.pk)
+        except type(instance).DoesNotExist:
+            raise StaleEditError(instance) from None  # deleted by someone else meanwhile
         has_version = has_version_token(current)
-        if has_version and expected_version is not None and current.version != expected_version:
-            raise StaleEditError(instance)
+        if has_version:
+            if expected_version is None:
+                raise TypeError(f"An update of {instance._meta.label} must give the version the editor loaded.")
+            if current.version != expected_version:
+                raise StaleEditError(instance)
+        instance.full_clean()
+        before = row_values(current)
+        if not diff(before, row_values(instance)):
+            if has_version:
+                instance.version = current.version  # type: ignore[attr-defined]
+            return False
         if not reason.strip():
             raise ValidationError({"reason": "Give the reason for this change; it goes into the audit trail."})
-        before = snapshot(current)
         if has_version:
             instance.version = current.version + 1  # type: ignore[attr-defined]
-        instance.full_clean()
         instance.save()
         record_updated(instance, before, user=user, reason=reason, study_id=study_id, site_code=site_code)
-        return instance
+        return True
+
+
+def save_rows(*, rows: Iterable[models.Model], removed: Iterable[models.Model] = (), user: Any, reason: str) -> int:
+    """Write a record's child rows in place (leakages, complications, opioids); the number of rows written.
+
+    A row with a primary key is updated only where its values differ, and only
+    from the `version` it was loaded at (StaleEditError otherwise); a row without
+    one is created; `removed` rows are deleted. Each write is one audit entry of
+    one row, so changing one dose shows as that one change in the trail.
+    """
+    written = 0
+    with transaction.atomic():
+        for row in removed:
+            if row.pk is not None:
+                current = type(row)._default_manager.select_for_update().filter(pk=row.pk).first()
+                if current is None or (has_version_token(row) and current.version != row.version):
+                    raise StaleEditError(row)
+                delete_audited(current, user=user, reason=reason or "Row removed")
+                written += 1
+        for row in rows:
+            loaded = getattr(row, "version", None) if row.pk is not None else None
+            written += save_audited(row, user=user, reason=reason, expected_version=loaded)
+    return written
 
 
 def delete_audited(instance: models.Model, *, user: Any, reason: str) -> None:

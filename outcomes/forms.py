@@ -6,7 +6,7 @@ from crispy_forms.layout import HTML, Column, Fieldset, Row
 from django import forms
 
 from outcomes.models import ODI_FIELDS, ODI_SECTION_TITLES, FollowUp, Medication
-from registry.forms import EditMixin, child_formset, date_input, plain_helper
+from registry.forms import ChildRowForm, EditMixin, child_formset, date_input, plain_helper
 
 # The licensed ODI wording is not shipped (domain.md): section titles and the standard response numbers.
 ODI_CHOICES = [("", "Not answered"), *[(i, str(i)) for i in range(6)]]
@@ -58,11 +58,16 @@ class VisitForm(EditMixin, forms.ModelForm):
         )
 
 
-class MedicationForm(forms.ModelForm):
+class MedicationForm(ChildRowForm):
     class Meta:
         model = Medication
-        fields = ["drug", "daily_dose"]
+        fields = ["drug", "daily_dose", "route"]
         widgets = {"daily_dose": forms.NumberInput(attrs={"step": "any", "inputmode": "decimal"})}
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["route"].choices = [("", "Usual route (oral; patch for fentanyl)"), *Medication.Route.choices]
+        self.fields["route"].help_text = "MME/day is known only for oral doses and fentanyl patches."
 
-MedicationFormSet = child_formset(MedicationForm, fk="followup", title="Opioid", extra=2)
+
+MedicationFormSet = child_formset(FollowUp, MedicationForm, title="Opioid", extra=2)

@@ -1,5 +1,6 @@
 from collections.abc import Iterable
 from decimal import Decimal
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -7,6 +8,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 
+from patients import rules
 from patients.models import Patient
 from registry import scoring
 from registry.fields import not_in_future, related_or_none
@@ -85,6 +87,14 @@ class FollowUp(models.Model):
         "Oral morphine milligram equivalents per day", null=True, blank=True, editable=False
     )
     mme_factor_table = models.CharField(max_length=20, blank=True, editable=False, help_text="Conversion factors used")
+    odi_min_sections = models.PositiveSmallIntegerField(
+        "ODI scored with at least this many sections",
+        null=True,
+        blank=True,
+        editable=False,
+        validators=[MinValueValidator(1), MaxValueValidator(10)],
+        help_text="The scoring rule in force when the visit was first scored; edits keep it",
+    )
     deviation_note = models.TextField("Protocol deviation note", blank=True)
     version = models.PositiveIntegerField(default=1, editable=False)
 
@@ -118,14 +128,21 @@ class FollowUp(models.Model):
     def odi_answers(self) -> list[int | None]:
         return [getattr(self, f) for f in ODI_FIELDS]
 
-    def compute_derived(self, medications: Iterable[tuple[str, Decimal]] | None = None) -> None:
-        """Recompute ODI score, opioid count and MME/day (medications as (drug, dose) pairs)."""
-        self.odi_score = scoring.odi_score(self.odi_answers, settings.ODI_MIN_SECTIONS)
+    def compute_derived(self, medications: Iterable["Medication"] | None = None) -> None:
+        """Recompute ODI score, opioid count and MME/day from the answers and the opioid rows.
+
+        The ODI rule (minimum sections answered) is the one the visit was first
+        scored with; a new visit takes the current setting, so changing the
+        setting never mixes two rules within one visit's history.
+        """
+        if self.odi_min_sections is None:
+            self.odi_min_sections = settings.ODI_MIN_SECTIONS
+        self.odi_score = scoring.odi_score(self.odi_answers, self.odi_min_sections)
         if medications is None:
             return
-        meds = list(medications)
+        meds = [(m.drug, m.daily_dose, m.route) for m in medications]
         if self.status == self.Status.COMPLETED:
-            self.opioid_count = scoring.opioid_count(d for d, _ in meds)
+            self.opioid_count = scoring.opioid_count(d for d, _, _ in meds)
             self.mme_per_day = scoring.mme_per_day(meds)
             self.mme_factor_table = scoring.MME_FACTOR_TABLE
         else:  # no visit, no prescription recorded
@@ -133,7 +150,7 @@ class FollowUp(models.Model):
             self.mme_factor_table = ""
 
     def clean(self) -> None:
-        errors: dict[str, str] = {}
+        errors: dict[str, Any] = {}
         if self.status == self.Status.COMPLETED:
             if self.visit_date is None:
                 errors["visit_date"] = "A completed visit needs its date."
@@ -141,36 +158,11 @@ class FollowUp(models.Model):
                 errors["vas"] = "A completed visit needs the VAS pain score."
         elif self.vas is not None or any(a is not None for a in self.odi_answers):
             errors["status"] = "Scores can only be recorded for a completed visit."
-        patient = related_or_none(self, "patient")
-        if patient and self.visit_date:
-            errors.update(self._date_errors(patient))
+        if self.visit_date:
+            for field, messages in rules.errors_for(self, related_or_none(self, "patient")).items():
+                errors.setdefault(field, messages)  # type: ignore[arg-type]
         if errors:
             raise ValidationError(errors)
-
-    def _date_errors(self, patient: Patient) -> dict[str, str]:
-        errors: dict[str, str] = {}
-        if (
-            patient.death_date
-            and self.visit_date
-            and self.visit_date > patient.death_date
-            and self.status == self.Status.COMPLETED
-        ):
-            errors["visit_date"] = (
-                f"The patient died on {patient.death_date:%Y-%m-%d}; record this visit as 'Patient deceased'."
-            )
-            return errors
-        index_date = patient.index_procedure_date
-        if index_date is None or self.visit_date is None:
-            return errors
-        if self.timepoint != Timepoint.BASELINE and self.visit_date < index_date:
-            errors["visit_date"] = f"A follow-up visit cannot be before the procedure ({index_date:%Y-%m-%d})."
-        elif not scoring.in_window(self.timepoint, index_date, self.visit_date) and not self.deviation_note.strip():
-            low, high = scoring.visit_window(self.timepoint, index_date)
-            errors["deviation_note"] = (
-                f"The visit date is outside the {self.get_timepoint_display().split(' (')[0]} window "
-                f"({low:%Y-%m-%d} to {high:%Y-%m-%d}); explain the deviation."
-            )
-        return errors
 
 
 class Medication(models.Model):
@@ -188,6 +180,13 @@ class Medication(models.Model):
         BUPRENORPHINE = "buprenorphine", "Buprenorphine"
         OTHER = "other", "Other opioid"
 
+    class Route(models.TextChoices):
+        ORAL = "oral", "Oral"
+        TRANSDERMAL = "transdermal", "Transdermal"
+        IV = "iv", "Intravenous (including PCA)"
+        SC = "sc", "Subcutaneous"
+        OTHER = "other", "Other route"
+
     followup = models.ForeignKey(FollowUp, on_delete=models.CASCADE, related_name="medications")
     drug = models.CharField("Opioid", max_length=20, choices=Drug.choices)
     daily_dose = models.DecimalField(
@@ -197,10 +196,32 @@ class Medication(models.Model):
         validators=[MinValueValidator(Decimal(0))],
         help_text="mg/day (fentanyl transdermal: mcg/h)",
     )
+    route = models.CharField(
+        "Route",
+        max_length=12,
+        choices=Route.choices,
+        blank=True,
+        help_text="Blank: the drug's usual route (transdermal for fentanyl patches, oral otherwise). "
+        "MME/day is known only for oral doses and transdermal fentanyl.",
+    )
+    version = models.PositiveIntegerField(default=1, editable=False)
 
     class Meta:
         ordering = ["followup", "id"]
-        constraints = [models.CheckConstraint(condition=Q(daily_dose__gte=0), name="medication_dose_not_negative")]
+        constraints = [
+            models.CheckConstraint(condition=Q(daily_dose__gte=0), name="medication_dose_not_negative"),
+            models.CheckConstraint(condition=~Q(route=""), name="medication_route_set"),
+        ]
+
+    def compute_derived(self) -> None:
+        self.route = self.route or scoring.usual_route(self.drug)
+
+    def clean(self) -> None:
+        self.compute_derived()
+
+    def save(self, *args: object, **kwargs: object) -> None:
+        self.compute_derived()
+        super().save(*args, **kwargs)  # type: ignore[arg-type]
 
     def __str__(self) -> str:
         unit = "mcg/h" if self.drug == self.Drug.FENTANYL_TD else "mg/day"

@@ -7,7 +7,7 @@ Each runs a fixed number of queries whatever the number of patients (tests pin i
 import datetime
 from dataclasses import dataclass
 
-from django.db.models import Exists, OuterRef, Prefetch, QuerySet
+from django.db.models import Exists, OuterRef, Prefetch, QuerySet, Subquery
 from django.shortcuts import get_object_or_404
 
 from accounts.models import User
@@ -62,15 +62,21 @@ def worklist(user: User, today: datetime.date | None = None) -> Worklist:
     withdrew from new data collection are never listed: nobody should call them.
     """
     today = today or dates.today()
-    stopped = Consent.objects.filter(patient=OuterRef("pk"), withdrawal_scope__in=NO_MORE_DATA)
+    # The latest consent decides (a re-consent after a "no new data" withdrawal reopens follow-up);
+    # a "remove data" withdrawal, on any consent, ends it for good.
+    latest = Consent.objects.filter(patient=OuterRef("pk")).order_by("-signed_date", "-id")
+    removed = Consent.objects.filter(patient=OuterRef("pk"), withdrawal_scope=Consent.WithdrawalScope.REMOVE_DATA)
     ended = FollowUp.objects.filter(patient=OuterRef("pk"), status__in=FOLLOW_UP_ENDED)
-    consented = Consent.objects.filter(patient=OuterRef("pk"), scope_registry=True, withdrawn_date__isnull=True)
     patients = (
         with_index_date(patients_for(user))
         .filter(death_date__isnull=True)
-        .exclude(Exists(stopped))
+        .annotate(
+            latest_scope=Subquery(latest.values("withdrawal_scope")[:1]),
+            consented=Subquery(latest.values("scope_registry")[:1]),
+        )
+        .exclude(Exists(removed))
         .exclude(Exists(ended))
-        .annotate(consented=Exists(consented))
+        .exclude(latest_scope__in=NO_MORE_DATA)
         .prefetch_related(Prefetch("followups", queryset=FollowUp.objects.only("patient_id", "timepoint")))
         .order_by("study_id")
     )
@@ -121,7 +127,8 @@ def visit_rows(patient: Patient, today: datetime.date | None = None) -> list[Vis
     today = today or dates.today()
     index = next((p.procedure_date for p in patient.procedures.all() if p.procedure_number == 1), None)
     visits = {f.timepoint: f for f in patient.followups.all()}
-    stopped = patient.is_deceased or any(c.withdrawal_scope in NO_MORE_DATA for c in patient.consents.all())
+    latest = patient.current_consent()
+    stopped = patient.is_deceased or patient.data_removed or bool(latest and latest.withdrawal_scope in NO_MORE_DATA)
     stopped = stopped or any(f.status in FOLLOW_UP_ENDED for f in visits.values())
     rows = []
     for timepoint, full_label in Timepoint.choices:

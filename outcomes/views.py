@@ -6,11 +6,11 @@ from django.shortcuts import redirect, render
 
 from accounts.permissions import data_entry_required
 from outcomes import selectors, services
-from outcomes.forms import MedicationForm, MedicationFormSet, VisitForm
+from outcomes.forms import MedicationFormSet, VisitForm
 from outcomes.models import FollowUp, Timepoint
 from patients.selectors import get_patient_for_user
 from registry import dates
-from registry.forms import error_summary, initial_rows, service_saved
+from registry.forms import error_summary, service_saved
 from registry.scoring import MME_FACTORS, odi_band, visit_window
 
 
@@ -31,18 +31,16 @@ def visit(request: HttpRequest, study_id: str, timepoint: str) -> HttpResponse:
     window = visit_window(timepoint, index) if index else None
     data = request.POST if request.method == "POST" else None
     form = VisitForm(data, instance=followup, window=window)
-    meds = MedicationFormSet(
-        data,
-        prefix="med",
-        parent=followup,
-        initial=initial_rows(followup.medications.all(), MedicationForm) if followup.pk else None,
-    )
+    meds = MedicationFormSet(data, prefix="med", instance=followup)
     if data is not None and all_valid([form, meds]):
-        pairs = [(m.drug, m.daily_dose) for m in meds.rows()]
         if service_saved(
             form,
             lambda: services.record_visit(
-                visit=form.instance, medications=pairs, user=request.user, **form.edit_kwargs()
+                visit=form.instance,
+                medications=meds.rows(),
+                removed=meds.removed(),
+                user=request.user,
+                **form.edit_kwargs(),
             ),
         ):
             messages.success(request, f"{label} visit of {patient.study_id} saved.")
@@ -54,7 +52,7 @@ def visit(request: HttpRequest, study_id: str, timepoint: str) -> HttpResponse:
         "visit": followup,
         "label": label,
         "mme_factors": {drug: float(f) for drug, f in MME_FACTORS.items()},
-        "odi_min_sections": settings.ODI_MIN_SECTIONS,
+        "odi_min_sections": followup.odi_min_sections or settings.ODI_MIN_SECTIONS,
         "errors": error_summary(form, meds),
     }
     return render(request, "outcomes/visit_form.html", context)

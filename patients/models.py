@@ -1,5 +1,6 @@
 import datetime
 from functools import cached_property
+from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
@@ -7,6 +8,7 @@ from django.db import models
 from django.db.models import Exists, OuterRef, Q
 
 from accounts.models import Site
+from patients import rules
 from registry.fields import YES_NO, MultiChoiceField, not_in_future, related_or_none
 from registry.scoring import age_in_years
 
@@ -91,6 +93,11 @@ class Patient(models.Model):
     )
     full_name = models.CharField("Patient full name", max_length=200)
     mrn = models.CharField("Hospital medical record number", max_length=50)
+    email = models.EmailField(
+        "Patient e-mail for self-report invitations",
+        blank=True,
+        help_text="Optional; used only to send visit links; never in de-identified exports",
+    )
     date_of_birth = models.DateField(
         "Date of birth", validators=[MinValueValidator(datetime.date(1900, 1, 1)), not_in_future]
     )
@@ -148,7 +155,7 @@ class Patient(models.Model):
 
     def clean(self) -> None:
         self.compute_derived()
-        errors: dict[str, str] = {}
+        errors: dict[str, Any] = {}
         if self.date_of_birth and self.enrolment_date:
             if self.date_of_birth > self.enrolment_date:
                 errors["date_of_birth"] = "Date of birth must be before the date of enrolment."
@@ -160,6 +167,8 @@ class Patient(models.Model):
             errors["primary_tumour_other"] = "Specify the primary tumour when it is 'Other'."
         if self.death_date and self.date_of_birth and self.death_date < self.date_of_birth:
             errors["death_date"] = "Date of death cannot be before the date of birth."
+        if not errors and self.pk is not None:
+            errors.update(rules.errors_for(self, self))  # type: ignore[arg-type]
         site = related_or_none(self, "site")
         if self.study_id and site and not self.study_id.startswith(f"{site.code}-"):
             errors["study_id"] = f"Study IDs of site {site.code} start with '{site.code}-'."
@@ -247,7 +256,7 @@ class Consent(models.Model):
         return f"{self.patient_id and self.patient.study_id} consent {self.consent_version} ({self.signed_date})"
 
     def clean(self) -> None:
-        errors: dict[str, str] = {}
+        errors: dict[str, Any] = {}
         v = related_or_none(self, "consent_version")
         if v and self.signed_date and not v.in_force_on(self.signed_date):
             until = v.effective_to.isoformat() if v.effective_to else "now"

@@ -10,8 +10,9 @@ from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
 
 from accounts.models import Site
-from audit.services import delete_audited, record_updated, save_audited, snapshot
+from audit.services import delete_audited, record_updated, row_values, save_audited
 from patients.models import Consent, ConsentVersion, Patient
+from patients.rules import check_case
 from registry import dates
 from registry.dates import today
 
@@ -31,11 +32,17 @@ def enrol_patient(*, patient: Patient, user: Any) -> Patient:
         Site.objects.select_for_update().get(pk=patient.site_id)  # serialise ID allocation per site
         if not patient.study_id:
             patient.study_id = next_study_id(patient.site)
-        return save_audited(patient, user=user)  # type: ignore[return-value]
+        save_audited(patient, user=user)
+        return patient
 
 
-def update_patient(*, patient: Patient, user: Any, reason: str, expected_version: int) -> Patient:
-    return save_audited(patient, user=user, reason=reason, expected_version=expected_version)  # type: ignore[return-value]
+def update_patient(*, patient: Patient, user: Any, reason: str, expected_version: int | None) -> Patient:
+    """Save an edit of the patient's record; refused if it strands another record of the case
+    (a visit before a later enrolment date, a completed visit after a death date...)."""
+    with transaction.atomic():
+        save_audited(patient, user=user, reason=reason, expected_version=expected_version)
+        check_case(patient, editing=patient)
+    return patient
 
 
 def sha256_of(upload: Any) -> str:
@@ -54,7 +61,10 @@ def record_consent(*, consent: Consent, user: Any, document: UploadedFile | None
     if document is not None:
         consent.document = document  # type: ignore[assignment]
         consent.document_sha256 = sha256_of(document)
-    return save_audited(consent, user=user, reason="Consent recorded")  # type: ignore[return-value]
+    with transaction.atomic():
+        save_audited(consent, user=user, reason="Consent recorded")
+        check_case(consent.patient, editing=consent)
+    return consent
 
 
 def document_matches(consent: Consent) -> bool | None:
@@ -80,13 +90,14 @@ def withdraw_consent(
         current = Consent.objects.select_for_update().get(pk=consent.pk)
         if current.withdrawn_date:
             raise ValidationError("This consent is already withdrawn.")
-        before = snapshot(current)
+        before = row_values(current)
         current.withdrawn_date = on or today()
         current.withdrawal_scope = scope
         current.withdrawal_reason = reason
         current.version += 1
         current.full_clean()
         current.save()
+        check_case(current.patient, editing=current)
         record_updated(
             current,
             before,

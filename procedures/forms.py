@@ -6,7 +6,7 @@ from django import forms
 from django.core.exceptions import ValidationError
 
 from procedures.models import Complication, Leakage, Procedure
-from registry.forms import EditMixin, child_formset, date_input, plain_helper, yes_no_as_radios
+from registry.forms import ChildRowForm, EditMixin, child_formset, date_input, plain_helper, yes_no_as_radios
 from registry.scoring import MAJOR_COMPLICATIONS, MINOR_COMPLICATIONS
 
 CIRSE_GRADES = [
@@ -65,13 +65,13 @@ class ProcedureForm(EditMixin, forms.ModelForm):
         )
 
 
-class LeakageForm(forms.ModelForm):
+class LeakageForm(ChildRowForm):
     class Meta:
         model = Leakage
         fields = ["site", "symptomatic", "treatment_required"]
 
 
-class ComplicationForm(forms.ModelForm):
+class ComplicationForm(ChildRowForm):
     class Meta:
         model = Complication
         fields = ["type", "onset_date", "cirse_grade", "severity", "resolved", "description"]
@@ -93,18 +93,21 @@ class ComplicationForm(forms.ModelForm):
 
 class BaseLeakageFormSet:
     def clean(self) -> None:
-        super().clean()  # type: ignore[misc]
-        sites = [f.cleaned_data["site"] for f in self.forms if f.cleaned_data and not f.cleaned_data.get("DELETE")]  # type: ignore[attr-defined]
+        # Before the model formset's own uniqueness check, whose message names no site.
+        if any(f.errors for f in self.forms):  # type: ignore[attr-defined]
+            return
+        sites = self.kept_values("site")  # type: ignore[attr-defined]
         twice = {s for s in sites if sites.count(s) > 1}
         if twice:
             names = ", ".join(str(Leakage.Site(s).label) for s in sorted(twice))
             raise ValidationError(f"{names}: list each leakage site once.")
+        super().clean()  # type: ignore[misc]
 
 
 LeakageFormSet = type(
     "LeakageFormSet",
-    (BaseLeakageFormSet, child_formset(LeakageForm, fk="procedure", title="Cement leakage", extra=2)),
+    (BaseLeakageFormSet, child_formset(Procedure, LeakageForm, title="Cement leakage", extra=2)),
     {},
 )
-ComplicationFormSet = child_formset(ComplicationForm, fk="procedure", title="Complication", extra=1)
+ComplicationFormSet = child_formset(Procedure, ComplicationForm, title="Complication", extra=1)
 SEVERITY_BY_TYPE = {t: "major" for t in MAJOR_COMPLICATIONS} | {t: "minor" for t in MINOR_COMPLICATIONS}

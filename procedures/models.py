@@ -1,10 +1,12 @@
 from decimal import Decimal
+from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 
+from patients import rules
 from patients.models import Patient
 from registry.fields import YES_NO, MultiChoiceField, not_in_future, related_or_none
 from registry.scoring import complication_severity, days_between
@@ -143,17 +145,15 @@ class Procedure(models.Model):
         return f"{self.patient.study_id} procedure {self.procedure_number}"
 
     def clean(self) -> None:
-        errors: dict[str, str] = {}
+        errors: dict[str, Any] = {}
         if self.admission_date and self.discharge_date and self.discharge_date < self.admission_date:
             errors["discharge_date"] = "Discharge cannot be before admission."
         if self.procedure_date and self.admission_date and self.procedure_date < self.admission_date:
             errors["procedure_date"] = "The procedure cannot be before admission."
         if self.procedure_date and self.discharge_date and self.procedure_date > self.discharge_date:
             errors["procedure_date"] = "The procedure cannot be after discharge."
-        patient = related_or_none(self, "patient")
-        if patient and self.procedure_date:
-            if patient.death_date and self.procedure_date > patient.death_date:
-                errors["procedure_date"] = "The procedure cannot be after the patient's death."
+        if not errors and self.procedure_date:
+            errors.update(rules.errors_for(self, related_or_none(self, "patient")))  # type: ignore[arg-type]
         if errors:
             raise ValidationError(errors)
 
@@ -182,6 +182,7 @@ class Leakage(models.Model):
     site = models.CharField("Leakage site", max_length=20, choices=Site.choices)
     symptomatic = models.BooleanField("Leakage symptomatic", choices=YES_NO)
     treatment_required = models.BooleanField("Leakage required treatment", choices=YES_NO)
+    version = models.PositiveIntegerField(default=1, editable=False)
 
     class Meta:
         ordering = ["procedure", "site"]
@@ -223,6 +224,7 @@ class Complication(models.Model):
     )
     resolved = models.BooleanField("Resolved", choices=YES_NO)
     description = models.TextField("Description", blank=True)
+    version = models.PositiveIntegerField(default=1, editable=False)
 
     class Meta:
         ordering = ["procedure", "onset_date", "id"]
@@ -239,12 +241,12 @@ class Complication(models.Model):
 
     def clean(self) -> None:
         self.compute_derived()
-        errors: dict[str, str] = {}
+        errors: dict[str, Any] = {}
         if not self.severity:
             errors["severity"] = "Say whether this complication is major or minor."
         procedure = related_or_none(self, "procedure")
-        if self.onset_date and procedure and self.onset_date < procedure.procedure_date:
-            errors["onset_date"] = "A complication cannot start before the procedure."
+        if self.onset_date and procedure is not None and procedure.procedure_date:
+            errors.update(rules.errors_for(self, related_or_none(procedure, "patient")))  # type: ignore[arg-type]
         if errors:
             raise ValidationError(errors)
 

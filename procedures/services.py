@@ -1,69 +1,49 @@
 """Writes of procedures with their leakage and complication rows, each audited, in one transaction."""
 
 from collections.abc import Sequence
-from decimal import Decimal
 from typing import Any
 
-from django.db import models, transaction
+from django.core.exceptions import ValidationError
+from django.db import transaction
 
-from audit.services import delete_audited, save_audited
+from audit.services import save_audited, save_rows
+from patients.rules import check_case
 from patients.services import ensure_data_entry_allowed
 from procedures.models import Complication, Leakage, Procedure
-
-LEAKAGE_FIELDS = ("site", "symptomatic", "treatment_required")
-COMPLICATION_FIELDS = ("onset_date", "type", "severity", "cirse_grade", "resolved", "description")
-
-
-def replace_children(
-    *, existing: Sequence[models.Model], new: Sequence[models.Model], compare: Sequence[str], user: Any, reason: str
-) -> None:
-    """Make a record's child rows equal `new`; unchanged lists write nothing (no noise in the trail).
-
-    Rows have no identity of their own on the form, so a changed list is
-    replaced: every removed row and every added row gets its audit entry.
-    """
-    for row in new:
-        if hasattr(row, "compute_derived"):
-            row.compute_derived()  # derived columns take part in the comparison
-
-    def plain(value: Any) -> str:
-        return str(value.normalize()) if isinstance(value, Decimal) else repr(value)  # 30 == 30.000
-
-    def keys(rows: Sequence[models.Model]) -> list[str]:
-        return sorted(repr(tuple(plain(getattr(r, f)) for f in compare)) for r in rows)
-
-    if keys(existing) == keys(new):
-        return
-    for row in existing:
-        delete_audited(row, user=user, reason=reason or "Rows replaced")
-    for row in new:
-        save_audited(row, user=user, reason=reason)
 
 
 def record_procedure(
     *,
     procedure: Procedure,
-    leakages: Sequence[Leakage],
-    complications: Sequence[Complication],
+    leakages: Sequence[Leakage] = (),
+    complications: Sequence[Complication] = (),
+    removed: Sequence[Leakage | Complication] = (),
     user: Any,
     reason: str = "",
     expected_version: int | None = None,
 ) -> Procedure:
-    """Create or update a procedure and replace its leakage and complication rows.
+    """Create or update a procedure and its leakage and complication rows in place.
 
-    `leakage` (yes/no) is derived from the rows so the two can never disagree.
-    Raises StaleEditError if someone saved the procedure since `expected_version`.
+    Rows with a primary key are updated only where they differ (each from the
+    version it was loaded at), rows without one are added, `removed` rows are
+    deleted; rows of the procedure not named are kept. The `leakage` flag must
+    agree with the rows that remain (the CRF: if yes, one row per site), and the
+    whole case must still hold together (patients.rules); otherwise nothing is
+    written. StaleEditError if someone saved the procedure or a row meanwhile.
     """
     ensure_data_entry_allowed(procedure.patient)
     with transaction.atomic():
-        existing_leakages = list(procedure.leakages.all()) if procedure.pk else []
-        existing_complications = list(procedure.complications.all()) if procedure.pk else []
-        procedure.leakage = bool(leakages)
         save_audited(procedure, user=user, reason=reason, expected_version=expected_version)
         for row in [*leakages, *complications]:
             row.procedure = procedure
-        replace_children(existing=existing_leakages, new=leakages, compare=LEAKAGE_FIELDS, user=user, reason=reason)
-        replace_children(
-            existing=existing_complications, new=complications, compare=COMPLICATION_FIELDS, user=user, reason=reason
-        )
+        save_rows(rows=[*leakages, *complications], removed=removed, user=user, reason=reason)
+        remaining = procedure.leakages.count()
+        if procedure.leakage != bool(remaining):
+            raise ValidationError(
+                {
+                    "leakage": f"Cement leakage is '{'yes' if procedure.leakage else 'no'}' but {remaining} "
+                    "leakage site row(s) remain: list one row per leakage site, or none when there is no leakage."
+                }
+            )
+        check_case(procedure.patient, editing=procedure)
     return procedure

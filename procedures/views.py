@@ -6,16 +6,9 @@ from django.shortcuts import get_object_or_404, redirect, render
 from accounts.permissions import data_entry_required, scope_to_sites
 from patients.selectors import get_patient_for_user
 from procedures import services
-from procedures.forms import (
-    SEVERITY_BY_TYPE,
-    ComplicationForm,
-    ComplicationFormSet,
-    LeakageForm,
-    LeakageFormSet,
-    ProcedureForm,
-)
+from procedures.forms import SEVERITY_BY_TYPE, ComplicationFormSet, LeakageFormSet, ProcedureForm
 from procedures.models import Procedure
-from registry.forms import error_summary, initial_rows, service_saved
+from registry.forms import error_summary, service_saved
 
 
 @data_entry_required
@@ -33,30 +26,22 @@ def edit(request: HttpRequest, pk: int) -> HttpResponse:
 
 def procedure_form(request: HttpRequest, procedure: Procedure) -> HttpResponse:
     """One page for a new procedure and for an edit (which needs a reason and the loaded version)."""
-    patient, editing = procedure.patient, procedure.pk is not None
+    patient = procedure.patient
     if block := patient.data_entry_block_reason():
         return render(request, "patients/blocked.html", {"patient": patient, "reason": block, "what": "a procedure"})
     data = request.POST if request.method == "POST" else None
     form = ProcedureForm(data, instance=procedure)
-    leaks = LeakageFormSet(
-        data,
-        prefix="leak",
-        parent=procedure,
-        initial=initial_rows(procedure.leakages.all(), LeakageForm) if editing else None,
-    )
-    comps = ComplicationFormSet(
-        data,
-        prefix="comp",
-        parent=procedure,
-        initial=initial_rows(procedure.complications.all(), ComplicationForm) if editing else None,
-    )
+    leaks = LeakageFormSet(data, prefix="leak", instance=procedure)
+    comps = ComplicationFormSet(data, prefix="comp", instance=procedure)
     if data is not None and all_valid([form, leaks, comps]):  # the procedure first: rows check against its dates
+        form.instance.leakage = bool(leaks.rows())  # the yes/no follows the rows, so they cannot disagree
         if service_saved(
             form,
             lambda: services.record_procedure(
                 procedure=form.instance,
                 leakages=leaks.rows(),
                 complications=comps.rows(),
+                removed=[*leaks.removed(), *comps.removed()],
                 user=request.user,
                 **form.edit_kwargs(),
             ),

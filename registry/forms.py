@@ -118,41 +118,63 @@ def error_summary(*forms_: Any) -> list[tuple[str, str, str]]:
     return out
 
 
-class ChildFormSet(forms.BaseFormSet):
-    """Rows that belong to one record (leakages, complications, opioids), each form a ModelForm.
+class ChildRowForm(forms.ModelForm):
+    """A child row (leakage, complication, opioid) edited in place: it carries the
+    version it was loaded at, so a row someone else changed meanwhile is refused."""
 
-    Every form gets an unsaved instance already linked to `parent`, so the model's
-    own clean() (which looks at the parent's dates) runs while the page is checked.
-    The service, not the formset, writes the rows.
+    version = forms.IntegerField(widget=forms.HiddenInput, required=False)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.instance.pk is not None:
+            self.fields["version"].initial = self.instance.version  # type: ignore[attr-defined]
+
+    def loaded(self) -> models.Model:
+        """The row with the version the editor loaded (not the one read again on submit)."""
+        if self.instance.pk is not None and self.cleaned_data.get("version") is not None:
+            self.instance.version = self.cleaned_data["version"]  # type: ignore[attr-defined]
+        return self.instance
+
+
+class ChildFormSet(forms.BaseInlineFormSet):
+    """Rows that belong to one record, keyed by their id: an edit changes the row in
+    place, so the trail shows the one changed value, not a delete and a re-create.
+
+    Every form's instance is linked to the parent, so the model's own clean()
+    runs while the page is checked. The service, not the formset, writes the rows.
     """
 
-    fk = ""
     summary_title = ""
-
-    def __init__(self, *args: Any, parent: models.Model, **kwargs: Any) -> None:
-        self.parent = parent
-        super().__init__(*args, **kwargs)
-
-    def get_form_kwargs(self, index: int | None) -> dict[str, Any]:
-        kwargs = super().get_form_kwargs(index)
-        kwargs["instance"] = self.form._meta.model(**{self.fk: self.parent})
-        return kwargs
 
     def add_fields(self, form: forms.BaseForm, index: int | None) -> None:
         super().add_fields(form, index)
         if "DELETE" in form.fields:
             form.fields["DELETE"].label = "Remove this row"
 
+    def _kept_forms(self) -> list[ChildRowForm]:
+        return [
+            f
+            for f in self.forms
+            if f.cleaned_data and not f.cleaned_data.get("DELETE") and (f.instance.pk is not None or f.has_changed())
+        ]
+
     def rows(self) -> list[models.Model]:
-        """The rows to keep: filled-in forms not marked for removal (blank extra rows are ignored)."""
-        return [f.instance for f in self.forms if f.cleaned_data and not f.cleaned_data.get("DELETE")]
+        """The rows to keep or add (blank extra rows are ignored), each with the version it was loaded at."""
+        return [f.loaded() for f in self._kept_forms()]
+
+    def removed(self) -> list[models.Model]:
+        """Saved rows the editor marked for removal."""
+        return [f.loaded() for f in self.forms if f.instance.pk is not None and f.cleaned_data.get("DELETE")]
+
+    def kept_values(self, field: str) -> list[Any]:
+        return [f.cleaned_data.get(field) for f in self._kept_forms()]
 
 
-def child_formset(form: type[forms.ModelForm], *, fk: str, title: str, extra: int) -> type[ChildFormSet]:
-    formset = forms.formset_factory(form, formset=ChildFormSet, extra=extra, can_delete=True, can_delete_extra=False)
-    formset.fk, formset.summary_title = fk, title
+def child_formset(
+    parent: type[models.Model], form: type[ChildRowForm], *, title: str, extra: int
+) -> type[ChildFormSet]:
+    formset = forms.inlineformset_factory(
+        parent, form._meta.model, form=form, formset=ChildFormSet, extra=extra, can_delete=True
+    )
+    formset.summary_title = title
     return formset
-
-
-def initial_rows(rows: Any, form: type[forms.ModelForm]) -> list[dict[str, Any]]:
-    return [forms.model_to_dict(row, fields=form._meta.fields) for row in rows]

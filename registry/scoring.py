@@ -8,6 +8,7 @@ computed two ways.
 import datetime
 from collections.abc import Iterable, Sequence
 from decimal import Decimal
+from typing import Any
 
 DAYS_PER_MONTH = 30.4375  # 365.25 / 12; summary.md: months = days / 30.4375
 
@@ -80,18 +81,44 @@ def opioid_count(drugs: Iterable[str]) -> int:
     return sum(1 for _ in drugs)
 
 
-def mme_per_day(medications: Iterable[tuple[str, Decimal | float | int | str]]) -> float | None:
+# The CDC factors convert oral doses (and transdermal fentanyl in mcg/h): the
+# route a factor applies to. A dose given any other way (IV, PCA, subcutaneous)
+# has no factor here, so its MME is unknown rather than silently wrong.
+FACTOR_ROUTE = {drug: ("transdermal" if drug == "fentanyl_td" else "oral") for drug in MME_FACTORS}
+
+
+def usual_route(drug: str) -> str:
+    """The route a blank route means (data dictionary): transdermal for fentanyl patches, oral otherwise."""
+    return "transdermal" if drug == "fentanyl_td" else "oral"
+
+
+def mme_per_day(medications: Iterable[tuple[str, Decimal | float | int | str] | tuple[str, Any, str]]) -> float | None:
     """Oral morphine milligram equivalents per day, CDC 2022 factors.
 
-    None (unknown) as soon as one drug has no factor. No opioids is 0.
+    Each item is (drug, daily dose) or (drug, daily dose, route); a blank or
+    missing route is the drug's usual one. None (unknown) as soon as one drug
+    has no factor for its route (buprenorphine, "other", any IV/SC dose).
+    No opioids is 0.
     """
     total = Decimal(0)
-    for drug, dose in medications:
+    for drug, dose, *rest in medications:
+        route = (rest[0] if rest else "") or usual_route(drug)
         factor = MME_FACTORS.get(drug)
-        if factor is None:
+        if factor is None or FACTOR_ROUTE[drug] != route:
             return None
         total += factor * Decimal(str(dose))
     return float(total)
+
+
+def mme_unknown_reason(medications: Iterable[tuple[str, str]]) -> str:
+    """Why MME/day is unknown for these (drug, route) pairs, or "" when it is known (shown on the form)."""
+    for drug, route in medications:
+        route = route or usual_route(drug)
+        if drug not in MME_FACTORS:
+            return f"{drug}: the CDC 2022 guideline gives no conversion factor"
+        if FACTOR_ROUTE[drug] != route:
+            return f"{drug} by the {route} route: the CDC factors are for {FACTOR_ROUTE[drug]} doses"
+    return ""
 
 
 def complication_severity(complication_type: str, entered: str = "") -> str:

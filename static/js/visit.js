@@ -41,14 +41,22 @@
     form.querySelectorAll('[data-formset-rows="med"] [data-row]').forEach(function (row) {
       var drug = row.querySelector('select[name$="-drug"]');
       var dose = row.querySelector('input[name$="-daily_dose"]');
+      var route = row.querySelector('select[name$="-route"]');
       var removed = row.querySelector('input[name$="-DELETE"]');
       if (!drug || !drug.value || (removed && removed.checked)) return;
       count += 1;
-      if (!(drug.value in factors)) { unknown.push(drug.options[drug.selectedIndex].text); return; }
+      var name = drug.options[drug.selectedIndex].text;
+      if (!(drug.value in factors)) { unknown.push(name + ": no CDC factor"); return; }
+      // The CDC factors are for oral doses and fentanyl patches (registry/scoring.py FACTOR_ROUTE).
+      var usual = drug.value === "fentanyl_td" ? "transdermal" : "oral";
+      if (route && route.value && route.value !== usual) {
+        unknown.push(name + " " + route.options[route.selectedIndex].text.toLowerCase() + ": CDC factors are for " + usual + " doses");
+        return;
+      }
       total += factors[drug.value] * (parseFloat(dose && dose.value) || 0);
     });
     countOut.textContent = String(count);
-    mmeOut.textContent = unknown.length ? "unknown (no factor for " + unknown.join(", ") + ")" : total.toFixed(1);
+    mmeOut.textContent = unknown.length ? "unknown (" + unknown.join("; ") + ")" : total.toFixed(1);
   }
 
   // Scores and opioids belong to a completed visit only: for any other status they are

@@ -134,7 +134,7 @@ def test_a_bad_value_is_refused_and_the_typed_data_survives(page: Page, log_in, 
 
     summary = page.get_by_role("alert").filter(has_text="Nothing was saved")
     expect(summary).to_contain_text("less than or equal to 10")
-    expect(summary).to_contain_text("cannot be before the procedure")
+    expect(summary).to_contain_text("is before the index procedure")
     expect(page.get_by_label("Pain, visual analogue scale (0-10)")).to_have_value("11")
     expect(page.get_by_label("Pain, visual analogue scale (0-10)")).to_have_attribute("aria-invalid", "true")
     expect(page.get_by_role("group", name="3. Lifting").get_by_label("3", exact=True)).to_be_checked()

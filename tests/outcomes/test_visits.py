@@ -7,9 +7,9 @@ from django.core.exceptions import ValidationError
 from django.urls import reverse
 
 from audit.models import AuditEvent
-from audit.services import StaleEditError
-from outcomes.models import FollowUp
+from outcomes.models import FollowUp, Medication
 from outcomes.services import record_visit
+from registry.errors import StaleEditError
 from tests.factories import ConsentFactory, FollowUpFactory, MedicationFactory, PatientFactory, ProcedureFactory
 
 pytestmark = pytest.mark.django_db
@@ -25,11 +25,15 @@ def patient(site):
     return patient
 
 
+def med(drug: str, dose: str, route: str = "") -> Medication:
+    return Medication(drug=drug, daily_dose=Decimal(dose), route=route)
+
+
 def test_record_visit_saves_the_opioids_and_their_derived_values(nurse, patient):
     visit = FollowUp(patient=patient, timepoint="post", visit_date=TODAY, vas=Decimal("4.5"), odi_q1=3, odi_q2=2)
     for n in range(3, 11):
         setattr(visit, f"odi_q{n}", 1)
-    record_visit(visit=visit, medications=[("morphine", Decimal("30")), ("oxycodone", Decimal("10"))], user=nurse)
+    record_visit(visit=visit, medications=[med("morphine", "30"), med("oxycodone", "10")], user=nurse)
     saved = FollowUp.objects.get()
     assert saved.opioid_count == 2 and saved.mme_per_day == 45.0 and saved.mme_factor_table == "CDC-2022"
     assert saved.odi_score == pytest.approx(13 / 50 * 100)
@@ -38,7 +42,8 @@ def test_record_visit_saves_the_opioids_and_their_derived_values(nurse, patient)
     saved.vas = Decimal("3")
     record_visit(
         visit=saved,
-        medications=[("buprenorphine", Decimal("0.2"))],
+        medications=[med("buprenorphine", "0.2")],
+        removed=list(saved.medications.all()),
         user=nurse,
         reason="pharmacy list",
         expected_version=1,
@@ -54,16 +59,17 @@ def test_record_visit_refuses_a_stale_edit_and_opioids_at_a_missed_visit(nurse, 
     MedicationFactory(followup=visit)
     first, second = FollowUp.objects.get(), FollowUp.objects.get()
     first.vas = Decimal("2")
-    record_visit(
-        visit=first, medications=[("morphine", Decimal("30.000"))], user=nurse, reason="r1", expected_version=1
-    )
-    assert not AuditEvent.objects.filter(model="outcomes.Medication").exists()  # same list: nothing rewritten
+    retyped = Medication.objects.get()
+    retyped.daily_dose = Decimal("30.0")  # the same dose typed again
+    record_visit(visit=first, medications=[retyped], user=nurse, reason="r1", expected_version=1)
+    assert not AuditEvent.objects.filter(model="outcomes.Medication").exists()  # same dose: nothing rewritten
+    assert Medication.objects.get().version == 1
     second.vas = Decimal("9")
     with pytest.raises(StaleEditError):
         record_visit(visit=second, medications=[], user=nurse, reason="r2", expected_version=1)
     missed = FollowUp(patient=patient, timepoint="w1", status="missed")
     with pytest.raises(ValidationError, match="completed visit"):
-        record_visit(visit=missed, medications=[("morphine", Decimal("5"))], user=nurse)
+        record_visit(visit=missed, medications=[med("morphine", "5")], user=nurse)
     assert FollowUp.objects.get().vas == Decimal("2")
 
 
@@ -101,7 +107,7 @@ def test_the_visit_form_saves_scores_and_opioids(client, nurse, patient):
         ({"vas": "11"}, "Ensure this value is less than or equal to 10."),
         (
             {"visit_date": (PROCEDURE_DAY - datetime.timedelta(days=1)).isoformat()},
-            "A follow-up visit cannot be before the procedure",
+            "visit ({}) is before the index procedure".format((PROCEDURE_DAY - datetime.timedelta(days=1)).isoformat()),
         ),
         ({"visit_date": (TODAY + datetime.timedelta(days=1)).isoformat()}, "Date cannot be in the future."),
         ({"med-1-daily_dose": "-5"}, "Ensure this value is greater than or equal to 0."),
@@ -125,5 +131,61 @@ def test_a_visit_outside_its_window_needs_a_deviation_note(client, nurse, site):
     client.force_login(nurse)
     url = reverse("outcomes:visit", args=[patient.study_id, "post"])
     page = client.post(url, visit_data()).content.decode()
-    assert "outside the Post-procedure window" in page and "explain the deviation" in page
+    assert "Post-procedure visit" in page and "is outside its window" in page and "explain the deviation" in page
     assert client.post(url, visit_data(deviation_note="Patient readmitted, seen late")).status_code == 302
+
+
+def test_changing_one_dose_writes_one_change_of_one_field_and_recomputes_mme(client, nurse, patient):
+    visit = FollowUpFactory(patient=patient, timepoint="post", visit_date=TODAY)
+    morphine = MedicationFactory(followup=visit, drug="morphine", daily_dose=Decimal("30"))
+    tramadol = MedicationFactory(followup=visit, drug="tramadol", daily_dose=Decimal("100"))
+    visit.compute_derived(visit.medications.all())  # as saved by the service: 30 + 100 x 0.2 = 50
+    visit.save()
+    client.force_login(nurse)
+    url = reverse("outcomes:visit", args=[patient.study_id, "post"])
+    form = client.get(url).context["meds"]
+    data = visit_data(
+        vas=str(visit.vas),
+        **{
+            f"odi_q{n}": "" if getattr(visit, f"odi_q{n}") is None else str(getattr(visit, f"odi_q{n}"))
+            for n in range(1, 11)
+        },
+        version=str(visit.version),
+        reason="dose corrected from the chart",
+        **{"med-TOTAL_FORMS": "2", "med-INITIAL_FORMS": "2"},
+        **{
+            "med-0-id": str(form.forms[0].instance.pk),
+            "med-0-version": "1",
+            "med-0-drug": "morphine",
+            "med-0-daily_dose": "60",
+        },
+        **{
+            "med-1-id": str(form.forms[1].instance.pk),
+            "med-1-version": "1",
+            "med-1-drug": "tramadol",
+            "med-1-daily_dose": "100.0",
+        },
+    )
+    assert client.post(url, data).status_code == 302
+    med_events = AuditEvent.objects.filter(model="outcomes.Medication")
+    assert [(e.action, e.object_pk, e.changes) for e in med_events] == [
+        ("update", str(morphine.pk), {"daily_dose": ["30.000", "60.000"]})
+    ]
+    assert set(Medication.objects.values_list("pk", flat=True)) == {morphine.pk, tramadol.pk}  # same rows, kept
+    visit.refresh_from_db()
+    # hand-worked: morphine 60 mg x 1.0 + tramadol 100 mg x 0.2 = 80 MME/day
+    assert visit.mme_per_day == 80.0 and visit.opioid_count == 2
+    visit_event = AuditEvent.objects.get(model="outcomes.FollowUp", action="update")
+    assert visit_event.changes["mme_per_day"] == [50.0, 80.0] and visit_event.reason == "dose corrected from the chart"
+
+
+def test_an_iv_dose_makes_mme_unknown_and_a_patch_keeps_its_factor(nurse, patient):
+    visit = FollowUp(patient=patient, timepoint="post", visit_date=TODAY, vas=Decimal("5"))
+    record_visit(visit=visit, medications=[med("fentanyl_td", "25"), med("morphine", "10")], user=nurse)
+    visit.refresh_from_db()
+    assert visit.mme_per_day == 25 * 2.4 + 10  # CDC 2022: fentanyl patch 2.4 per mcg/h, oral morphine 1.0
+    assert sorted(visit.medications.values_list("route", flat=True)) == ["oral", "transdermal"]
+    iv = FollowUp(patient=patient, timepoint="w1", visit_date=TODAY, vas=Decimal("5"), deviation_note="seen early")
+    record_visit(visit=iv, medications=[med("morphine", "10", route="iv")], user=nurse)
+    iv.refresh_from_db()
+    assert iv.mme_per_day is None and iv.opioid_count == 1

@@ -207,7 +207,14 @@ def test_an_edit_needs_a_reason_and_shows_in_the_history(client, nurse, site):
     patient = treated(site, 10)
     client.force_login(nurse)
     url = reverse("patients:edit", args=[patient.study_id])
-    data = enrol_data(site, full_name=patient.full_name, mrn=patient.mrn, ecog="3", version="1")
+    data = enrol_data(
+        site,
+        full_name=patient.full_name,
+        mrn=patient.mrn,
+        ecog="3",
+        version="1",
+        enrolment_date=str(patient.enrolment_date),
+    )
     data.pop("site")
 
     no_reason = client.post(url, data).content.decode()
@@ -223,7 +230,9 @@ def test_a_second_concurrent_edit_is_refused_with_a_message(client, nurse, site)
     patient = treated(site, 10)
     client.force_login(nurse)
     url = reverse("patients:edit", args=[patient.study_id])
-    data = enrol_data(site, full_name=patient.full_name, mrn=patient.mrn, version="1")
+    data = enrol_data(
+        site, full_name=patient.full_name, mrn=patient.mrn, version="1", enrolment_date=str(patient.enrolment_date)
+    )
     data.pop("site")
     client.post(url, data | {"ecog": "1", "reason": "first"})
     page = client.post(url, data | {"ecog": "4", "reason": "second"}).content.decode()

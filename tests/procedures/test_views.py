@@ -81,18 +81,23 @@ def test_discharge_before_admission_is_refused_at_the_field_and_the_rows_stay(cl
     assert not Procedure.objects.exists()
 
 
-def test_editing_a_procedure_replaces_its_rows_with_the_reason_in_the_trail(client, nurse, consented):
+def test_editing_a_procedure_changes_its_leakage_row_in_place_with_the_reason_in_the_trail(client, nurse, consented):
     procedure = ProcedureFactory(patient=consented, leakage=True, procedure_date=TODAY - datetime.timedelta(days=2))
-    LeakageFactory(procedure=procedure, site="presacral")
+    leak = LeakageFactory(procedure=procedure, site="presacral", symptomatic=False)
     client.force_login(nurse)
     url = reverse("procedures:edit", args=[procedure.pk])
     assert 'value="presacral" selected' in client.get(url).content.decode()
     data = procedure_data(**management("leak", 2, initial=1), **{"leak-0-site": "venous", "leak-0-symptomatic": "True"})
-    data |= {"leak-0-treatment_required": "False", "version": "1", "reason": "CT re-read by radiologist"}
+    data |= {"leak-0-id": str(leak.pk), "leak-0-version": "1", "leak-0-treatment_required": "False"}
+    data |= {"version": "1", "reason": "CT re-read by radiologist"}
     data = {k: v for k, v in data.items() if not k.startswith("comp-0-")}  # no complication this time
     response = client.post(url, data)
     assert response.status_code == 302
-    assert [lk.site for lk in procedure.leakages.all()] == ["venous"]
+    assert [(lk.pk, lk.site, lk.version) for lk in procedure.leakages.all()] == [(leak.pk, "venous", 2)]
+    leak_events = AuditEvent.objects.filter(model="procedures.Leakage", action__in=["update", "delete", "create"])
+    assert [(e.action, e.changes) for e in leak_events.exclude(reason="")] == [
+        ("update", {"site": ["presacral", "venous"], "symptomatic": [False, True]})
+    ]
     reasons = set(
         AuditEvent.objects.filter(study_id=consented.study_id, action__in=["update", "delete", "create"])
         .exclude(reason="")
