@@ -1,11 +1,9 @@
 from typing import Any
 
-from django import forms
 from django.contrib import admin
-from django.db import transaction
 from django.http import HttpRequest
 
-from audit import services
+from accounts.permissions import scope_to_sites
 from audit.models import AuditEvent
 
 
@@ -31,51 +29,28 @@ class AuditEventAdmin(ReadOnlyModelAdmin):
     search_fields = ("username", "study_id", "object_repr", "reason")
     date_hierarchy = "at"
 
-
-class ReasonForm(forms.ModelForm):
-    reason_for_change = forms.CharField(
-        label="Reason for change", widget=forms.Textarea(attrs={"rows": 2}), required=False
-    )
-
-    def clean(self) -> dict[str, Any]:
-        data = super().clean()
-        if self.instance.pk and self.has_changed() and not (data.get("reason_for_change") or "").strip():
-            self.add_error("reason_for_change", "Give the reason for this change; it goes into the audit trail.")
-        return data
+    def get_queryset(self, request: HttpRequest) -> Any:
+        """A site admin reads the entries about her sites' records only (as on the trail pages)."""
+        events = super().get_queryset(request)
+        user = request.user
+        if user.sees_all_sites:  # type: ignore[union-attr]
+            return events
+        return events.filter(site_code__in=[s.code for s in user.sites.all()])  # type: ignore[union-attr]
 
 
-class AuditedModelAdmin(admin.ModelAdmin):
-    """Admin edits of clinical data: a reason is required and the change is audited.
+class ScopedReadOnlyAdmin(ReadOnlyModelAdmin):
+    """Clinical records in the Django admin: browse and search the rows of the user's sites only.
 
-    Deletion is not offered here: it goes through the deletion service, which
-    asks for a reason and keeps the deleted values in the trail.
+    Every write of clinical data goes through the registry's own pages and
+    services (validation, derived values, consent, case rules, concurrency,
+    audit), so the admin edits nothing here; "View on site" opens the record's
+    page in the registry, where it is edited.
     """
 
-    form = ReasonForm
+    site_path = "site"  # how a row reaches its site, e.g. "patient__site"
 
-    def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
-        fields = [f for f in super().get_fields(request, obj) if f != "reason_for_change"]
-        return [*fields, "reason_for_change"]
-
-    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
-        with transaction.atomic():
-            before = services.snapshot(type(obj).objects.get(pk=obj.pk)) if change else None
-            if services.has_version_token(obj) and change:
-                obj.version += 1
-            if hasattr(obj, "compute_derived"):
-                obj.compute_derived()
-            super().save_model(request, obj, form, change)
-            study_id, site = services.owner_keys(obj)
-            reason = form.cleaned_data.get("reason_for_change", "")
-            if before is None:
-                services.record_created(obj, user=request.user, reason=reason, study_id=study_id, site_code=site)
-            else:
-                services.record_updated(
-                    obj, before, user=request.user, reason=reason, study_id=study_id, site_code=site
-                )
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
+    def get_queryset(self, request: HttpRequest) -> Any:
+        return scope_to_sites(super().get_queryset(request), request.user, self.site_path)  # type: ignore[arg-type]
 
 
 from audit import admin_accounts  # noqa: E402, F401  (users, sites, lockouts: registered there)

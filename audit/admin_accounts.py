@@ -36,7 +36,6 @@ from accounts.models import Site, User
 from accounts.permissions import visible_sites
 from accounts.signals import account_changed
 from audit import services
-from audit.admin import AuditedModelAdmin
 from audit.models import AuditEvent
 
 MANAGED_ROLES = (User.Role.NURSE, User.Role.INVESTIGATOR)
@@ -333,15 +332,34 @@ class UserAdmin(BaseUserAdmin):
             return response
 
 
+class SiteForm(forms.ModelForm):
+    reason_for_change = forms.CharField(
+        label=gettext_lazy("Reason for change"), widget=forms.Textarea(attrs={"rows": 2}), required=False
+    )
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        if self.instance.pk and self.has_changed() and not (data.get("reason_for_change") or "").strip():
+            self.add_error("reason_for_change", REASON_REQUIRED)
+        return data
+
+
 @admin.register(Site)
-class SiteAdmin(AuditedModelAdmin):
+class SiteAdmin(admin.ModelAdmin):
     """Everyone with the admin sees their own sites; only superusers add or change one (audited)."""
 
+    form = SiteForm
     list_display = ("code", "name")
     search_fields = ("code", "name")
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Site]:
         return visible_sites(request.user)  # type: ignore[arg-type]
+
+    def save_model(self, request: HttpRequest, obj: Site, form: Any, change: bool) -> None:
+        services.save_audited(obj, user=request.user, reason=form.cleaned_data.get("reason_for_change", ""))
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return bool(request.user.is_superuser)  # type: ignore[union-attr]

@@ -1,34 +1,28 @@
-from typing import Any
-
-from django import forms
 from django.contrib import admin
-from django.core.files.uploadedfile import UploadedFile
+from django.urls import reverse
 
-from audit.admin import AuditedModelAdmin, ReasonForm
+from audit.admin import ScopedReadOnlyAdmin
 from patients.models import Consent, ConsentVersion, Patient
-from registry.uploads import validate_pdf
-
-
-def _checked(form: forms.ModelForm, field: str) -> Any:
-    """The admin checks a new upload exactly as the data-entry forms do (registry.uploads)."""
-    upload = form.cleaned_data.get(field)
-    return validate_pdf(upload) if isinstance(upload, UploadedFile) else upload
-
-
-class ConsentVersionAdminForm(ReasonForm):
-    def clean_blank_form(self) -> Any:
-        return _checked(self, "blank_form")
-
-
-class ConsentAdminForm(ReasonForm):
-    def clean_document(self) -> Any:
-        return _checked(self, "document")
 
 
 @admin.register(ConsentVersion)
-class ConsentVersionAdmin(AuditedModelAdmin):
-    form = ConsentVersionAdminForm
+class ConsentVersionAdmin(admin.ModelAdmin):
+    """Read-only here: versions are created and edited on the registry's consent-version pages
+    (with a reason, audited, and the period checked against the consents already signed)."""
+
     list_display = ("version", "effective_from", "effective_to")
+
+    def has_add_permission(self, request):  # type: ignore[no-untyped-def]
+        return False
+
+    def has_change_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
+        return False
+
+    def has_delete_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
+        return False
+
+    def view_on_site(self, obj: ConsentVersion) -> str:
+        return reverse("patients:version_edit", args=[obj.pk])
 
 
 class ConsentInline(admin.TabularInline):
@@ -43,18 +37,22 @@ class ConsentInline(admin.TabularInline):
 
 
 @admin.register(Patient)
-class PatientAdmin(AuditedModelAdmin):
+class PatientAdmin(ScopedReadOnlyAdmin):
     list_display = ("study_id", "site", "enrolment_date", "sex", "primary_tumour", "death_date")
-    list_filter = ("site", "sex", "primary_tumour")
+    list_filter = ("sex", "primary_tumour")
     search_fields = ("study_id", "mrn", "full_name")
-    readonly_fields = ("age_at_enrolment",)
     inlines = [ConsentInline]
+
+    def view_on_site(self, obj: Patient) -> str:
+        return reverse("patients:detail", args=[obj.study_id])
 
 
 @admin.register(Consent)
-class ConsentAdmin(AuditedModelAdmin):
-    form = ConsentAdminForm
+class ConsentAdmin(ScopedReadOnlyAdmin):
+    site_path = "patient__site"
     list_display = ("patient", "consent_version", "signed_date", "obtained_by", "withdrawn_date", "withdrawal_scope")
     list_filter = ("consent_version", "withdrawal_scope")
     search_fields = ("patient__study_id",)
-    readonly_fields = ("document_sha256",)
+
+    def view_on_site(self, obj: Consent) -> str:
+        return reverse("patients:consent_record", args=[obj.pk])

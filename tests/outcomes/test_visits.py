@@ -107,7 +107,7 @@ def test_the_visit_form_saves_scores_and_opioids(client, nurse, patient):
         ({"vas": "11"}, "Ensure this value is less than or equal to 10."),
         (
             {"visit_date": (PROCEDURE_DAY - datetime.timedelta(days=1)).isoformat()},
-            "visit ({}) is before the index procedure".format((PROCEDURE_DAY - datetime.timedelta(days=1)).isoformat()),
+            f"visit ({(PROCEDURE_DAY - datetime.timedelta(days=1)).isoformat()}) is before the index procedure",
         ),
         ({"visit_date": (TODAY + datetime.timedelta(days=1)).isoformat()}, "Date cannot be in the future."),
         ({"med-1-daily_dose": "-5"}, "Ensure this value is greater than or equal to 0."),

@@ -125,12 +125,14 @@ def test_blank_forms_get_the_same_checks_on_the_page(client, admin_user):
     assert response["Content-Security-Policy"] == "sandbox" and response["X-Content-Type-Options"] == "nosniff"
 
 
-def test_the_admin_uses_the_same_validation(client, admin_user):
+def test_the_admin_takes_no_upload_around_the_validation(client, admin_user):
+    """Consent versions are written only on the registry's pages (validated, audited); the admin is read-only."""
     admin_user.is_superuser = True
     admin_user.save()
     client.force_login(admin_user)
-    url = "/admin/patients/consentversion/add/"
     data = {"version": "9.0", "effective_from": "2025-01-01"}
-    response = client.post(url, {**data, "blank_form": upload(POLYGLOT, "form.html")})
+    response = client.post("/admin/patients/consentversion/add/", {**data, "blank_form": upload(POLYGLOT, "form.html")})
+    assert response.status_code == 403
+    response = client.post("/patients/consent-versions/new/", {**data, "blank_form": upload(POLYGLOT, "form.html")})
     assert response.status_code == 200 and "not a readable PDF" in response.content.decode()
     assert not ConsentVersion.objects.filter(version="9.0").exists()
