@@ -28,6 +28,14 @@ FILES = (
 )
 OPTIONAL_FILES = frozenset({"sites", "consent_versions"})
 
+# Files whose rows carry the registry's row key and version in an identified
+# export (sites and consent versions are keyed by their own code / label and
+# never updated by an import).
+KEYED_FILES = ("patients", "consents", "procedures", "leakages", "complications", "followups", "medications")
+KEY_COLUMNS = ("record_id", "record_version")
+# Columns added to the dictionary after its first version: a bundle may lack them (read as blank).
+LATER_COLUMNS = frozenset({("patients", "email"), ("medications", "route")})
+
 # Columns an export adds to a bundle file beside the CRF's own, as
 # (name, label, type, unit). An import ignores them (it recomputes everything).
 EXPORT_EXTRA_COLUMNS: dict[str, list[tuple[str, str, str, str]]] = {
@@ -73,6 +81,11 @@ class Variable:
     @property
     def is_derived(self) -> bool:
         return self.required == "derived"
+
+    @property
+    def is_key(self) -> bool:
+        """The registry's row key or version (identified exports; import_bundle --update)."""
+        return self.name in KEY_COLUMNS
 
     @property
     def codes(self) -> tuple[str, ...]:

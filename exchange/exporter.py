@@ -7,10 +7,19 @@ a server-side cursor on PostgreSQL), written through the one CSV guard
 memory stays flat whatever the number of patients. The view and the
 `export_bundle` command use the same `export_zip` generator.
 
-De-identified (the default): `direct` and `free_text` variables are dropped,
-every `date` variable becomes `<name>_day` (days since the index procedure),
-the enrolment year is kept, ages over 89 are shown as 90 (and the date of
-birth offset is left blank for them, since it would reveal the age).
+De-identified (the default), so that no value, alone or combined with the
+filters (whole calendar years only, see `exchange.services`), places a date
+finer than a year: `direct` and `free_text` variables are dropped, and so are
+the other typed texts (`obtained_by`, `document_sha256`, `cement_product`) and
+the registry's row keys; every `date` about a person becomes `<name>_day`
+(days since the index procedure), except the three whose offset would be a
+second calendar anchor beside a year: enrolment (its year is kept instead),
+the consent's signing (bounded by the version's period) and the date of birth
+(the capped age is enough); consent version periods are given as years; ages
+over 89 are shown as 90.
+
+Identified: every CRF column, plus each row's registry key and version
+(`record_id`, `record_version`), which `import_bundle --update` matches on.
 """
 
 import contextlib
@@ -38,7 +47,7 @@ from outcomes.models import FollowUp, Medication, Timepoint
 from patients.models import Consent, ConsentVersion, Patient
 from procedures.models import Complication, Leakage, Procedure
 from registry.csv_safety import stream_csv
-from registry.scoring import MME_FACTORS, days_between, in_window, months_between
+from registry.scoring import FACTOR_ROUTE, MME_FACTORS, days_between, in_window, months_between
 
 IDENTIFIED, DEIDENTIFIED = "identified", "deidentified"
 SHAPE_BOTH, SHAPE_LONG, SHAPE_WIDE = "both", "long", "wide"
@@ -92,14 +101,32 @@ def _capped_age(age: int | None) -> int | None:
     return min(age, AGE_CAP) if age is not None else None
 
 
+# Typed text a de-identified export leaves out although the CRF does not mark it
+# free text: a staff name or code, a hash of the identified PDF, a product name typed freely.
+DEIDENTIFIED_DROPPED_TEXT = frozenset(
+    {("consents", "obtained_by"), ("consents", "document_sha256"), ("procedures", "cement_product")}
+)
+# Dates about a person whose day offset a de-identified export leaves out (module docstring).
+DEIDENTIFIED_DROPPED_OFFSETS = frozenset(
+    {("patients", "enrolment_date"), ("patients", "date_of_birth"), ("consents", "signed_date")}
+)
+DEIDENTIFIED_DROPPED_EXTRAS = frozenset({("consents", "day")})  # = signed_date's offset
+
+
 def crf_columns(file: str, spec: ExportSpec) -> list[Column]:
     """The dictionary's variables of `file`, as this export level writes them."""
     out: list[Column] = []
     for var in dictionary.variables_for(file):
         out.extend(_columns_for(var, spec))
     for name, label, type_, unit in dictionary.EXPORT_EXTRA_COLUMNS.get(file, []):
+        if not spec.identified and (file, name) in DEIDENTIFIED_DROPPED_EXTRAS:
+            continue
         out.append(Column(name, _extra_getter(file, name), label, type_, unit, note="Added by the export"))
     return out
+
+
+def year_name(variable: str) -> str:
+    return variable[: -len("_date")] + "_year" if variable.endswith("_date") else variable + "_year"
 
 
 def _columns_for(var: Variable, spec: ExportSpec) -> list[Column]:
@@ -117,32 +144,44 @@ def _columns_for(var: Variable, spec: ExportSpec) -> list[Column]:
         return Column(name, get, **{**base, **kw})
 
     key = var.name
-    if spec.identified or not var.identifier:
-        if key == "age_at_enrolment" and not spec.identified:
+    if var.is_key:
+        if not spec.identified:
+            return []
+        source = "id" if key == "record_id" else "version"
+        return [described(key, lambda r: r[source])]
+    if spec.identified:
+        return [described(key, lambda r: r[key])]
+    if var.identifier in ("direct", "free_text") or (var.file, key) in DEIDENTIFIED_DROPPED_TEXT:
+        return []
+    if var.type == "date" and not var.identifier:  # a date about the registry (consent version periods)
+        return [
+            described(
+                year_name(key),
+                lambda r: r[key].year if r[key] else None,
+                type="integer",
+                unit="year",
+                min="",
+                max="",
+                note=f"De-identified from {key}: the calendar year only",
+            )
+        ]
+    if not var.identifier:
+        if key == "age_at_enrolment":
             return [described(key, lambda r: _capped_age(r[key]), note="Ages over 89 shown as 90")]
         return [described(key, lambda r: r[key])]
-    if var.identifier in ("direct", "free_text"):
+    if (var.file, key) in DEIDENTIFIED_DROPPED_OFFSETS:
         return []
     # a date about a person: days since the index procedure
-    if key == "date_of_birth":
-
-        def get(r: dict[str, Any]) -> Any:
-            return None if (r["age_at_enrolment"] or 0) > 89 else _offset(r[key], r["index_date"])
-    else:
-
-        def get(r: dict[str, Any]) -> Any:
-            return _offset(r[key], r["index_date"])
-
     return [
         described(
             day_name(key),
-            get,
+            lambda r: _offset(r[key], r["index_date"]),
             type="integer",
             unit="days since the index procedure",
             min="",
             max="",
             identifier="",
-            note=f"De-identified from {key}" + (" (blank when age > 89)" if key == "date_of_birth" else ""),
+            note=f"De-identified from {key}",
         )
     ]
 
@@ -168,7 +207,7 @@ def _extra_getter(file: str, name: str) -> Callable[[dict[str, Any]], Any]:
             in_window(r["timepoint"], r["index_date"], r["visit_date"]) if r["visit_date"] and r["index_date"] else None
         ),
         "mme_factor_table": lambda r: r["mme_factor_table"],
-        "mme_factor": lambda r: MME_FACTORS.get(r["drug"]),
+        "mme_factor": lambda r: MME_FACTORS.get(r["drug"]) if FACTOR_ROUTE.get(r["drug"]) == r["route"] else None,
     }
     return getters[name]
 
@@ -314,7 +353,11 @@ def table(
 def wide_table(spec: ExportSpec) -> tuple[list[Column], Iterator[list[Any]]]:
     """One row per patient: characteristics, index procedure, then each measure at each time point."""
     sources = _sources(spec)
-    patient_cols = [c for c in crf_columns("patients", spec) if c.identifier not in ("direct", "free_text")]
+    patient_cols = [
+        c
+        for c in crf_columns("patients", spec)
+        if c.identifier not in ("direct", "free_text") and c.name not in dictionary.KEY_COLUMNS
+    ]
     procedure_keep = (
         "approach",
         "guidance",

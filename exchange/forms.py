@@ -1,10 +1,11 @@
 from typing import Any
 
 from django import forms
+from django.utils.translation import gettext as _
 
 from exchange.exporter import DEIDENTIFIED, IDENTIFIED
 from exchange.models import ExportLog
-from exchange.services import may_export_identified
+from exchange.services import may_export_identified, whole_year_problems
 from outcomes.cohort import CohortFilterForm
 
 
@@ -23,11 +24,19 @@ class ExportForm(CohortFilterForm):
 
     def __init__(self, *args: Any, user: Any, **kwargs: Any) -> None:
         super().__init__(*args, user=user, **kwargs)
+        for name in ("procedure_from", "procedure_to"):
+            self.fields[name].help_text = _(
+                "De-identified exports: whole calendar years only (from YYYY-01-01, to YYYY-12-31)."
+            )
         if not may_export_identified(user):
             self.fields["level"].choices = [(DEIDENTIFIED, ExportLog.Level.DEIDENTIFIED.label)]
 
     def clean(self) -> dict[str, Any]:
         data = super().clean()
         if data.get("level") == IDENTIFIED and not (data.get("reason") or "").strip():
-            self.add_error("reason", "Give the reason for an identified export; it is logged.")
+            self.add_error("reason", _("Give the reason for an identified export; it is logged."))
+        if data.get("level") == DEIDENTIFIED:
+            for name, message in whole_year_problems(data).items():
+                if name not in self.errors:
+                    self.add_error(name, message)
         return data

@@ -3,13 +3,21 @@
 Three passes: read every file and check its columns; parse every cell against
 the data dictionary and check the rows against each other and the registry;
 then build the model instances, `full_clean` them (the models' own rules:
-age, visit windows, discharge after admission...) and write them in one
+age, discharge after admission...), check each case as it will be against the
+cross-record rules (`patients.rules.case_problems`: visit windows, visits and
+procedures against enrolment, death and withdrawal...) and write them in one
 transaction. Any problem in any pass writes nothing; the report names file,
 row (line of the file, the header being row 1), variable, value and message.
+
+New patients are written in bulk. `--update` changes the registry's patients
+through the clinical services (update_patient, record_procedure, record_visit,
+save_audited), matching rows by the `record_id` an identified export carries
+and refusing rows whose `record_version` is no longer the registry's.
 """
 
 import csv
 import datetime
+import functools
 import io
 import re
 import zipfile
@@ -20,26 +28,25 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-from django.core.exceptions import ValidationError
+from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.db import IntegrityError, models, transaction
 
 from accounts.models import Site
 from audit.models import AuditEvent
-from audit.services import (
-    change_event,
-    has_version_token,
-    owner_keys,
-    record_deleted,
-    record_event,
-    record_updated,
-    snapshot,
-)
+from audit.services import change_event, delete_audited, owner_keys, record_event, row_values, save_audited
 from exchange import dictionary
 from exchange.dictionary import Variable
 from outcomes.models import FollowUp, Medication
+from outcomes.services import record_visit
+from patients import rules as case_rules
 from patients.models import Consent, ConsentVersion, Patient
+from patients.rules import case_problems, check_case
+from patients.services import record_consent, update_patient
 from procedures.models import Complication, Leakage, Procedure
+from procedures.services import record_procedure
 from registry import dates
+from registry.csv_safety import DANGEROUS_FIRST
+from registry.errors import StaleEditError
 from registry.fields import join_codes
 
 MAX_UNCOMPRESSED_BYTES = 2 * 1024**3  # refuse zip bombs before reading them
@@ -75,6 +82,7 @@ class Row:
     line: int
     raw: dict[str, str]
     values: dict[str, Any] = field(default_factory=dict)
+    keys: dict[str, int | None] = field(default_factory=dict)  # record_id / record_version (identified exports)
 
 
 @dataclass
@@ -83,6 +91,8 @@ class ImportResult:
     created_sites: list[str]
     created_versions: list[str]
     updated: dict[str, int] = field(default_factory=dict)  # rows changed per file (--update)
+    removed: dict[str, int] = field(default_factory=dict)  # rows deleted per file (--update --remove-missing)
+    trail_entries: int = 0  # audit trail entries this import wrote
 
 
 # --------------------------------------------------------------------------- reading
@@ -165,7 +175,7 @@ def _read_table(name: str, text: str, problems: list[Problem]) -> list[Row]:
         if col not in allowed:
             problems.append(Problem(name, 1, col, "", "unknown column (not in the data dictionary for this file)"))
     for v in dictionary.variables_for(name):
-        if not v.is_derived and v.name not in seen:
+        if not v.is_derived and v.name not in seen and (name, v.name) not in dictionary.LATER_COLUMNS:
             problems.append(Problem(name, 1, v.name, "", "required column is missing"))
     rows = []
     try:
@@ -193,6 +203,8 @@ def parse_cell(var: Variable, raw: str, today: datetime.date) -> tuple[Any, str]
         return None, ""
     kind = var.type
     if kind == "text":
+        if len(text) > 1 and text[0] == "'" and text[1] in DANGEROUS_FIRST:
+            text = text[1:]  # the apostrophe an export puts before =, +, -, @ (CSV injection guard)
         return text, ""
     if kind == "yesno":
         if text.lower() not in ("yes", "no"):
@@ -274,31 +286,62 @@ def _parse_rows(rows: list[Row], today: datetime.date, problems: list[Problem]) 
             ):
                 condition = "" if var.required == "y" else f" ({var.required})"
                 problems.append(Problem(row.file, row.line, var.name, "", f"is required{condition}"))
+        for name in dictionary.KEY_COLUMNS:
+            text = row.raw.get(name, "").strip()
+            if not text:
+                row.keys[name] = None
+            elif not text.isdigit() or int(text) < 1:
+                problems.append(
+                    Problem(row.file, row.line, name, text, "must be a whole number from 1 (the registry's row key)")
+                )
+            else:
+                row.keys[name] = int(text)
 
 
 # --------------------------------------------------------------------------- the importer
 
 
 class _Import:
-    def __init__(self, tables: dict[str, list[Row]], *, user: Any, source: str, update_reason: str = "") -> None:
+    def __init__(
+        self,
+        tables: dict[str, list[Row]],
+        *,
+        user: Any,
+        source: str,
+        update_reason: str = "",
+        remove_missing: bool = False,
+    ) -> None:
         self.tables = tables
         self.user = user
         self.source = source
         self.update_reason = update_reason  # non-empty: study IDs already in the registry are updated
+        self.remove_missing = remove_missing
         self.problems: list[Problem] = []
         self.sites: dict[str, Site] = {s.code: s for s in Site.objects.all()}
         self.versions: dict[str, ConsentVersion] = {v.version: v for v in ConsentVersion.objects.all()}
         self.new_sites: list[Site] = []
         self.new_versions: list[ConsentVersion] = []
         self.patients: dict[str, Patient] = {}
+        self.existing: dict[str, Patient] = {}  # the registry's patients the bundle updates, by study ID
         self.procedures: dict[tuple[str, int], Procedure] = {}
         self.procedure_rows: dict[tuple[str, int], Row] = {}
         self.followups: dict[tuple[str, str], FollowUp] = {}
         self.children: dict[str, list[tuple[Row, models.Model]]] = defaultdict(list)
+        self.accepted: dict[str, list[tuple[Row, models.Model]]] = defaultdict(list)  # every checked instance
+        self.row_of: dict[int, Row] = {}  # id(instance) -> its bundle row
         self.bundle_ids = {r.values.get("study_id") for r in tables.get("patients", [])}
+        # --update: the registry's rows of the updated patients, and what becomes of them
+        self.current: dict[str, dict[int, models.Model]] = {}
+        self.matched: dict[str, set[int]] = defaultdict(set)
+        self.kept: dict[str, list[models.Model]] = defaultdict(list)  # registry rows the bundle leaves out
+        self.removed: dict[str, list[models.Model]] = defaultdict(list)  # ... and --remove-missing deletes
 
     def problem(self, row: Row, variable: str, message: str) -> None:
         self.problems.append(Problem(row.file, row.line, variable, row.raw.get(variable, ""), message))
+
+    def accept(self, row: Row, instance: models.Model) -> None:
+        self.accepted[row.file].append((row, instance))
+        self.row_of[id(instance)] = row
 
     def clean(
         self, row: Row, instance: models.Model, renames: dict[str, str] | None = None, exclude: Iterable[str] = ()
@@ -306,13 +349,21 @@ class _Import:
         try:
             instance.full_clean(exclude=list(exclude), validate_unique=False, validate_constraints=False)
         except ValidationError as exc:
+            # The model's clean() also runs the cross-record rules on this one record against the saved case,
+            # which for a bundle is the wrong case (its other rows are not saved yet): those are checked
+            # on the whole case as it will be, in check_cases, and left out here.
+            isolated = _isolated_case_errors(instance)
+            reported = 0
             for field_name, messages in exc.message_dict.items():
                 variable = (renames or {}).get(field_name, field_name)
                 if variable == "__all__":
                     variable = ""
                 for message in messages:
+                    if message in isolated.get(field_name, ()):
+                        continue
                     self.problem(row, variable, message.rstrip("."))
-            return False
+                    reported += 1
+            return not reported
         return True
 
     def unique(self, rows: list[Row], key_vars: tuple[str, ...], what: str) -> list[Row]:
@@ -362,19 +413,28 @@ class _Import:
 
     def load_patients(self) -> None:
         rows = self.unique(self.tables.get("patients", []), ("study_id",), "study ID")
-        existing = set(
-            Patient.objects.filter(study_id__in=[r.values["study_id"] for r in rows]).values_list("study_id", flat=True)
-        )
+        in_registry = {
+            p.study_id: p
+            for p in Patient.objects.filter(study_id__in=[r.values["study_id"] for r in rows]).select_related("site")
+        }
         mrns = {(site, mrn): sid for site, mrn, sid in Patient.objects.values_list("site__code", "mrn", "study_id")}
         seen_mrn: dict[tuple[str, str], int] = {}
         for row in rows:
             v = row.values
-            if v["study_id"] in existing and not self.update_reason:
+            if v["study_id"] in in_registry and not self.update_reason:
                 self.problem(
                     row,
                     "study_id",
                     "this study ID is already in the registry; the bundle is refused as a whole "
-                    "(import_bundle --update --reason ... updates existing patients)",
+                    "(import_bundle --update --reason ... --user ... updates existing patients)",
+                )
+                continue
+            if self.update_reason and v["study_id"] not in in_registry and row.keys.get("record_id") is not None:
+                self.problem(
+                    row,
+                    "record_id",
+                    f"this patient was record {row.keys['record_id']} of the registry when exported but is no "
+                    "longer in it (deleted since the export?); an update does not bring deleted patients back",
                 )
                 continue
             site = self.sites.get(v["site"] or "")
@@ -391,11 +451,14 @@ class _Import:
                 continue
             seen_mrn[key] = row.line
             fields = {k: val for k, val in v.items() if k != "site"}
-            for name in ("primary_tumour_other", "notes"):
-                fields[name] = fields[name] or ""
+            for name in ("primary_tumour_other", "notes", "email"):
+                fields[name] = fields.get(name) or ""
             patient = Patient(site=site, **fields)
             if self.clean(row, patient, exclude=["id", "site"]):
                 self.patients[patient.study_id] = patient
+                self.accept(row, patient)
+                if patient.study_id in in_registry:
+                    self.existing[patient.study_id] = in_registry[patient.study_id]
 
     def patient_for(self, row: Row) -> Patient | None:
         """The bundle's patient a row belongs to; an orphan row is a problem."""
@@ -428,6 +491,7 @@ class _Import:
                 exclude=["id", "patient", "consent_version", "document"],
             ):
                 self.children["consents"].append((row, consent))
+                self.accept(row, consent)
                 if consent.scope_registry:
                     consented.add(patient.study_id)
         return consented
@@ -447,8 +511,7 @@ class _Import:
             if self.clean(row, procedure, exclude=["id", "patient"]):
                 self.procedures[(patient.study_id, procedure.procedure_number)] = procedure
                 self.procedure_rows[(patient.study_id, procedure.procedure_number)] = row
-                if procedure.procedure_number == 1:
-                    patient.index_procedure_date = procedure.procedure_date
+                self.accept(row, procedure)
 
     def procedure_for(self, row: Row) -> Procedure | None:
         if self.patient_for(row) is None:
@@ -476,9 +539,10 @@ class _Import:
                 self.problem(row, "site", "procedures.csv says this procedure had no leakage (leakage = no)")
             elif self.clean(row, leakage, exclude=["id", "procedure"]):
                 self.children["leakages"].append((row, leakage))
+                self.accept(row, leakage)
         leaked = {(r.values["study_id"], r.values["procedure_number"]) for r in self.tables.get("leakages", [])}
         for key, procedure in self.procedures.items():
-            if procedure.leakage and key not in leaked:
+            if procedure.leakage and key not in leaked and key[0] not in self.existing:  # (--update: see below)
                 row = self.procedure_rows[key]
                 self.problem(row, "leakage", "leakage = yes needs one row per leakage site in leakages.csv")
         for row in self.tables.get("complications", []):
@@ -491,20 +555,22 @@ class _Import:
             complication = Complication(procedure=procedure, **fields)
             if self.clean(row, complication, exclude=["id", "procedure"]):
                 self.children["complications"].append((row, complication))
+                self.accept(row, complication)
 
     def load_followups(self) -> None:
         meds: dict[tuple[str, str], list[tuple[Row, Medication]]] = defaultdict(list)
         for row in self.tables.get("medications", []):
             key = (row.values.get("study_id"), row.values.get("timepoint"))
-            meds[key].append((row, Medication(drug=row.values["drug"], daily_dose=row.values["daily_dose"])))  # type: ignore[index]
+            med = Medication(
+                drug=row.values["drug"], daily_dose=row.values["daily_dose"], route=row.values.get("route") or ""
+            )
+            meds[key].append((row, med))  # type: ignore[index]
         for row in self.unique(
             self.tables.get("followups", []), ("study_id", "timepoint"), "visit for this patient and timepoint"
         ):
             patient = self.patient_for(row)
             if patient is None:
                 continue
-            if "index_procedure_date" not in patient.__dict__:
-                patient.index_procedure_date = None
             fields = {k: val for k, val in row.values.items() if k != "study_id"}
             fields["deviation_note"] = fields["deviation_note"] or ""
             visit = FollowUp(patient=patient, **fields)
@@ -516,13 +582,17 @@ class _Import:
                         "timepoint",
                         f"medications can only be recorded for a completed visit (this one is {visit.status})",
                     )
-            visit.compute_derived((m.drug, m.daily_dose) for _, m in visit_meds)
+            for _, med in visit_meds:
+                med.compute_derived()  # a blank route is the drug's usual one, before MME is derived
+            visit.compute_derived([m for _, m in visit_meds])
             if self.clean(row, visit, exclude=["id", "patient"]):
                 self.followups[(patient.study_id, visit.timepoint)] = visit
+                self.accept(row, visit)
                 for med_row, med in visit_meds:
                     med.followup = visit
                     if self.clean(med_row, med, exclude=["id", "followup"]):
                         self.children["medications"].append((med_row, med))
+                        self.accept(med_row, med)
         for (study_id, timepoint), orphans in meds.items():
             for row, _ in orphans:
                 if study_id is not None and timepoint is not None and self.patient_for(row) is not None:
@@ -544,39 +614,214 @@ class _Import:
         self.load_procedure_children()
         self.load_followups()
         self.check_consent(consented)
+        if self.existing:
+            self.match_registry_rows()
+        self.check_cases()
 
-    def write(self) -> tuple[dict[str, int], dict[str, int]]:
-        """Insert the new rows (and, when updating, change the existing ones); (created, updated) per file."""
+    # ------------------------------------------------------------------ --update: rows with identity
+
+    def match_registry_rows(self) -> None:
+        """Give each bundle row of an updated patient the identity of its registry row (by record_id).
+
+        A row without record_id is new; a row whose registry version moved on
+        since the export is refused (stale); a registry row the bundle leaves out
+        is kept, or removed with --remove-missing.
+        """
+        self.current = _registry_rows(self.existing)
+        for file in dictionary.KEYED_FILES:
+            entries = [(r, i) for r, i in self.accepted.get(file, []) if _owner(i).study_id in self.existing]
+            if entries and not all(name in entries[0][0].raw for name in dictionary.KEY_COLUMNS):
+                self.problems.append(
+                    Problem(
+                        file,
+                        1,
+                        "record_id",
+                        "",
+                        "--update needs the record_id and record_version columns of an identified export "
+                        "(export the patients from the registry, correct that bundle, then import it)",
+                    )
+                )
+                continue
+            seen: dict[int, int] = {}
+            for row, instance in entries:
+                self._match(file, row, instance, seen)
+        for file in dictionary.KEYED_FILES:
+            for pk, current in self.current[file].items():
+                if pk in self.matched[file] or _is_removed_with_parent(current, self.removed):
+                    continue
+                if not self.remove_missing or file == "patients":
+                    self.kept[file].append(current)
+                elif file == "consents":
+                    self.problems.append(
+                        Problem(
+                            file,
+                            None,
+                            "record_id",
+                            str(pk),
+                            f"the consent of {_owner(current).study_id} signed {current.signed_date} is not in the "
+                            "bundle; --remove-missing never removes a consent record (withdraw it in the registry)",
+                        )
+                    )
+                else:
+                    self.removed[file].append(current)
+        self.check_leakage_flags()
+
+    def _match(self, file: str, row: Row, instance: models.Model, seen: dict[int, int]) -> None:
+        record_id, loaded = row.keys.get("record_id"), row.keys.get("record_version")
+        if file == "patients":
+            current: models.Model | None = self.existing[instance.study_id]  # type: ignore[attr-defined]
+            if record_id is not None and record_id != current.pk:  # type: ignore[union-attr]
+                self.problem(row, "record_id", f"study ID {instance} is record {current.pk} in the registry")  # type: ignore[union-attr]
+                return
+            record_id = current.pk  # type: ignore[union-attr]
+        elif record_id is None:
+            if loaded is not None:
+                self.problem(row, "record_version", "a row with a record_version needs its record_id")
+            return  # a new row
+        else:
+            current = self.current[file].get(record_id)
+            if current is None or _owner(current).pk != _owner(instance).pk:
+                self.problem(
+                    row,
+                    "record_id",
+                    "no such row of this patient in the registry (removed since the export?); "
+                    "leave record_id blank to add a new row",
+                )
+                return
+            parent = _PARENT.get(file)
+            if parent in ("procedure", "followup"):
+                current_parent, bundle_parent = getattr(current, parent), getattr(instance, parent)
+                if current_parent.pk != bundle_parent.pk:
+                    what = (
+                        f"procedure {current_parent.procedure_number}"
+                        if parent == "procedure"
+                        else f"the {current_parent.timepoint} visit"
+                    )
+                    self.problem(
+                        row,
+                        "procedure_number" if parent == "procedure" else "timepoint",
+                        f"this row belongs to {what} in the registry; an update does not move rows "
+                        "(leave its record_id blank to add it here, and remove the old one with --remove-missing)",
+                    )
+                    return
+        if loaded is None:
+            self.problem(
+                row, "record_version", "is required to update a registry row (an identified export carries it)"
+            )
+            return
+        if record_id in seen:
+            self.problem(row, "record_id", f"the same registry row is already given in row {seen[record_id]}")
+            return
+        seen[record_id] = row.line
+        assert current is not None
+        if current.version != loaded:  # type: ignore[attr-defined]
+            self.problem(
+                row,
+                "record_version",
+                f"changed in the registry since the export: version {loaded} now {current.version}",  # type: ignore[attr-defined]
+            )
+            return
+        instance.pk = current.pk
+        instance.version = loaded  # type: ignore[attr-defined]
+        instance._state.adding = False
+        bundle = _bundle_fields(file)
+        for f in instance._meta.concrete_fields:
+            if f.name not in bundle and f.name not in ("id", "version") and f.name != _PARENT.get(file):
+                setattr(instance, f.attname, getattr(current, f.attname))  # derived and non-CRF values
+        self.matched[file].add(current.pk)
+        _refresh_foreign_keys(instance)
+
+    def changed(self, file: str, instance: models.Model) -> bool:
+        """Whether a matched bundle row differs from its registry row in a CRF value (normalised: 3.0 = 3)."""
+        if instance.pk is None:
+            return True
+        current = self.current[file][instance.pk]
+        before, after = row_values(current), row_values(instance)
+        return any(before[name] != after[name] for name in _bundle_fields(file))
+
+    def check_leakage_flags(self) -> None:
+        """The leakage flag must agree with the rows that remain after the update (bundle rows + kept rows)."""
+        for key, procedure in self.procedures.items():
+            if procedure.pk is None or key[0] not in self.existing:
+                continue
+            kept = [leak for leak in self.kept["leakages"] if leak.procedure_id == procedure.pk]  # type: ignore[attr-defined]
+            listed = [leak for _, leak in self.accepted.get("leakages", []) if leak.procedure is procedure]  # type: ignore[attr-defined]
+            if procedure.leakage and not kept and not listed:
+                self.problem(
+                    self.procedure_rows[key], "leakage", "leakage = yes needs one row per leakage site in leakages.csv"
+                )
+            if kept and not procedure.leakage:
+                self.problem(
+                    self.procedure_rows[key],
+                    "leakage",
+                    f"leakage = no, but the registry keeps {len(kept)} leakage row(s) of this procedure that "
+                    "leakages.csv leaves out ("
+                    + ", ".join(leak.site for leak in kept)
+                    + "): rows left out of a bundle "  # type: ignore[attr-defined]
+                    "are kept unless --remove-missing is given",
+                )
+
+    # ------------------------------------------------------------------ cross-record rules
+
+    def check_cases(self) -> None:
+        """patients.rules.case_problems on each case as it will be: the bundle's rows, and on --update
+        the registry's rows the bundle leaves out; each problem reported at its bundle row."""
+        case: dict[str, dict[str, list[Any]]] = defaultdict(lambda: defaultdict(list))
+        for file in ("consents", "procedures", "complications", "followups"):
+            for _, instance in self.accepted.get(file, []):
+                case[_owner(instance).study_id][file].append(instance)
+        merged_procedures: dict[int, Any] = {}
+        for file in ("consents", "procedures", "followups"):
+            for current in self.kept.get(file, []):
+                case[_owner(current).study_id][file].append(current)
+        for procedures in (c["procedures"] for c in case.values()):
+            merged_procedures.update({p.pk: p for p in procedures if p.pk is not None})
+        for current in self.kept.get("complications", []):
+            if current.procedure_id in merged_procedures:  # type: ignore[attr-defined]
+                current.procedure = merged_procedures[current.procedure_id]  # type: ignore[attr-defined]
+                case[_owner(current).study_id]["complications"].append(current)
+        for study_id, patient in self.patients.items():
+            rows = case.get(study_id, {})
+            for p in case_problems(
+                patient,
+                procedures=rows.get("procedures", []),
+                visits=rows.get("followups", []),
+                complications=rows.get("complications", []),
+                consents=rows.get("consents", []),
+            ):
+                row = self.row_of.get(id(p.record))
+                if row is not None:
+                    self.problems.append(Problem(row.file, row.line, p.field, row.raw.get(p.field, ""), p.message))
+                else:  # a registry row the bundle leaves out
+                    self.problems.append(
+                        Problem(
+                            MODEL_FILES[type(p.record)],
+                            None,
+                            p.field,
+                            f"record_id {p.record.pk}",
+                            p.message + " (a registry row this bundle does not list)",
+                        )
+                    )
+
+    # ------------------------------------------------------------------ writing
+
+    def is_new(self, instance: models.Model) -> bool:
+        return _owner(instance).study_id not in self.existing
+
+    def write(self) -> None:
+        """Insert the new patients with all their rows in bulk; change the updated patients through the services."""
         batches: list[tuple[str, list[models.Model]]] = [
             ("sites", self.new_sites),
             ("consent_versions", self.new_versions),
-            ("patients", list(self.patients.values())),
-            ("consents", [i for _, i in self.children["consents"]]),
-            ("procedures", list(self.procedures.values())),
-            ("leakages", [i for _, i in self.children["leakages"]]),
-            ("complications", [i for _, i in self.children["complications"]]),
-            ("followups", list(self.followups.values())),
-            ("medications", [i for _, i in self.children["medications"]]),
+            *[(file, [i for _, i in self.accepted.get(file, []) if self.is_new(i)]) for file in dictionary.KEYED_FILES],
         ]
-        existing = _existing_rows(list(self.patients)) if self.update_reason else {}
-        created: dict[str, int] = {}
-        updated: dict[str, int] = {}
         events: list[AuditEvent] = []
         reason = f"Imported from bundle {self.source}"
-        for name, instances in batches:
-            if name == "medications" and existing:
-                instances = self._replace_changed_medications(instances, existing["medications"])
-            new = []
-            for instance in instances:
+        for _, new in batches:
+            for instance in new:
                 _refresh_foreign_keys(instance)
-                current = existing.get(name, {}).get(_natural_key(name, instance))
-                if current is None:
-                    new.append(instance)
-                elif self._update(instance, current):
-                    updated[name] = updated.get(name, 0) + 1
             if new:
                 type(new[0]).objects.bulk_create(new, batch_size=1000)
-            created[name] = len(new)
             for instance in new:
                 study_id, site_code = owner_keys(instance)
                 events.append(
@@ -584,60 +829,228 @@ class _Import:
                         action=AuditEvent.Action.CREATE,
                         instance=instance,
                         user=self.user,
-                        changes={k: [None, v] for k, v in snapshot(instance).items()},
+                        changes={k: [None, v] for k, v in row_values(instance).items()},
                         reason=reason,
                         study_id=study_id,
                         site_code=site_code,
                     )
                 )
         AuditEvent.objects.bulk_create(events, batch_size=2000)
-        return created, updated
+        if self.existing:
+            self.write_updates()
 
-    def _update(self, instance: models.Model, current: models.Model) -> bool:
-        """Give `instance` the identity of the registry's row; save and audit it if a value changed."""
-        instance.pk = current.pk
-        for name in KEPT_ON_UPDATE.get(type(instance), ()):
-            setattr(instance, name, getattr(current, name))
-        before = snapshot(current)
-        if before == snapshot(instance):
-            return False
-        if has_version_token(current):
-            instance.version = current.version + 1  # type: ignore[attr-defined]
-        instance.save(force_update=True)
-        study_id, site_code = owner_keys(instance)
-        record_updated(
-            instance, before, user=self.user, reason=self.update_reason, study_id=study_id, site_code=site_code
-        )
-        return True
-
-    def _replace_changed_medications(
-        self, medications: list[models.Model], current: dict[tuple[str, str], list[Medication]]
-    ) -> list[models.Model]:
-        """A visit's opioid list is replaced when it differs from the registry's; an equal one is left alone."""
-        by_visit: dict[tuple[str, str], list[Medication]] = {key: [] for key in self.followups}
-        for med in medications:
-            assert isinstance(med, Medication)
-            by_visit[(med.followup.patient.study_id, med.followup.timepoint)].append(med)
-        keep: list[models.Model] = []
-        for key, new in by_visit.items():  # every visit of the bundle, also those now without opioids
-            old = current.get(key, [])
-            if sorted((m.drug, m.daily_dose) for m in old) == sorted((m.drug, m.daily_dose) for m in new):
-                continue
-            for med in old:
-                record_deleted(
-                    med,
-                    user=self.user,
-                    reason=self.update_reason,
-                    study_id=key[0],
-                    site_code=med.followup.patient.site.code,
+    def update_operations(self) -> list["_Operation"]:
+        """One service call per changed record of the updated patients (nothing for an unchanged one)."""
+        ops: list[_Operation] = []
+        user, reason = self.user, self.update_reason
+        mine = {
+            file: [i for _, i in self.accepted.get(file, []) if not self.is_new(i)] for file in dictionary.KEYED_FILES
+        }
+        for patient in mine["patients"]:
+            if self.changed("patients", patient):
+                ops.append(
+                    _Operation(
+                        self.row_of[id(patient)],
+                        [patient],
+                        lambda p=patient: update_patient(
+                            patient=p, user=user, reason=reason, expected_version=p.version
+                        ),
+                    )
                 )
-                med.delete()
-            keep.extend(new)
-        return keep
+        for consent in mine["consents"]:
+            if consent.pk is None:
+                ops.append(
+                    _Operation(
+                        self.row_of[id(consent)], [consent], lambda c=consent: record_consent(consent=c, user=user)
+                    )
+                )
+            elif self.changed("consents", consent):
+                ops.append(
+                    _Operation(self.row_of[id(consent)], [consent], lambda c=consent: _update_consent(c, user, reason))
+                )
+        for file, parent_file, record in (
+            ("procedures", ("leakages", "complications"), _record_procedure),
+            ("followups", ("medications",), _record_visit),
+        ):
+            for parent in mine[file]:
+                children = {
+                    child_file: [
+                        c
+                        for c in mine[child_file]
+                        if getattr(c, _PARENT[child_file]) is parent and self.changed(child_file, c)
+                    ]
+                    for child_file in parent_file
+                }
+                gone = [
+                    c
+                    for child_file in parent_file
+                    for c in self.removed.get(child_file, [])
+                    if parent.pk is not None and getattr(c, f"{_PARENT[child_file]}_id") == parent.pk
+                ]
+                if self.changed(file, parent) or gone or any(children.values()):
+                    rows = [c for cs in children.values() for c in cs]
+                    ops.append(
+                        _Operation(
+                            self.row_of[id(parent)],
+                            [parent, *rows],
+                            lambda p=parent, ch=children, g=gone, r=record: r(p, ch, g, user, reason),
+                        )
+                    )
+        for file in ("procedures", "followups"):
+            for current in self.removed.get(file, []):
+                ops.append(_Operation(None, [], lambda c=current: _delete(c, user, reason), file=file, record=current))
+        return ops
+
+    def write_updates(self) -> None:
+        """Run the operations, each in its own savepoint; one refused only because another correction
+        must land first (a procedure date and the visits counted from it) is retried after the others."""
+        for file in dictionary.KEYED_FILES:
+            for _, instance in self.accepted.get(file, []):
+                if not self.is_new(instance):
+                    _refresh_foreign_keys(instance)  # new sites and consent versions now have their keys
+        pending = self.update_operations()
+        while pending:
+            failed: list[tuple[_Operation, ValidationError]] = []
+            for op in pending:
+                state = [(obj, obj.pk, getattr(obj, "version", None), obj._state.adding) for obj in op.touched]
+                try:
+                    with transaction.atomic():
+                        op.run()
+                except ValidationError as exc:
+                    for obj, pk, version, adding in state:
+                        obj.pk, obj._state.adding = pk, adding
+                        if version is not None:
+                            obj.version = version  # type: ignore[attr-defined]
+                    failed.append((op, exc))
+                except StaleEditError as exc:
+                    self.problems.append(op.problem("record_version", f"changed in the registry meanwhile: {exc}"))
+                    raise BundleError(self.problems) from exc
+            if len(failed) == len(pending):
+                for op, exc in failed:
+                    for name, messages in _messages(exc).items():
+                        for message in messages:
+                            self.problems.append(op.problem("" if name == NON_FIELD_ERRORS else name, message))
+                raise BundleError(self.problems)
+            pending = [op for op, _ in failed]
 
 
-# Fields a bundle does not carry, so an update keeps the registry's value.
-KEPT_ON_UPDATE: dict[type, tuple[str, ...]] = {Consent: ("document",)}
+@dataclass
+class _Operation:
+    """One service call of an update, with the bundle row it comes from (for the report)."""
+
+    row: Row | None
+    touched: list[models.Model]
+    run: Any
+    file: str = ""
+    record: Any = None
+
+    def problem(self, variable: str, message: str) -> Problem:
+        if self.row is None:
+            return Problem(self.file, None, variable, f"record_id {self.record.pk}", message)
+        return Problem(self.row.file, self.row.line, variable, self.row.raw.get(variable, ""), message)
+
+
+def _messages(exc: ValidationError) -> dict[str, list[str]]:
+    return exc.message_dict if hasattr(exc, "error_dict") else {NON_FIELD_ERRORS: exc.messages}
+
+
+def _update_consent(consent: Consent, user: Any, reason: str) -> None:
+    with transaction.atomic():
+        save_audited(consent, user=user, reason=reason, expected_version=consent.version)
+        check_case(consent.patient, editing=consent)
+
+
+def _record_procedure(
+    procedure: Procedure, children: dict[str, list[Any]], gone: list[Any], user: Any, reason: str
+) -> None:
+    record_procedure(
+        procedure=procedure,
+        leakages=children["leakages"],
+        complications=children["complications"],
+        removed=gone,
+        user=user,
+        reason=reason,
+        expected_version=procedure.version if procedure.pk else None,
+    )
+
+
+def _record_visit(visit: FollowUp, children: dict[str, list[Any]], gone: list[Any], user: Any, reason: str) -> None:
+    record_visit(
+        visit=visit,
+        medications=children["medications"],
+        removed=gone,
+        user=user,
+        reason=reason,
+        expected_version=visit.version if visit.pk else None,
+    )
+
+
+def _delete(record: Any, user: Any, reason: str) -> None:
+    """A procedure or visit the bundle leaves out, with --remove-missing; the case must still hold."""
+    with transaction.atomic():
+        current = type(record)._default_manager.select_for_update().filter(pk=record.pk).first()
+        if current is None or current.version != record.version:
+            raise StaleEditError(record)
+        delete_audited(current, user=user, reason=reason)
+        check_case(record.patient)
+
+
+def _isolated_case_errors(instance: models.Model) -> dict[str, list[str]]:
+    """The cross-record problems a model's clean() reports for `instance` alone (patients.rules.errors_for)."""
+    errors_for = getattr(case_rules, "errors_for", None)
+    if errors_for is None:
+        return {}
+    try:
+        patient = instance if isinstance(instance, Patient) else _owner(instance)
+    except (AttributeError, StopIteration, ValueError):
+        return {}
+    return errors_for(instance, patient)
+
+
+_PARENT = {
+    "consents": "patient",
+    "procedures": "patient",
+    "followups": "patient",
+    "leakages": "procedure",
+    "complications": "procedure",
+    "medications": "followup",
+}
+MODEL_FILES: dict[type, str] = {
+    Patient: "patients",
+    Consent: "consents",
+    Procedure: "procedures",
+    Leakage: "leakages",
+    Complication: "complications",
+    FollowUp: "followups",
+    Medication: "medications",
+}
+
+
+def _owner(instance: Any) -> Patient:
+    """The patient a clinical row belongs to."""
+    while not isinstance(instance, Patient):
+        instance = next(getattr(instance, a) for a in ("patient", "procedure", "followup") if hasattr(instance, a))
+    return instance
+
+
+def _is_removed_with_parent(row: Any, removed: dict[str, list[models.Model]]) -> bool:
+    """A leakage, complication or opioid row of a procedure or visit being removed goes with it."""
+    for parent, file in (("procedure_id", "procedures"), ("followup_id", "followups")):
+        if hasattr(row, parent) and getattr(row, parent) in {r.pk for r in removed.get(file, [])}:
+            return True
+    return False
+
+
+@functools.cache
+def _bundle_fields(file: str) -> frozenset[str]:
+    """The model fields a bundle row sets (its CRF variables, without parent keys and derived values)."""
+    names = {f.name for f in MODELS_BY_FILE[file]._meta.concrete_fields}
+    return frozenset(
+        v.name for v in dictionary.variables_for(file) if not v.is_derived and v.name in names and v.name != "study_id"
+    ) | ({"study_id"} if file == "patients" else frozenset())
+
+
+MODELS_BY_FILE = {file: model for model, file in MODEL_FILES.items()}
 
 
 def _refresh_foreign_keys(instance: models.Model) -> None:
@@ -647,43 +1060,24 @@ def _refresh_foreign_keys(instance: models.Model) -> None:
             setattr(instance, f.name, getattr(instance, f.name))
 
 
-def _natural_key(file: str, obj: Any) -> tuple[Any, ...] | None:
-    """How a bundle row and a registry row are recognised as the same record."""
-    keys = {
-        "patients": lambda: (obj.study_id,),
-        "consents": lambda: (obj.patient.study_id, obj.consent_version.version, obj.signed_date),
-        "procedures": lambda: (obj.patient.study_id, obj.procedure_number),
-        "leakages": lambda: (obj.procedure.patient.study_id, obj.procedure.procedure_number, obj.site),
-        "complications": lambda: (
-            obj.procedure.patient.study_id,
-            obj.procedure.procedure_number,
-            obj.onset_date,
-            obj.type,
-        ),
-        "followups": lambda: (obj.patient.study_id, obj.timepoint),
-    }
-    return keys[file]() if file in keys else None
-
-
-def _existing_rows(study_ids: list[str]) -> dict[str, dict[Any, Any]]:
-    """The registry's rows of the bundle's patients, by natural key (one query per table)."""
-    sids = {"patient__study_id__in": study_ids}
-    deep = {"procedure__patient__study_id__in": study_ids}
-    tables = {
-        "patients": Patient.objects.filter(study_id__in=study_ids).select_related("site"),
-        "consents": Consent.objects.filter(**sids).select_related("patient", "consent_version"),
-        "procedures": Procedure.objects.filter(**sids).select_related("patient"),
-        "leakages": Leakage.objects.filter(**deep).select_related("procedure__patient"),
-        "complications": Complication.objects.filter(**deep).select_related("procedure__patient"),
-        "followups": FollowUp.objects.filter(**sids).select_related("patient"),
-    }
-    rows: dict[str, dict[Any, Any]] = {name: {_natural_key(name, o): o for o in qs} for name, qs in tables.items()}
-    medications: dict[tuple[str, str], list[Medication]] = defaultdict(list)
-    for med in Medication.objects.filter(followup__patient__study_id__in=study_ids).select_related(
-        "followup__patient__site"
+def _registry_rows(patients: dict[str, Patient]) -> dict[str, dict[int, models.Model]]:
+    """The registry's rows of the updated patients by primary key, parents attached (one query per table)."""
+    by_pk = {p.pk: p for p in patients.values()}
+    rows: dict[str, dict[int, models.Model]] = {"patients": dict(by_pk)}
+    for file, model in (("consents", Consent), ("procedures", Procedure), ("followups", FollowUp)):
+        rows[file] = {}
+        for obj in model.objects.filter(patient_id__in=by_pk):
+            obj.patient = by_pk[obj.patient_id]
+            rows[file][obj.pk] = obj
+    for file, model, parent, parents in (
+        ("leakages", Leakage, "procedure", rows["procedures"]),
+        ("complications", Complication, "procedure", rows["procedures"]),
+        ("medications", Medication, "followup", rows["followups"]),
     ):
-        medications[(med.followup.patient.study_id, med.followup.timepoint)].append(med)
-    rows["medications"] = medications
+        rows[file] = {}
+        for obj in model.objects.filter(**{f"{parent}_id__in": list(parents)}):
+            setattr(obj, parent, parents[getattr(obj, f"{parent}_id")])
+            rows[file][obj.pk] = obj
     return rows
 
 
@@ -716,36 +1110,78 @@ def read_bundle(path: Path) -> dict[str, list[Row]]:
     return tables
 
 
-def import_bundle(path: Path | str, *, user: Any = None, update_reason: str = "") -> ImportResult:
+def _sorted(problems: list[Problem]) -> list[Problem]:
+    return sorted(
+        problems, key=lambda p: (dictionary.FILES.index(p.file) if p.file in dictionary.FILES else 99, p.row or 0)
+    )
+
+
+def import_bundle(
+    path: Path | str, *, user: Any = None, update_reason: str = "", remove_missing: bool = False
+) -> ImportResult:
     """Validate the whole bundle, then write it in one transaction (or nothing).
 
     A study ID already in the registry refuses the bundle, unless `update_reason`
-    is given: then the registry's rows of those patients are updated where the
-    bundle differs (each change audited with the reason), matched by their
-    natural keys (procedure number, time point, ...). Rows the bundle does not
-    mention are left as they are: an update never deletes, except a visit's
-    opioid list, which the bundle's list replaces.
+    is given (with the acting `user`): then the registry's rows of those
+    patients are matched by their `record_id` (an identified export carries
+    it; a row without one is new), refused if their registry version moved on
+    since the export, and changed through the clinical services only where a
+    normalised value differs (an unchanged bundle writes nothing, not even a
+    trail entry). Registry rows the bundle leaves out are kept, or deleted
+    when `remove_missing` is given (never a consent). Every case is checked
+    against the cross-record rules (patients.rules) as it will be.
     """
     path = Path(path)
+    update_reason = update_reason.strip()
+    if update_reason and not getattr(user, "is_authenticated", False):
+        raise ValueError("an update needs the acting user")
     tables = read_bundle(path)
-    job = _Import(tables, user=user, source=path.name, update_reason=update_reason.strip())
+    job = _Import(tables, user=user, source=path.name, update_reason=update_reason, remove_missing=remove_missing)
     job.run()
     if job.problems:
-        raise BundleError(
-            sorted(
-                job.problems,
-                key=lambda p: (dictionary.FILES.index(p.file) if p.file in dictionary.FILES else 99, p.row or 0),
-            )
-        )
+        raise BundleError(_sorted(job.problems))
+    start = AuditEvent.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
     try:
         with transaction.atomic():
-            counts, updated = job.write()
-            record_event(
-                action=AuditEvent.Action.IMPORT,
-                user=user,
-                reason=f"Imported from bundle {path.name}" + (f"; update: {update_reason}" if update_reason else ""),
-                extra={"counts": counts, "updated": updated},
-            )
+            job.write()
+            written = list(
+                AuditEvent.objects.filter(pk__gt=start).values_list("model", "action")
+            )  # what this import changed, read back from the trail
+            tally: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+            for model, action in written:
+                tally[action][_FILE_OF_LABEL.get(model, model)] += 1
+            counts = {name: tally["create"].get(name, 0) for name in dictionary.FILES}
+            updated, removed = dict(tally["update"]), dict(tally["delete"])
+            if written:
+                record_event(
+                    action=AuditEvent.Action.IMPORT,
+                    user=user,
+                    reason=f"Imported from bundle {path.name}"
+                    + (f"; update: {update_reason}" if update_reason else ""),
+                    extra={"counts": counts, "updated": updated, "removed": removed},
+                )
+    except BundleError as exc:
+        raise BundleError(_sorted(exc.problems)) from exc
     except IntegrityError as exc:  # a rule the checks above missed; the database still refused it
         raise BundleError([Problem(path.name, None, "", "", f"the database refused the bundle: {exc}")]) from exc
-    return ImportResult(counts, [s.code for s in job.new_sites], [v.version for v in job.new_versions], updated)
+    return ImportResult(
+        counts,
+        [s.code for s in job.new_sites],
+        [v.version for v in job.new_versions],
+        updated,
+        removed,
+        trail_entries=len(written) + (1 if written else 0),
+    )
+
+
+_FILE_OF_LABEL = {
+    "accounts.Site": "sites",
+    "patients.ConsentVersion": "consent_versions",
+    "patients.Patient": "patients",
+    "patients.Consent": "consents",
+    "procedures.Procedure": "procedures",
+    "procedures.Leakage": "leakages",
+    "procedures.Complication": "complications",
+    "outcomes.FollowUp": "followups",
+    "outcomes.Medication": "medications",
+}

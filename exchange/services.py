@@ -1,5 +1,6 @@
 """Starting an export: the permission rules, the log entry and the audit entry."""
 
+import datetime
 from collections.abc import Iterator
 from typing import Any
 
@@ -10,6 +11,36 @@ from audit.models import AuditEvent
 from audit.services import record_event
 from exchange.exporter import IDENTIFIED, ExportResult, ExportSpec, export_zip
 from exchange.models import ExportLog
+
+
+def whole_year_problems(filters: dict[str, Any]) -> dict[str, str]:
+    """Why the date filters are too narrow for a de-identified export ({field: message}; empty when fine).
+
+    A de-identified export gives dates as days since the index procedure; a
+    range narrower than whole calendar years would bound the index date and turn
+    those offsets back into calendar dates. So the index procedure range must
+    start on 1 January and end on 31 December.
+    """
+    problems = {}
+    for name, (month, day), label in (
+        ("procedure_from", (1, 1), "start on 1 January (YYYY-01-01)"),
+        ("procedure_to", (12, 31), "end on 31 December (YYYY-12-31)"),
+    ):
+        value = filters.get(name)
+        if not value:
+            continue
+        if isinstance(value, str):
+            try:
+                value = datetime.date.fromisoformat(value)
+            except ValueError:
+                problems[name] = f"{name}: not a date written YYYY-MM-DD."
+                continue
+        if (value.month, value.day) != (month, day):
+            problems[name] = (
+                f"{name}: a de-identified export filters the index procedure by whole calendar years only, "
+                f"so the range must {label}; {value.isoformat()} is narrower. Narrower ranges would reveal dates."
+            )
+    return problems
 
 
 def may_export_identified(user: Any) -> bool:
@@ -24,6 +55,10 @@ def start_export(spec: ExportSpec, *, via: str = "web") -> Iterator[bytes]:
             raise PermissionDenied("Identified exports are for registry administrators only.")
         if not spec.reason.strip():
             raise ValidationError({"reason": "An identified export needs a reason (it is logged)."})
+    else:
+        problems = whole_year_problems(spec.filters)
+        if problems:
+            raise ValidationError(problems)
     filters = {k: str(v) for k, v in spec.filters.items() if v}
     log = ExportLog.objects.create(
         user=spec.user if getattr(spec.user, "is_authenticated", False) else None,

@@ -28,6 +28,8 @@ TYPES = {
 
 def field_for(var):
     model = MODELS[var.file]
+    if var.is_key:
+        return model._meta.pk if var.name == "record_id" else model._meta.get_field("version")
     if (var.file, var.name) in RELATIONS:
         return model._meta.get_field(RELATIONS[(var.file, var.name)])
     own_keys = {"patients": {"study_id"}, "procedures": {"procedure_number"}, "followups": {"timepoint"}}
@@ -44,11 +46,18 @@ def validator_bound(field, kind):
 
 
 def test_the_shipped_dictionary_is_the_crf():
-    shipped = dictionary.DICTIONARY_PATH.read_text(encoding="utf-8")
+    """The shipped dictionary is the CRF, line for line, plus the registry's row key and version columns
+    (record_id, record_version) at the end of each clinical file's block."""
+    shipped = dictionary.DICTIONARY_PATH.read_text(encoding="utf-8").splitlines()
     source = SHARED / "crf" / "data_dictionary.csv"
     if not source.exists():
         pytest.skip("developer material not beside this clone")
-    assert shipped == source.read_text(encoding="utf-8")
+    keys = [line for line in shipped if line.split(",")[1:2] in (["record_id"], ["record_version"])]
+    assert [line for line in shipped if line not in keys] == source.read_text(encoding="utf-8").splitlines()
+    assert sorted(line.split(",")[0] for line in keys) == sorted(dictionary.KEYED_FILES * 2)
+    for file in dictionary.KEYED_FILES:
+        names = [v.name for v in dictionary.variables_for(file)]
+        assert names[-2:] == ["record_id", "record_version"], file
 
 
 @pytest.mark.parametrize("var", dictionary.variables(), ids=lambda v: f"{v.file}.{v.name}")
@@ -78,5 +87,7 @@ def test_every_variable_maps_to_a_model_field(var):
         assert not field.blank, f"{var.name} is required in the CRF"
     elif var.required != "derived" and not isinstance(field, models.BooleanField):
         assert field.blank, f"{var.name} is optional or conditional in the CRF"
-    if var.required == "derived":
+    if var.is_key:
+        assert field.primary_key or (field.name == "version" and not field.editable)
+    elif var.required == "derived":
         assert not field.editable, f"{var.name} is derived: computed, never typed"

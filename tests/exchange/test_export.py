@@ -64,17 +64,19 @@ def test_deidentified_export_has_no_identifier_free_text_or_date(demo_cohort):
     patients = table(zf, "patients.csv")
     assert {"full_name", "mrn", "notes", "primary_tumour_other", "date_of_birth"}.isdisjoint(patients[0])
     first = next(p for p in patients if p["study_id"] == "PSP-0001")
-    assert (first["enrolment_day"], first["enrolment_year"], first["symptom_onset_day"]) == ("-1", "2017", "-15")
+    # enrolment: its year, not its offset (a year and an offset from the index would bound the index date)
+    assert (first["enrolment_year"], first["symptom_onset_day"]) == ("2017", "-15")
+    assert {"enrolment_day", "date_of_birth_day", "record_id", "record_version"}.isdisjoint(first)
     post = next(v for v in table(zf, "followups.csv") if v["study_id"] == "PSP-0001" and v["timepoint"] == "post")
     assert post["visit_day"] == post["day"] == "2"
 
 
-def test_ages_over_89_are_shown_as_90_and_their_birth_offset_is_blank(site):
+def test_ages_over_89_are_shown_as_90_and_no_birth_offset_is_exported(site):
     old = ProcedureFactory(patient=PatientFactory(site=site, date_of_birth=datetime.date(1930, 1, 1))).patient
     ConsentFactory(patient=old)
     assert old.age_at_enrolment == 94
     row = table(export(), "patients.csv")[0]
-    assert row["age_at_enrolment"] == "90" and row["date_of_birth_day"] == ""
+    assert row["age_at_enrolment"] == "90" and "date_of_birth_day" not in row
     assert table(export(level="identified", reason="r"), "patients.csv")[0]["age_at_enrolment"] == "94"
 
 
@@ -123,7 +125,8 @@ def test_the_data_dictionary_describes_every_exported_column(demo_cohort):
             header = zf.read(name).decode().splitlines()[0].split(",")
             assert {(name[:-4], col) for col in header} <= described, name
     rows = {(r["file"], r["variable"]): r for r in table(zf, "data_dictionary.csv")}
-    assert rows[("patients", "enrolment_day")]["unit"] == "days since the index procedure"
+    assert rows[("patients", "symptom_onset_day")]["unit"] == "days since the index procedure"
+    assert rows[("consent_versions", "effective_from_year")]["unit"] == "year"
     assert "lung, Lung" in rows[("patients", "primary_tumour")]["choices"]
 
 
@@ -178,12 +181,18 @@ def test_an_identified_export_needs_a_reason_and_is_logged(client, admin_user, d
 
 def test_filters_apply_as_on_the_dashboard(client, admin_user, demo_cohort):
     client.force_login(admin_user)
-    response = post(client, procedure_from="2017-08-01", shape="wide")
+    response = post(client, procedure_from="2017-08-01", level="identified", reason="monitoring", shape="wide")
     zf = zipfile.ZipFile(io.BytesIO(b"".join(response.streaming_content)))
     assert zf.namelist() == ["analysis_wide.csv", "data_dictionary.csv", "manifest.json"]
     assert (
         len(table(zf, "analysis_wide.csv"))
         == Patient.objects.filter(procedures__procedure_date__gte="2017-08-01").count()
+    )
+    response = post(client, procedure_from="2017-01-01", procedure_to="2017-12-31", shape="wide")
+    zf = zipfile.ZipFile(io.BytesIO(b"".join(response.streaming_content)))
+    assert (
+        len(table(zf, "analysis_wide.csv"))
+        == Patient.objects.filter(procedures__procedure_number=1, procedures__procedure_date__year=2017).count()
     )
 
 

@@ -7,7 +7,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from exchange.exporter import DEIDENTIFIED, IDENTIFIED, SHAPE_BOTH, ExportSpec
 from exchange.models import ExportLog
-from exchange.services import start_export
+from exchange.services import start_export, whole_year_problems
 from outcomes.cohort import CohortFilterForm
 
 
@@ -32,6 +32,10 @@ class Command(BaseCommand):
             raise CommandError("; ".join(f"--{k.replace('_', '-')}: {' '.join(v)}" for k, v in form.errors.items()))
         if identified and not reason.strip():
             raise CommandError("--identified needs --reason (it is logged)")
+        if not identified:
+            problems = whole_year_problems(form.cleaned_data)
+            if problems:
+                raise CommandError("; ".join(f"--{m.replace('_', '-', 1)}" for m in problems.values()))
         spec = ExportSpec(
             filters=form.as_filters(),
             level=IDENTIFIED if identified else DEIDENTIFIED,
