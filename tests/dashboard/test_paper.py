@@ -70,3 +70,14 @@ def test_the_copy_of_the_expected_figures_is_current():
     if not shared.exists():
         pytest.skip("shared/ is not checked out next to the project")
     assert EXPECTED.read_bytes() == shared.read_bytes()
+
+
+def test_the_text_summary_states_the_population_and_survival(demo_cohort):
+    out = io.StringIO()
+    call_command("registry_summary", stdout=out)
+    text = out.getvalue()
+    assert "10 patients, 10 procedures (filters: none); not analysed: 0 awaiting consent, 0 removed" in text
+    assert (
+        "Survival: n=10, 0 deaths; m3 n/a (at risk 0), m6 n/a (at risk 0), m12 n/a (at risk 0); median not reached"
+        in text
+    )

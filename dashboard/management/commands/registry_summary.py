@@ -8,7 +8,9 @@ from outcomes.cohort import FILTER_KEYS, CohortFilterForm
 
 
 class Command(BaseCommand):
-    help = "The registry summary (VAS, ODI, opioids; shared/crf/summary.md), study-wide, with optional filters."
+    help = (
+        "The registry summary (VAS, ODI, opioids, survival; shared/crf/summary.md), study-wide, with optional filters."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -33,7 +35,8 @@ class Command(BaseCommand):
 def _text(summary: dict[str, Any]) -> str:
     cohort = summary["cohort"]
     lines = [
-        f"{cohort['patients']} patients, {cohort['procedures']} procedures (filters: {summary['filters'] or 'none'})"
+        f"{cohort['patients']} patients, {cohort['procedures']} procedures (filters: {summary['filters'] or 'none'}); "
+        f"not analysed: {cohort['awaiting_consent']} awaiting consent, {cohort['excluded_withdrawn']} removed"
     ]
     for measure, label in (("vas", "VAS"), ("odi", "ODI"), ("opioid_count", "Opioids")):
         for timepoint, block in summary["outcomes"][measure].items():
@@ -43,4 +46,11 @@ def _text(summary: dict[str, Any]) -> str:
                     f"{label} {timepoint}: n={block['n']} {b['mean']:.2f} ± {b['sd']:.2f} -> "
                     f"{f['mean']:.2f} ± {f['sd']:.2f}, p (t test) = {block['p_ttest']}"
                 )
+    survival = summary["survival"]
+    at = ", ".join(
+        f"{key} {'n/a' if block['survival'] is None else format(block['survival'], '.3f')} (at risk {block['at_risk']})"
+        for key, block in survival["at"].items()
+    )
+    median = "not reached" if survival["median_days"] is None else f"{survival['median_days']:.0f} days"
+    lines.append(f"Survival: n={survival['n']}, {survival['deaths']} deaths; {at}; median {median}")
     return "\n".join(lines)
