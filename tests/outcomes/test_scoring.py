@@ -109,3 +109,43 @@ def test_demo_cohort_derived_columns_agree_with_the_scoring_functions():
         assert scoring.odi_score(answers) == pytest.approx(float(row["odi_score"]), abs=1e-9)
         assert scoring.opioid_count(d for d, _ in visit_meds) == int(row["opioid_count"])
         assert scoring.mme_per_day(visit_meds) == pytest.approx(float(row["mme_per_day"]), abs=1e-9)
+
+
+@pytest.mark.parametrize(("value", "ok"), [(0, False), (1, True), (9, True), (10, True), (11, False), ("9", False)])
+def test_the_odi_setting_is_checked_at_start_up(settings, value, ok):
+    from django.core.management import call_command
+    from django.core.management.base import SystemCheckError
+
+    settings.ODI_MIN_SECTIONS = value
+    if ok:
+        call_command("check", "--fail-level", "ERROR")
+    else:
+        with pytest.raises(SystemCheckError, match="ODI_MIN_SECTIONS"):
+            call_command("check", "--fail-level", "ERROR")
+
+
+def test_a_visit_keeps_the_odi_rule_it_was_scored_with(settings, db):
+    from outcomes.models import FollowUp
+
+    settings.ODI_MIN_SECTIONS = 10
+    visit = FollowUp(timepoint="post", odi_q1=5, **{f"odi_q{n}": 1 for n in range(2, 10)})  # 9 answered
+    visit.compute_derived([])
+    assert visit.odi_min_sections == 10 and visit.odi_score is None  # 9 of 10 is not enough under this rule
+    settings.ODI_MIN_SECTIONS = 9
+    visit.compute_derived([])  # an edit later, under a new setting, keeps the visit's rule
+    assert visit.odi_min_sections == 10 and visit.odi_score is None
+    fresh = FollowUp(timepoint="post", odi_q1=5, **{f"odi_q{n}": 1 for n in range(2, 10)})
+    fresh.compute_derived([])
+    assert fresh.odi_min_sections == 9 and fresh.odi_score == 100 * 13 / 45  # (5 + 8) / (5 x 9)
+
+
+def test_mme_follows_the_route_the_cdc_factors_are_for():
+    # Hand-worked, CDC 2022: oxycodone 20 mg oral x 1.5 = 30; fentanyl 12 mcg/h patch x 2.4 = 28.8.
+    assert scoring.mme_per_day([("oxycodone", "20", "oral"), ("fentanyl_td", "12", "")]) == pytest.approx(58.8)
+    assert scoring.mme_per_day([("oxycodone", "20"), ("fentanyl_td", "12")]) == pytest.approx(58.8)  # usual routes
+    assert scoring.mme_per_day([("morphine", "10", "iv")]) is None  # PCA morphine: no oral factor applies
+    assert scoring.mme_per_day([("morphine", "10", "sc"), ("oxycodone", "5", "oral")]) is None
+    assert scoring.mme_per_day([("fentanyl_td", "25", "iv")]) is None
+    assert "intravenous" not in scoring.mme_unknown_reason([("morphine", "oral")])
+    assert scoring.mme_unknown_reason([("morphine", "oral")]) == ""
+    assert "iv route" in scoring.mme_unknown_reason([("morphine", "iv")])
