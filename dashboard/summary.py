@@ -14,6 +14,7 @@ from typing import Any
 import numpy
 import scipy
 from django.conf import settings
+from django.utils.translation import gettext, ngettext
 
 from accounts.models import User
 from dashboard import stats
@@ -248,41 +249,62 @@ def software_versions() -> dict[str, str]:
 
 
 def methods_paragraph(summary: dict[str, Any], filter_text: str) -> str:
-    """A methods section for a manuscript, describing what the page computed."""
+    """A methods section for a manuscript, describing what the page computed (translation-ready)."""
     v = software_versions()
     n = summary["cohort"]["patients"]
     excluded = summary["cohort"]["excluded_withdrawn"]
     awaiting = summary["cohort"]["awaiting_consent"]
-    withdrawn = (
-        f" {excluded} patient{'s' if excluded != 1 else ''} who withdrew consent with removal of data "
-        f"{'were' if excluded != 1 else 'was'} excluded."
-        if excluded
-        else ""
+    parts = [
+        ngettext(
+            "We analysed %(n)d patient from the percutaneous sacroplasty registry (%(filters)s).",
+            "We analysed %(n)d patients from the percutaneous sacroplasty registry (%(filters)s).",
+            n,
+        )
+        % {"n": n, "filters": filter_text}
+    ]
+    if excluded:
+        parts.append(
+            ngettext(
+                "%(n)d patient who withdrew consent with removal of data was excluded.",
+                "%(n)d patients who withdrew consent with removal of data were excluded.",
+                excluded,
+            )
+            % {"n": excluded}
+        )
+    if awaiting:
+        parts.append(
+            ngettext(
+                "%(n)d patient without a registry-use consent in force was not analysed.",
+                "%(n)d patients without a registry-use consent in force were not analysed.",
+                awaiting,
+            )
+            % {"n": awaiting}
+        )
+    parts.append(
+        gettext(
+            "Continuous variables are reported as mean ± standard deviation (sample SD) "
+            "and as median with interquartile range (quartiles by the weighted-average definition used by SPSS); "
+            "categorical variables as counts and percentages. Each follow-up time point was compared with baseline "
+            "over the patients with both values (complete cases; no imputation or last observation carried forward) "
+            "using the paired t test, with the 95% confidence interval of the mean difference from the t "
+            "distribution and the effect size dz = t/√n, and the Wilcoxon signed-rank test (zero differences "
+            "discarded, normal approximation with tie correction and without continuity correction). A clinically "
+            "important pain response was a VAS decrease of at least 3 points (and, alternatively, at least 30% of "
+            "baseline), over the patients with both VAS values; a disability response an ODI decrease of at least "
+            "10 points, over the patients with both ODI scores. Overall survival was measured from the index "
+            "procedure to death, censoring at the last date the patient was known alive, and estimated by the "
+            "Kaplan-Meier method with 95% confidence intervals from Greenwood's variance on the log(-log) scale. "
+            "Tests were two-sided."
+        )
     )
-    unconsented = (
-        f" {awaiting} patient{'s' if awaiting != 1 else ''} without a registry-use consent in force "
-        f"{'were' if awaiting != 1 else 'was'} not analysed."
-        if awaiting
-        else ""
+    parts.append(
+        gettext(
+            "Analyses used Python %(python)s with NumPy %(numpy)s and SciPy %(scipy)s "
+            "(sacroplasty registry version %(registry)s)."
+        )
+        % v
     )
-    return (
-        f"We analysed {n} patient{'s' if n != 1 else ''} from the percutaneous sacroplasty registry "
-        f"({filter_text}).{withdrawn}{unconsented} Continuous variables are reported as mean ± standard deviation (sample SD) "
-        "and as median with interquartile range (quartiles by the weighted-average definition used by SPSS); "
-        "categorical variables as counts and percentages. Each follow-up time point was compared with baseline "
-        "over the patients with both values (complete cases; no imputation or last observation carried forward) "
-        "using the paired t test, with the 95% confidence interval of the mean difference from the t "
-        "distribution and the effect size dz = t/√n, and the Wilcoxon signed-rank test (zero differences "
-        "discarded, normal approximation with tie correction and without continuity correction). A clinically "
-        "important pain response was a VAS decrease of at least 3 points (and, alternatively, at least 30% of "
-        "baseline), over the patients with both VAS values; a disability response an ODI decrease of at least "
-        "10 points, over the patients with both ODI scores. Overall survival was measured from the index "
-        "procedure to death, censoring at the last date the patient was known alive, and estimated by the "
-        "Kaplan-Meier method with 95% confidence intervals from Greenwood's variance on the log(-log) scale. "
-        "Tests were two-sided. "
-        f"Analyses used Python {v['python']} with NumPy {v['numpy']} and SciPy {v['scipy']} "
-        f"(sacroplasty registry version {v['registry']})."
-    )
+    return " ".join(parts)
 
 
 MEASURE_DISPLAY = {

@@ -137,6 +137,7 @@ def test_an_unconsented_patient_is_neither_analysed_nor_exported(client, demo_co
     assert "breast" not in summary["table1"]["primary_tumour"]
     page = client.get(PAGE).content.decode()
     assert "PSP-0901" not in page and "1 patient awaiting a registry-use consent not analysed" in page
+    assert "1 patient without a registry-use consent in force was not analysed." in page  # the methods
     zf = export(user=investigator)
     assert [p["study_id"] for p in table(zf, "patients")] == [f"PSP-{i:04d}" for i in range(1, 11)]
     assert not [v for v in table(zf, "followups") if v["study_id"] == "PSP-0901"]
