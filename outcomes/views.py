@@ -11,7 +11,7 @@ from outcomes.models import FollowUp, Timepoint
 from patients.selectors import get_patient_for_user
 from registry import dates
 from registry.forms import error_summary, service_saved
-from registry.scoring import MME_FACTORS, odi_band, visit_window
+from registry.scoring import MME_FACTORS, mme_unknown_reason, odi_band, visit_window
 
 
 @data_entry_required
@@ -52,6 +52,7 @@ def visit(request: HttpRequest, study_id: str, timepoint: str) -> HttpResponse:
         "visit": followup,
         "label": label,
         "mme_factors": {drug: float(f) for drug, f in MME_FACTORS.items()},
+        "mme_unknown": mme_unknown_reason((m.drug, m.route) for m in followup.medications.all()) if followup.pk else "",
         "odi_min_sections": followup.odi_min_sections or settings.ODI_MIN_SECTIONS,
         "errors": error_summary(form, meds),
     }

@@ -179,7 +179,7 @@ def test_changing_one_dose_writes_one_change_of_one_field_and_recomputes_mme(cli
     assert visit_event.changes["mme_per_day"] == [50.0, 80.0] and visit_event.reason == "dose corrected from the chart"
 
 
-def test_an_iv_dose_makes_mme_unknown_and_a_patch_keeps_its_factor(nurse, patient):
+def test_an_iv_dose_makes_mme_unknown_and_a_patch_keeps_its_factor(client, nurse, patient):
     visit = FollowUp(patient=patient, timepoint="post", visit_date=TODAY, vas=Decimal("5"))
     record_visit(visit=visit, medications=[med("fentanyl_td", "25"), med("morphine", "10")], user=nurse)
     visit.refresh_from_db()
@@ -189,3 +189,6 @@ def test_an_iv_dose_makes_mme_unknown_and_a_patch_keeps_its_factor(nurse, patien
     record_visit(visit=iv, medications=[med("morphine", "10", route="iv")], user=nurse)
     iv.refresh_from_db()
     assert iv.mme_per_day is None and iv.opioid_count == 1
+    client.force_login(nurse)
+    page = client.get(reverse("outcomes:visit", args=[patient.study_id, "w1"])).content.decode()
+    assert "unknown (morphine by the iv route: the CDC factors are for oral doses)" in page
