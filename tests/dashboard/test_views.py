@@ -1,4 +1,5 @@
 import datetime
+import math
 
 import pytest
 from django.urls import reverse
@@ -222,3 +223,36 @@ def test_the_page_shows_the_survival_curve_and_table(client, demo_cohort, invest
     assert 'id="chart-survival"' in html and "Number at risk" in html
     assert "10 patients with an index procedure: 0 deaths, 10 censored" in html
     assert "not estimable" in html and "not reached" in html
+
+
+def test_survival_through_the_json_worked_by_hand(client, demo_cohort, investigator):
+    # PSP-0001 dies on day 100. PSP-0002 withdraws ("no further contact") on day 200: her
+    # withdrawal date is the last date she was known alive. The other eight are censored
+    # within a week (discharge or post visit).
+    #   day 100: at risk 2 (days 100 and 200), 1 death: S = 1/2, Greenwood G = 1/(2*1) = 1/2
+    #   day 91: no death yet, S = 1 [1, 1], at risk 2; day 183: S = 1/2, at risk 1; day 365: beyond everyone
+    #   median 100; its interval: the lower bound at 100 is <= S = 1/2; the upper bound is
+    #   0.5^exp(-h), h = 1.96 * sqrt(1/2) / ln 2 = 2.0, i.e. 0.5^0.135 = 0.91: never <= 0.5.
+    first = Patient.objects.get(study_id="PSP-0001")
+    first.death_date = first.index_procedure_date + datetime.timedelta(days=100)
+    first.save()
+    second = Patient.objects.get(study_id="PSP-0002")
+    consent = second.consents.get()
+    consent.withdrawn_date = second.index_procedure_date + datetime.timedelta(days=200)
+    consent.withdrawal_scope = "no_contact"
+    consent.save()
+    client.force_login(investigator)
+    survival = client.get(JSON).json()["survival"]
+    assert (survival["n"], survival["deaths"], survival["censored"]) == (10, 1, 9)
+    assert survival["at"]["m3"] == {"days": 91, "survival": 1.0, "ci95": [1.0, 1.0], "at_risk": 2}
+    m6 = survival["at"]["m6"]
+    h = 1.959963984540054 * (1 / 2) ** 0.5 / math.log(2)
+    assert (m6["survival"], m6["at_risk"]) == (0.5, 1)
+    assert m6["ci95"] == pytest.approx([0.5 ** math.exp(h), 0.5 ** math.exp(-h)], rel=1e-12)
+    assert 0.90 < m6["ci95"][1] < 0.92
+    assert survival["at"]["m12"] == {"days": 365, "survival": None, "ci95": None, "at_risk": 0}
+    assert survival["median_days"] == 100 and survival["median_ci95"] == [100, None]
+    # The same filters as everything else: without PSP-0001's tumour, nobody dies.
+    tumour = first.primary_tumour
+    other = client.get(JSON, {"primary_tumour": "liver" if tumour != "liver" else "lung"}).json()["survival"]
+    assert other["deaths"] == 0
