@@ -7,90 +7,225 @@ Each runs a fixed number of queries whatever the number of patients (tests pin i
 import datetime
 from dataclasses import dataclass
 
-from django.db.models import Exists, OuterRef, Prefetch, QuerySet, Subquery
+from django.db import connection
+from django.db.models import Prefetch, QuerySet
 from django.shortcuts import get_object_or_404
 
 from accounts.models import User
 from audit.models import AuditEvent
 from outcomes.models import FollowUp, Timepoint
 from patients.models import Consent, Patient
-from patients.selectors import patients_for, with_index_date
+from patients.selectors import patients_for
 from procedures.models import Procedure
 from registry import dates
-from registry.scoring import visit_window
+from registry.scoring import VISIT_WINDOWS, visit_window
 
 DUE_HORIZON_DAYS = 14  # "visits due in the coming days": a fortnight lets a nurse book them
+WEEK_DAYS = 7  # "due this week": the window opens within the next 7 days
+PAGE_SIZE = 50
+AWAITING_CAP = 50
 NO_MORE_DATA = [Consent.WithdrawalScope.NO_NEW_DATA, Consent.WithdrawalScope.REMOVE_DATA]
 FOLLOW_UP_ENDED = [FollowUp.Status.DECEASED, FollowUp.Status.WITHDRAWN]
+
+# The worklist's groups, in the order the page shows them.
+OVERDUE, DUE_TODAY, THIS_WEEK, LATER = "overdue", "today", "week", "later"
+GROUPS = (OVERDUE, DUE_TODAY, THIS_WEEK, LATER)
+
+
+def visit_label(timepoint: str) -> str:
+    return str(Timepoint(timepoint).label).split(" (")[0]
 
 
 @dataclass(frozen=True)
 class DueVisit:
-    patient: Patient
+    study_id: str
+    full_name: str
+    site_code: str
     timepoint: str
     label: str
     opens: datetime.date
     closes: datetime.date
-    overdue: bool
+    group: str  # one of GROUPS
+
+    @property
+    def overdue(self) -> bool:
+        return self.group == OVERDUE
+
+
+@dataclass(frozen=True)
+class AwaitingPatient:
+    study_id: str
+    full_name: str
+    site_code: str
+    enrolment_date: datetime.date
+    consented: bool  # the latest consent allows registry use (False: none yet, or it refuses)
 
 
 @dataclass
 class Worklist:
-    visits: list[DueVisit]
-    awaiting_procedure: list[Patient]
+    counts: dict[str, int]  # visits per group, with the site and timepoint filters (not the group one)
+    visits: "DueVisitRows"  # the filtered visits, sliced by the paginator
+    awaiting_procedure: list[AwaitingPatient]  # at most AWAITING_CAP, oldest enrolment first
+    awaiting_total: int
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
 
 
-def due_timepoints(
-    index_date: datetime.date, recorded: set[str], today: datetime.date, horizon: int = DUE_HORIZON_DAYS
-) -> list[tuple[str, datetime.date, datetime.date, bool]]:
-    """(timepoint, window opens, window closes, overdue) of the visits not yet recorded whose window
-    has opened or opens within `horizon` days."""
-    out = []
-    for timepoint in Timepoint.values:
-        if timepoint in recorded:
+# One SQL statement computes the windows, the groups and the exclusions; the
+# windows come from registry.scoring.VISIT_WINDOWS (a VALUES list), so the
+# arithmetic is the same as visit_window: index date + low .. index date + high.
+#
+# Who is in follow-up (the same rules as the patient page and data entry):
+# alive; at the user's sites; no "remove data" withdrawal on any consent; no
+# visit recorded as deceased or withdrawn; and the latest consent (by signed
+# date, then id) exists, allows registry use and is not withdrawn from new data
+# (a re-consent after a "no new data" withdrawal reopens follow-up).
+_COHORT = """
+    SELECT p.id, p.study_id, p.full_name, p.enrolment_date, s.code AS site_code, l.scope_registry AS consented
+    FROM patients_patient p
+    JOIN accounts_site s ON s.id = p.site_id
+    LEFT JOIN (
+        SELECT DISTINCT ON (c.patient_id) c.patient_id, c.scope_registry, c.withdrawal_scope
+        FROM patients_consent c ORDER BY c.patient_id, c.signed_date DESC, c.id DESC
+    ) l ON l.patient_id = p.id
+    WHERE p.death_date IS NULL {scope}
+      AND (l.withdrawal_scope IS NULL OR l.withdrawal_scope NOT IN %(no_more)s)
+      AND NOT EXISTS (SELECT 1 FROM patients_consent r WHERE r.patient_id = p.id AND r.withdrawal_scope = %(remove)s)
+      AND NOT EXISTS (SELECT 1 FROM outcomes_followup e WHERE e.patient_id = p.id AND e.status IN %(ended)s)
+"""
+
+_DUE = """
+    WITH tp(timepoint, low, high, rank) AS (VALUES {windows}),
+    cohort AS ({cohort}),
+    due AS (
+        SELECT c.study_id, c.full_name, c.site_code, tp.timepoint, tp.rank,
+               pr.procedure_date + tp.low AS opens, pr.procedure_date + tp.high AS closes
+        FROM cohort c
+        JOIN procedures_procedure pr ON pr.patient_id = c.id AND pr.procedure_number = 1
+        CROSS JOIN tp
+        WHERE c.consented AND pr.procedure_date + tp.low <= %(horizon)s::date
+          AND NOT EXISTS (
+              SELECT 1 FROM outcomes_followup f WHERE f.patient_id = c.id AND f.timepoint = tp.timepoint
+          )
+    ),
+    grouped AS (
+        SELECT due.*, CASE WHEN closes < %(today)s::date THEN 0 WHEN opens <= %(today)s::date THEN 1
+                           WHEN opens <= %(week)s::date THEN 2 ELSE 3 END AS grp
+        FROM due
+    )
+"""
+
+
+def _windows_sql(timepoint: str | None) -> tuple[str, dict[str, object]]:
+    params: dict[str, object] = {}
+    rows = []
+    for rank, (name, (low, high)) in enumerate(VISIT_WINDOWS.items()):
+        if timepoint and name != timepoint:
             continue
-        opens, closes = visit_window(timepoint, index_date)
-        if opens <= today + datetime.timedelta(days=horizon):
-            out.append((timepoint, opens, closes, closes < today))
-    return out
+        params.update({f"tp{rank}": name, f"lo{rank}": low, f"hi{rank}": high, f"rk{rank}": rank})
+        rows.append(f"(%(tp{rank})s::text, %(lo{rank})s::int, %(hi{rank})s::int, %(rk{rank})s::int)")
+    return ", ".join(rows), params
 
 
-def worklist(user: User, today: datetime.date | None = None) -> Worklist:
-    """Visits due soon or overdue at the user's sites.
+def _scope_sql(user: User, site_id: int | None) -> tuple[str, dict[str, object]]:
+    sql, params = "", {}
+    if not user.sees_all_sites:
+        sql += " AND p.site_id IN (SELECT us.site_id FROM accounts_user_sites us WHERE us.user_id = %(user)s)"
+        params["user"] = user.pk
+    if site_id is not None:
+        sql += " AND p.site_id = %(site)s"
+        params["site"] = site_id
+    return sql, params
 
-    Patients who died, whose follow-up ended (deceased/withdrawn visit) or who
-    withdrew from new data collection are never listed: nobody should call them.
+
+class DueVisitRows:
+    """The filtered due visits as a sliceable sequence for django.core.paginator.Paginator:
+    count() is the sum of the group counts (already read), a slice is one LIMIT/OFFSET query."""
+
+    def __init__(self, sql: str, params: dict[str, object], count: int) -> None:
+        self._sql, self._params, self._count = sql, params, count
+
+    def count(self) -> int:
+        return self._count
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __getitem__(self, item: slice) -> list[DueVisit]:
+        if not isinstance(item, slice):
+            raise TypeError("DueVisitRows supports slices only")
+        start, stop = item.start or 0, self._count if item.stop is None else item.stop
+        if stop <= start:
+            return []
+        order = (
+            " ORDER BY grp, CASE grp WHEN 0 THEN %(today)s::date - closes WHEN 1 THEN closes - %(today)s::date"
+            " ELSE opens - %(today)s::date END, study_id, rank LIMIT %(limit)s OFFSET %(offset)s"
+        )
+        params = {**self._params, "limit": stop - start, "offset": start}
+        with connection.cursor() as cursor:
+            cursor.execute(self._sql + order, params)
+            return [
+                DueVisit(sid, name, site, tp, visit_label(tp), opens, closes, GROUPS[grp])
+                for sid, name, site, tp, opens, closes, grp in cursor.fetchall()
+            ]
+
+
+def worklist(
+    user: User,
+    today: datetime.date | None = None,
+    *,
+    site_id: int | None = None,
+    timepoint: str | None = None,
+    group: str | None = None,
+) -> Worklist:
+    """Visits overdue or due within DUE_HORIZON_DAYS at the user's sites, grouped, counted and pageable,
+    and the patients still awaiting their index procedure.
+
+    Three queries whatever the number of patients: the group counts, the awaiting
+    list (capped, with its total), and, when the paginator slices `visits`, one page.
+    Patients who died, whose follow-up ended or whose latest consent stops new data
+    are never listed: nobody should call them.
     """
     today = today or dates.today()
-    # The latest consent decides (a re-consent after a "no new data" withdrawal reopens follow-up);
-    # a "remove data" withdrawal, on any consent, ends it for good.
-    latest = Consent.objects.filter(patient=OuterRef("pk")).order_by("-signed_date", "-id")
-    removed = Consent.objects.filter(patient=OuterRef("pk"), withdrawal_scope=Consent.WithdrawalScope.REMOVE_DATA)
-    ended = FollowUp.objects.filter(patient=OuterRef("pk"), status__in=FOLLOW_UP_ENDED)
-    patients = (
-        with_index_date(patients_for(user))
-        .filter(death_date__isnull=True)
-        .annotate(
-            latest_scope=Subquery(latest.values("withdrawal_scope")[:1]),
-            consented=Subquery(latest.values("scope_registry")[:1]),
-        )
-        .exclude(Exists(removed))
-        .exclude(Exists(ended))
-        .exclude(latest_scope__in=NO_MORE_DATA)
-        .prefetch_related(Prefetch("followups", queryset=FollowUp.objects.only("patient_id", "timepoint")))
-        .order_by("study_id")
+    windows, params = _windows_sql(timepoint)
+    scope, scope_params = _scope_sql(user, site_id)
+    params.update(scope_params)
+    params.update(
+        {
+            "today": today,
+            "week": today + datetime.timedelta(days=WEEK_DAYS),
+            "horizon": today + datetime.timedelta(days=DUE_HORIZON_DAYS),
+            "remove": Consent.WithdrawalScope.REMOVE_DATA,
+            "ended": tuple(FOLLOW_UP_ENDED),
+            "no_more": tuple(NO_MORE_DATA),
+        }
     )
-    visits, awaiting = [], []
-    for patient in patients:
-        if patient.index_date is None:
-            awaiting.append(patient)
-            continue
-        recorded = {f.timepoint for f in patient.followups.all()}
-        for timepoint, opens, closes, overdue in due_timepoints(patient.index_date, recorded, today):
-            label = Timepoint(timepoint).label.split(" (")[0]
-            visits.append(DueVisit(patient, timepoint, label, opens, closes, overdue))
-    visits.sort(key=lambda v: (not v.overdue, v.closes if v.overdue else v.opens, v.patient.study_id))
-    return Worklist(visits, awaiting)
+    cohort = _COHORT.format(scope=scope)
+    base = _DUE.format(windows=windows, cohort=cohort)
+    counts = dict.fromkeys(GROUPS, 0)
+    with connection.cursor() as cursor:
+        cursor.execute(base + " SELECT grp, count(*) FROM grouped GROUP BY grp", params)
+        for grp, n in cursor.fetchall():
+            counts[GROUPS[grp]] = n
+        cursor.execute(
+            f"WITH cohort AS ({cohort})"
+            " SELECT c.study_id, c.full_name, c.site_code, c.enrolment_date, coalesce(c.consented, false),"
+            " count(*) OVER () FROM cohort c WHERE NOT EXISTS ("
+            "  SELECT 1 FROM procedures_procedure pr WHERE pr.patient_id = c.id AND pr.procedure_number = 1)"
+            " ORDER BY c.enrolment_date, c.study_id LIMIT %(cap)s",
+            {**params, "cap": AWAITING_CAP},
+        )
+        awaiting_rows = cursor.fetchall()
+    awaiting = [AwaitingPatient(*row[:5]) for row in awaiting_rows]
+    awaiting_total = awaiting_rows[0][5] if awaiting_rows else 0
+    page_sql = base + " SELECT study_id, full_name, site_code, timepoint, opens, closes, grp FROM grouped"
+    if group:
+        page_sql += " WHERE grp = %(grp)s"
+        params["grp"] = GROUPS.index(group)
+    count = counts[group] if group else sum(counts.values())
+    return Worklist(counts, DueVisitRows(page_sql, params, count), awaiting, awaiting_total)
 
 
 def case_for(user: User, study_id: str) -> Patient:

@@ -1,9 +1,15 @@
+from typing import Any
+
+from django import forms
 from django.conf import settings
 from django.contrib import messages
+from django.core.paginator import Paginator
 from django.forms.formsets import all_valid
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils.translation import gettext_lazy as _
 
+from accounts.models import Site, User
 from accounts.permissions import data_entry_required
 from outcomes import selectors, services
 from outcomes.forms import MedicationFormSet, VisitForm
@@ -59,14 +65,70 @@ def visit(request: HttpRequest, study_id: str, timepoint: str) -> HttpResponse:
     return render(request, "outcomes/visit_form.html", context)
 
 
+class WorklistFilter(forms.Form):
+    """The worklist's filters (GET); choices are the user's own sites, the timepoints and the groups."""
+
+    site = forms.TypedChoiceField(label=_("Site"), required=False, coerce=int, empty_value=None)
+    timepoint = forms.ChoiceField(label=_("Visit"), required=False)
+    group = forms.ChoiceField(label=_("Show"), required=False)
+
+    def __init__(self, data: Any, sites: list[Site]) -> None:
+        super().__init__(data)
+        self.fields["site"].choices = [("", _("All my sites"))] + [(s.pk, f"{s.code} – {s.name}") for s in sites]
+        self.fields["timepoint"].choices = [("", _("All visits"))] + [
+            (t, selectors.visit_label(t)) for t in Timepoint.values
+        ]
+        self.fields["group"].choices = [("", _("All")), *WORKLIST_GROUP_LABELS.items()]
+
+
+WORKLIST_GROUP_LABELS = {
+    selectors.OVERDUE: _("Overdue"),
+    selectors.DUE_TODAY: _("Due today"),
+    selectors.THIS_WEEK: _("Due this week"),
+    selectors.LATER: _("Due later"),
+}
+
+
 @data_entry_required
 def worklist(request: HttpRequest) -> HttpResponse:
+    """The nurse's home page: due visits grouped and counted, filtered by site, visit and group, paged."""
+    user = request.user
+    assert isinstance(user, User)
+    sites = list(Site.objects.all() if user.sees_all_sites else user.sites.all())
+    form = WorklistFilter(request.GET, sites)
+    filters = form.cleaned_data if form.is_valid() else {}
+    today = dates.today()
+    result = selectors.worklist(
+        user,
+        today,
+        site_id=filters.get("site"),
+        timepoint=filters.get("timepoint") or None,
+        group=filters.get("group") or None,
+    )
+    page = Paginator(result.visits, selectors.PAGE_SIZE).get_page(request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
+    group_links = []
+    for key, label in WORKLIST_GROUP_LABELS.items():
+        q = query.copy()
+        q["group"] = key
+        group_links.append({"key": key, "label": label, "count": result.counts[key], "query": q.urlencode()})
+    q = query.copy()
+    q.pop("group", None)
     context = {
-        "worklist": selectors.worklist(request.user),  # type: ignore[arg-type]
-        "today": dates.today(),
+        "form": form,
+        "worklist": result,
+        "page": page,
+        "groups": group_links,
+        "all_query": q.urlencode(),
+        "query": query.urlencode(),
+        "group": filters.get("group") or "",
+        "group_labels": WORKLIST_GROUP_LABELS,
+        "today": today,
         "horizon": selectors.DUE_HORIZON_DAYS,
+        "week": selectors.WEEK_DAYS,
     }
-    return render(request, "outcomes/worklist.html", context)
+    return render(request, "outcomes/worklist.html", context, status=200 if form.is_valid() else 400)
 
 
 @data_entry_required
