@@ -111,6 +111,16 @@ def test_every_writer_is_chained_in_order_and_verify_trail_is_clean(capsys):
     assert "intact: 52 event(s)" in capsys.readouterr().out
 
 
+def test_a_rolled_back_savepoint_leaves_no_gap_in_the_chain():
+    record_event(action=AuditEvent.Action.LOGIN, username="a")
+    with pytest.raises(RuntimeError), transaction.atomic():
+        record_event(action=AuditEvent.Action.LOGIN, username="rolled back")
+        raise RuntimeError
+    record_event(action=AuditEvent.Action.LOGOUT, username="a")
+    assert list(AuditEvent.objects.order_by("seq").values_list("seq", "username")) == [(1, "a"), (2, "a")]
+    assert verify() is None
+
+
 def test_application_role_cannot_erase_or_rewrite_the_trail(app_role):
     event = record_event(action=AuditEvent.Action.LOGIN, username="nurse")
     refused = {
@@ -175,8 +185,13 @@ def test_deleted_or_smuggled_events_are_found_by_verify_trail():
     message = verify()
     assert f"seq 3 (id {events[2].pk})" in message and "2..2 are missing" in message
     with connection.cursor() as cur:
-        cur.execute("DELETE FROM audit_auditevent")  # an empty trail is a valid chain (the head is the oracle)
+        cur.execute("DELETE FROM audit_auditevent")  # the whole trail erased by the owner
         cur.execute("ALTER TABLE audit_auditevent ENABLE TRIGGER audit_auditevent_append_only")
+    after = record_event(action=AuditEvent.Action.LOGIN, username="a")  # the chain goes on from its head
+    assert f"seq 5 (id {after.pk})" in verify() and "1..4 are missing" in verify()
+
+
+def test_an_event_smuggled_in_with_the_chain_trigger_off_is_found():
     record_event(action=AuditEvent.Action.LOGIN, username="a")
     with connection.cursor() as cur:
         cur.execute(
