@@ -1,6 +1,6 @@
 """The audit trail's hash chain, computed again in Python (`manage.py verify_trail`).
 
-On PostgreSQL a trigger (migration 0003) gives each event `seq` = previous + 1
+On PostgreSQL a trigger (migrations 0003 and 0004) gives each event `seq` = previous + 1
 and `hash` = SHA-256 (hex) of its canonical content, encoded as UTF-8. That
 content is these parts, in this order, each written as ``<length>:<text>;``
 (length in characters):
