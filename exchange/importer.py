@@ -908,7 +908,16 @@ class _Import:
             for _, instance in self.accepted.get(file, []):
                 if not self.is_new(instance):
                     _refresh_foreign_keys(instance)  # new sites and consent versions now have their keys
-        pending = self.update_operations()
+        try:
+            with case_rules.deferred_case_checks():  # corrections that are consistent only together land together
+                self._run_operations(self.update_operations())
+        except ValidationError as exc:  # the cases as a whole, checked once every correction is in
+            for name, messages in _messages(exc).items():
+                for message in messages:
+                    self.problems.append(Problem("", None, "" if name == NON_FIELD_ERRORS else name, "", message))
+            raise BundleError(self.problems) from exc
+
+    def _run_operations(self, pending: list["_Operation"]) -> None:
         while pending:
             failed: list[tuple[_Operation, ValidationError]] = []
             for op in pending:

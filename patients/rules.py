@@ -15,7 +15,9 @@ import of procedures or outcomes.
 """
 
 import datetime
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -181,13 +183,39 @@ def load_case(patient: Any) -> dict[str, list[Any]]:
     }
 
 
+_deferred: ContextVar[dict[Any, Any] | None] = ContextVar("deferred_case_checks", default=None)
+
+
+@contextmanager
+def deferred_case_checks() -> Iterator[None]:
+    """Check each case touched inside the block once, at its end (use inside the writer's transaction).
+
+    For writes that are consistent only together, such as an import moving a
+    procedure and the visits counted from it: every service's own `check_case`
+    is postponed, and on leaving the block each case is checked as a whole.
+    """
+    pending: dict[Any, Any] = {}
+    token = _deferred.set(pending)
+    try:
+        yield
+    finally:
+        _deferred.reset(token)
+    for patient in pending.values():
+        check_case(patient)
+
+
 def check_case(patient: Any, *, editing: Any = None) -> None:
     """Raise ValidationError if the saved case breaks a cross-record rule.
 
     Problems about `editing` (the record the caller's form shows) are keyed by
     its field names, so they appear at the field; the others are listed at the
-    top, naming the record they are about.
+    top, naming the record they are about. Inside `deferred_case_checks` the
+    check waits for the end of the block.
     """
+    pending = _deferred.get()
+    if pending is not None:
+        pending[patient.pk] = patient
+        return
     fresh = type(patient)._default_manager.get(pk=patient.pk)
     problems = case_problems(fresh, **load_case(fresh))
     if not problems:
@@ -215,10 +243,10 @@ def _slot(record: Any) -> str:
 def errors_for(record: Any, patient: Any) -> dict[str, list[str]]:
     """The cross-record problems `record` would have once saved as it is now, by field (for model clean()):
     the saved case is read, the record put in place of its saved version, and the rules run."""
-    if patient is None:
-        return {}
+    if patient is None or patient.pk is None:
+        return {}  # a new patient's case is checked whole by its writer (the importer), not record by record
     slot = _slot(record)
-    case = load_case(patient) if patient.pk else {"procedures": [], "visits": [], "complications": [], "consents": []}
+    case = load_case(patient)
     if slot != "patient":
         rows = [r for r in case[slot] if record.pk is None or r.pk != record.pk]
         case[slot] = [*rows, record]

@@ -242,12 +242,6 @@ def test_corrections_that_hold_together_land_together_whatever_their_order(expor
     assert Procedure.objects.get(patient__study_id="PSP-0001").procedure_date.isoformat() == "2017-03-22"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="each service re-checks the case after its own write (check_case), so two corrections that are only "
-    "consistent together (no order of single writes keeps the case valid) cannot land in one import; needs a way "
-    "to defer the case check to the end of the import's transaction",
-)
 def test_corrections_valid_only_together_land_in_one_import(exported):
     move_procedure_and_post_visit_a_week_later(exported)  # the final case is valid (post visit 2 days after)
     update(exported)
