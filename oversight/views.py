@@ -104,7 +104,9 @@ def patient_history(request: HttpRequest, study_id: str) -> HttpResponse:
     patient = scope_to_sites(Patient.objects.select_related("site"), user).filter(study_id=study_id).first()
     if patient is None and not events:
         raise Http404("No such patient in the registry or its trail.")
-    return render(request, "oversight/patient_history.html", {"study_id": study_id, "patient": patient, "events": events})
+    return render(
+        request, "oversight/patient_history.html", {"study_id": study_id, "patient": patient, "events": events}
+    )
 
 
 @admin_required
