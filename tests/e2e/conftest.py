@@ -42,6 +42,6 @@ def log_in(page: Page, live_server):
         if device is not None:
             page.get_by_label("Code").fill(totp_code(device))
             page.get_by_role("button", name="Verify").click()
-        expect(page.locator("nav")).to_contain_text(username)
+        expect(page.get_by_role("navigation", name="Main")).to_contain_text(username)
 
     return go

@@ -15,7 +15,7 @@ def test_a_user_logs_in_and_the_page_uses_only_local_assets(page, live_server, n
     page.get_by_label("Username").fill("nurse")
     page.get_by_label("Password").fill(PASSWORD)
     page.get_by_role("button", name="Log in").click()
-    expect(page.locator("nav")).to_contain_text("nurse")
+    expect(page.get_by_role("navigation", name="Main")).to_contain_text("nurse")
     assert page.evaluate("getComputedStyle(document.body).getPropertyValue('--bs-body-font-family')") != ""
     assert hosts <= {"localhost", "127.0.0.1"}
 
