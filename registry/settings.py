@@ -63,6 +63,8 @@ INSTALLED_APPS = [
     "dashboard",
     "exchange",
     "oversight",
+    "django_tasks_db",
+    "selfreport",
 ]
 
 MIDDLEWARE = [
@@ -232,3 +234,36 @@ LOGGING = {
 }
 
 REGISTRY_VERSION = "0.1.0"
+
+# Background work (selfreport): Django's Tasks framework with a database-backed queue;
+# `manage.py db_worker` runs it (scripts/run.sh, docker-compose's worker service).
+TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
+# E-mail (Django's mailers): the console in the local demo; SMTP when EMAIL_HOST is set (production).
+MAILERS = {
+    "default": {
+        "BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+        "OPTIONS": {
+            "host": os.environ["EMAIL_HOST"],
+            "port": int(os.environ.get("EMAIL_PORT", "25")),
+            "username": os.environ.get("EMAIL_HOST_USER", ""),
+            "password": envsecret("EMAIL_HOST_PASSWORD") or "",
+            "use_tls": envbool("EMAIL_USE_TLS", "False"),
+            "use_ssl": envbool("EMAIL_USE_SSL", "False"),
+            "timeout": int(os.environ.get("EMAIL_TIMEOUT", "20")),
+        },
+    }
+    if os.environ.get("EMAIL_HOST")
+    else {"BACKEND": "django.core.mail.backends.console.EmailBackend"}
+}
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "registry@localhost")
+# The address patients' links and staff's links point to, e.g. https://registry.hospital.org
+SITE_URL = os.environ.get("SITE_URL", "http://127.0.0.1:8000").rstrip("/")
+# A site's language for patient e-mails and pages: "BJ=zh-hans,PSP=en" (others: SELFREPORT_LANGUAGE).
+SELFREPORT_LANGUAGE = os.environ.get("SELFREPORT_LANGUAGE", "en")
+SELFREPORT_SITE_LANGUAGES = dict(
+    pair.split("=", 1) for pair in os.environ.get("SELFREPORT_SITE_LANGUAGES", "").split(",") if "=" in pair
+)
+SELFREPORT_REMINDER_DAYS = int(os.environ.get("SELFREPORT_REMINDER_DAYS", "3"))
+SELFREPORT_MAX_TOKEN_FAILURES = int(os.environ.get("SELFREPORT_MAX_TOKEN_FAILURES", "20"))  # per address per hour
+SELFREPORT_SEND_ATTEMPTS = int(os.environ.get("SELFREPORT_SEND_ATTEMPTS", "5"))
+SELFREPORT_RETRY_SECONDS = int(os.environ.get("SELFREPORT_RETRY_SECONDS", "300"))  # doubled after each failure

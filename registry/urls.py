@@ -16,6 +16,7 @@ urlpatterns = [
     path("dashboard/", include("dashboard.urls")),
     path("exports/", include("exchange.urls")),
     path("audit/", include("oversight.urls")),
+    path("", include("selfreport.urls")),
     path("admin/", admin.site.urls),
 ]
 

@@ -1,0 +1,57 @@
+"""The ODI wording the patient page shows: the site's licensed text if installed, else the shipped placeholder."""
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from django.core.exceptions import ValidationError
+
+from selfreport.models import OdiText
+
+SHIPPED = Path(__file__).resolve().parent / "odi_text"
+LANGUAGES = ("en", "zh-hans")
+
+
+def validate(content: Any) -> dict[str, Any]:
+    """The text as the page needs it: ten sections, each a title and six statements (scores 0-5)."""
+    if not isinstance(content, dict):
+        raise ValidationError("The file must hold a JSON object with a 'sections' list.")
+    sections = content.get("sections")
+    if not isinstance(sections, list) or len(sections) != 10:
+        raise ValidationError("'sections' must list the ten ODI sections.")
+    for number, section in enumerate(sections, 1):
+        if not isinstance(section, dict) or not str(section.get("title", "")).strip():
+            raise ValidationError(f"Section {number}: give its 'title'.")
+        statements = section.get("statements")
+        if (
+            not isinstance(statements, list)
+            or len(statements) != 6
+            or not all(isinstance(s, str) and s.strip() for s in statements)
+        ):
+            raise ValidationError(f"Section {number}: 'statements' must be six non-empty texts (scores 0 to 5).")
+    return content
+
+
+def install(path: Path, language: str) -> OdiText:
+    if language not in LANGUAGES:
+        raise ValidationError(f"Language must be one of {', '.join(LANGUAGES)}, not {language!r}.")
+    raw = path.read_bytes()
+    try:
+        content = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValidationError(f"{path.name} is not UTF-8 JSON: {exc}") from exc
+    content = validate(content)
+    content["placeholder"] = bool(content.get("placeholder", False))
+    text, _created = OdiText.objects.update_or_create(
+        language=language, defaults={"content": content, "sha256": hashlib.sha256(raw).hexdigest()}
+    )
+    return text
+
+
+def text_for(language: str) -> dict[str, Any]:
+    installed = OdiText.objects.filter(language=language).first()
+    if installed:
+        return installed.content
+    lang = language if language in LANGUAGES else "en"
+    return json.loads((SHIPPED / f"{lang}.json").read_text(encoding="utf-8"))
