@@ -31,6 +31,7 @@ class User(AbstractUser):
         NURSE = "nurse", "Research nurse"
         INVESTIGATOR = "investigator", "Investigator"
         ADMIN = "admin", "Administrator"
+        MONITOR = "monitor", "Monitor / data manager"
 
     role = models.CharField(max_length=20, choices=Role.choices, default=Role.NURSE)
     sites = models.ManyToManyField(Site, blank=True, related_name="users")
@@ -51,6 +52,10 @@ class User(AbstractUser):
         return self.role == self.Role.INVESTIGATOR
 
     @property
+    def is_monitor(self) -> bool:
+        return self.role == self.Role.MONITOR
+
+    @property
     def is_registry_admin(self) -> bool:
         return self.role == self.Role.ADMIN or self.is_superuser
 
@@ -65,8 +70,9 @@ class User(AbstractUser):
 
     @property
     def can_see_identifiers(self) -> bool:
-        """Nurses and admins work with names and MRNs; investigators never see them."""
-        return self.is_superuser or self.role in (self.Role.NURSE, self.Role.ADMIN)
+        """Nurses, monitors (who verify against source) and admins work with names and MRNs;
+        investigators never see them."""
+        return self.is_superuser or self.role in (self.Role.NURSE, self.Role.MONITOR, self.Role.ADMIN)
 
     @property
     def can_enter_data(self) -> bool:

@@ -48,6 +48,8 @@ def role_required(*roles: str) -> Callable[[Callable[..., HttpResponse]], Callab
 
 
 NURSE, INVESTIGATOR, ADMIN = User.Role.NURSE, User.Role.INVESTIGATOR, User.Role.ADMIN
-data_entry_required = role_required(NURSE, ADMIN)
+MONITOR = User.Role.MONITOR
+data_entry_required = role_required(NURSE, ADMIN)  # never the monitor: she reads and queries, never edits
+case_read_required = role_required(NURSE, MONITOR, ADMIN)  # the identified case: patient page and records
 admin_required = role_required(ADMIN)
-analysis_required = role_required(NURSE, INVESTIGATOR, ADMIN)
+analysis_required = role_required(NURSE, INVESTIGATOR, MONITOR, ADMIN)

@@ -22,6 +22,8 @@ def home(request: HttpRequest) -> HttpResponse:
     """Send each role to the page it starts its day on."""
     user = request.user
     target = "patients:worklist" if user.can_enter_data else "dashboard:index"  # type: ignore[union-attr]
+    if getattr(user, "is_monitor", False):
+        target = "oversight:monitoring"
     try:
         return redirect(reverse(target))
     except NoReverseMatch:  # that part of the app is not installed yet

@@ -15,7 +15,7 @@ ODI_CHOICES = [("", "Not answered"), *[(i, str(i)) for i in range(6)]]
 class VisitForm(EditMixin, forms.ModelForm):
     class Meta:
         model = FollowUp
-        fields = ["status", "visit_date", "deviation_note", "vas", *ODI_FIELDS]
+        fields = ["status", "visit_date", "deviation_note", "vas", *ODI_FIELDS, "no_opioids"]
         widgets = {
             "visit_date": date_input(),
             "status": forms.RadioSelect,
@@ -49,6 +49,7 @@ class VisitForm(EditMixin, forms.ModelForm):
             Row(Column("visit_date", css_class="col-sm-6 col-md-4"), Column("vas", css_class="col-sm-6 col-md-4")),
             HTML('<div id="window-warning" class="alert alert-warning py-1" role="status" hidden></div>'),
             "deviation_note",
+            "no_opioids",
             Fieldset(
                 "Oswestry Disability Index (ODI 2.1a): answer for each section 0 to 5",
                 *[InlineRadios(name) for name in ODI_FIELDS],

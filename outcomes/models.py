@@ -96,6 +96,9 @@ class FollowUp(models.Model):
         help_text="The scoring rule in force when the visit was first scored; edits keep it",
     )
     deviation_note = models.TextField("Protocol deviation note", blank=True)
+    no_opioids = models.BooleanField(
+        "No opioids taken", default=False, help_text="Tick when the patient takes no opioid (no rows below)"
+    )
     version = models.PositiveIntegerField(default=1, editable=False)
 
     class Meta:

@@ -90,7 +90,7 @@ _COHORT = """
         SELECT DISTINCT ON (c.patient_id) c.patient_id, c.scope_registry, c.withdrawal_scope
         FROM patients_consent c ORDER BY c.patient_id, c.signed_date DESC, c.id DESC
     ) l ON l.patient_id = p.id
-    WHERE p.death_date IS NULL {scope}
+    WHERE p.death_date IS NULL AND p.follow_up_ended IS NULL {scope}
       AND (l.withdrawal_scope IS NULL OR l.withdrawal_scope NOT IN %(no_more)s)
       AND NOT EXISTS (SELECT 1 FROM patients_consent r WHERE r.patient_id = p.id AND r.withdrawal_scope = %(remove)s)
       AND NOT EXISTS (SELECT 1 FROM outcomes_followup e WHERE e.patient_id = p.id AND e.status IN %(ended)s)
@@ -264,7 +264,7 @@ def visit_rows(patient: Patient, today: datetime.date | None = None) -> list[Vis
     visits = {f.timepoint: f for f in patient.followups.all()}
     latest = patient.current_consent()
     stopped = patient.is_deceased or patient.data_removed or bool(latest and latest.withdrawal_scope in NO_MORE_DATA)
-    stopped = stopped or any(f.status in FOLLOW_UP_ENDED for f in visits.values())
+    stopped = stopped or any(f.status in FOLLOW_UP_ENDED for f in visits.values()) or bool(patient.follow_up_ended)
     rows = []
     for timepoint, full_label in Timepoint.choices:
         opens, closes = visit_window(timepoint, index) if index else (None, None)

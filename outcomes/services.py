@@ -30,7 +30,7 @@ def record_visit(
     saved by someone else since it was loaded. The whole case must still hold
     together (patients.rules), or nothing is written.
     """
-    ensure_data_entry_allowed(visit.patient)
+    ensure_data_entry_allowed(visit.patient, visit)
     with transaction.atomic():
         # The opioid list as it will be once written: derived values are computed
         # from it first, so the visit is saved (and audited) once, with them.

@@ -10,7 +10,7 @@ from django.shortcuts import redirect, render
 from django.utils.translation import gettext_lazy as _
 
 from accounts.models import Site, User
-from accounts.permissions import data_entry_required
+from accounts.permissions import case_read_required, data_entry_required
 from outcomes import selectors, services
 from outcomes.forms import MedicationFormSet, VisitForm
 from outcomes.models import FollowUp, Timepoint
@@ -131,7 +131,7 @@ def worklist(request: HttpRequest) -> HttpResponse:
     return render(request, "outcomes/worklist.html", context, status=200 if form.is_valid() else 400)
 
 
-@data_entry_required
+@case_read_required
 def detail(request: HttpRequest, study_id: str) -> HttpResponse:
     patient = selectors.case_for(request.user, study_id)  # type: ignore[arg-type]
     rows = selectors.visit_rows(patient)

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from django.contrib import messages
+from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
@@ -19,7 +20,7 @@ from outcomes.models import FollowUp
 from oversight import selectors
 from oversight.forms import DeletePatientForm, RegisterFilterForm, TrailFilterForm
 from patients.models import Consent, Patient
-from patients.services import delete_patient
+from patients.services import delete_patient, ensure_not_locked
 from procedures.models import Procedure
 from registry.csv_safety import stream_csv
 
@@ -116,9 +117,13 @@ def patient_delete(request: HttpRequest, study_id: str) -> HttpResponse:
     )
     form = DeletePatientForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        delete_patient(patient=patient, user=request.user, reason=form.cleaned_data["reason"])
-        messages.success(request, f"{study_id} was deleted; its values stay in the audit trail.")
-        return redirect("oversight:patient_history", study_id=study_id)
+        try:
+            delete_patient(patient=patient, user=request.user, reason=form.cleaned_data["reason"])
+        except ValidationError as exc:
+            form.add_error(None, exc.messages)
+        else:
+            messages.success(request, f"{study_id} was deleted; its values stay in the audit trail.")
+            return redirect("oversight:patient_history", study_id=study_id)
     counts = {
         "consent records": patient.consents.count(),
         "procedures": patient.procedures.count(),
@@ -145,6 +150,13 @@ def record_delete(request: HttpRequest, kind: str, pk: int) -> HttpResponse:
     study_id = owner_keys(record)[0]
     form = DeletePatientForm(request.POST or None, what=kind)
     if request.method == "POST" and form.is_valid():
+        try:
+            ensure_not_locked(record.patient, getattr(record, "timepoint", ""))
+        except ValidationError as exc:
+            form.add_error(None, exc.messages)
+            return render(
+                request, "oversight/record_delete.html", {"record": record, "study_id": study_id, "form": form}
+            )
         delete_audited(record, user=request.user, reason=form.cleaned_data["reason"])
         messages.success(request, f"{record} was deleted; its values stay in the audit trail.")
         return redirect("oversight:patient_history", study_id=study_id)

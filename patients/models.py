@@ -52,6 +52,13 @@ class PatientQuerySet(models.QuerySet["Patient"]):
         return self.filter(consents__withdrawal_scope=Consent.WithdrawalScope.REMOVE_DATA).distinct()
 
 
+class FollowUpEndReason(models.TextChoices):
+    PROTOCOL_COMPLETED = "protocol_completed", "Protocol completed"
+    INVESTIGATOR_DECISION = "investigator_decision", "Investigator decision"
+    TRANSFERRED = "transferred", "Transferred to another centre"
+    OTHER = "other", "Other"
+
+
 class Patient(models.Model):
     class Sex(models.TextChoices):
         MALE = "M", "Male"
@@ -121,6 +128,17 @@ class Patient(models.Model):
     )
     death_date = models.DateField("Date of death", null=True, blank=True, validators=[not_in_future])
     notes = models.TextField("Notes", blank=True)
+    follow_up_ended = models.DateField(
+        "Follow-up ended on",
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="Set by 'End follow-up': the patient leaves the worklist; survival is still censored at the last contact",
+    )
+    follow_up_end_reason = models.CharField(
+        "Reason follow-up ended", max_length=30, choices=FollowUpEndReason.choices, blank=True, editable=False
+    )
+    follow_up_end_note = models.TextField("Follow-up end note", blank=True, editable=False)
     version = models.PositiveIntegerField(default=1, editable=False, help_text="Optimistic concurrency token")
 
     objects = PatientQuerySet.as_manager()
@@ -282,3 +300,55 @@ class Consent(models.Model):
         if self.withdrawn_date:
             return f"withdrawn ({self.withdrawal_scope})"
         return "valid" if self.scope_registry else "registry use refused"
+
+
+class CaseLockQuerySet(models.QuerySet["CaseLock"]):
+    def active(self) -> "CaseLockQuerySet":
+        return self.filter(unlocked_at__isnull=True)
+
+
+class CaseLock(models.Model):
+    """An investigator's electronic signature locking a whole case (timepoint blank) or one visit.
+
+    21 CFR Part 11 §11.50: the signed record shows the signer's printed name, the
+    date and time of signing and the meaning of the signature; §11.200: signed by
+    re-entering the password (and the second factor when the signer has one).
+    While `unlocked_at` is empty the case (or visit) refuses every change through
+    the services (patients.services.ensure_data_entry_allowed); an admin unlocks
+    it with a reason. Rows are never deleted: an unlocked lock stays as history.
+    """
+
+    MEANING = "I approve these data as complete and accurate."
+
+    patient = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="locks")
+    timepoint = models.CharField(
+        "Visit locked", max_length=10, blank=True, help_text="Blank = the whole case; else the visit's timepoint"
+    )
+    signed_by = models.ForeignKey("accounts.User", on_delete=models.PROTECT, related_name="+")
+    signed_by_name = models.CharField("Signer's printed name", max_length=200)
+    signed_at = models.DateTimeField("Signed at")
+    meaning = models.CharField("Meaning of the signature", max_length=200)
+    second_factor = models.BooleanField("Second factor checked at signing", default=False)
+    unlocked_at = models.DateTimeField(null=True, blank=True)
+    unlocked_by = models.ForeignKey("accounts.User", on_delete=models.PROTECT, related_name="+", null=True, blank=True)
+    unlock_reason = models.TextField(blank=True)
+
+    objects = CaseLockQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["patient", "-signed_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["patient", "timepoint"],
+                condition=Q(unlocked_at__isnull=True),
+                name="caselock_one_active_per_record",
+            )
+        ]
+
+    def __str__(self) -> str:
+        what = f"visit {self.timepoint}" if self.timepoint else "case"
+        return f"{self.patient.study_id} {what} lock signed by {self.signed_by_name}"
+
+    @property
+    def what(self) -> str:
+        return rules.TIMEPOINT_NAMES.get(self.timepoint, self.timepoint) if self.timepoint else "whole case"

@@ -11,7 +11,7 @@ from django.db import transaction
 
 from accounts.models import Site
 from audit.services import delete_audited, record_updated, row_values, save_audited
-from patients.models import Consent, ConsentVersion, Patient
+from patients.models import CaseLock, Consent, ConsentVersion, FollowUpEndReason, Patient
 from patients.rules import check_case
 from registry import dates
 from registry.dates import today
@@ -39,6 +39,7 @@ def enrol_patient(*, patient: Patient, user: Any) -> Patient:
 def update_patient(*, patient: Patient, user: Any, reason: str, expected_version: int | None) -> Patient:
     """Save an edit of the patient's record; refused if it strands another record of the case
     (a visit before a later enrolment date, a completed visit after a death date...)."""
+    ensure_not_locked(patient)
     with transaction.atomic():
         save_audited(patient, user=user, reason=reason, expected_version=expected_version)
         check_case(patient, editing=patient)
@@ -111,6 +112,7 @@ def withdraw_consent(
 
 def delete_patient(*, patient: Patient, user: Any, reason: str) -> None:
     """Admins only (the view checks the role); every deleted value stays in the trail."""
+    ensure_not_locked(patient)
     delete_audited(patient, user=user, reason=reason)
 
 
@@ -125,8 +127,64 @@ def current_version() -> ConsentVersion | None:
     )
 
 
-def ensure_data_entry_allowed(patient: Patient) -> None:
-    """Clinical data needs a valid consent; raise the reason why not, for the form to show."""
+def ensure_data_entry_allowed(patient: Patient, record: Any = None) -> None:
+    """Clinical data needs a valid consent and an unlocked case (or visit, for `record` a visit);
+    raise the reason why not, for the form to show."""
     reason = patient.data_entry_block_reason()
     if reason:
         raise ValidationError(reason)
+    ensure_not_locked(patient, getattr(record, "timepoint", "") or "")
+
+
+def active_lock(patient: Patient, timepoint: str = "") -> CaseLock | None:
+    """The signature locking the case, or (for a timepoint) the case or that visit; None when unlocked."""
+    if patient.pk is None:
+        return None
+    locks = CaseLock.objects.active().filter(patient_id=patient.pk).select_related("patient")
+    timepoints = ["", timepoint] if timepoint else [""]
+    return locks.filter(timepoint__in=timepoints).order_by("timepoint").first()
+
+
+def lock_message(lock: CaseLock) -> str:
+    return (
+        f"{lock.patient.study_id}: the {lock.what if lock.timepoint else 'case'} is locked: signed by "
+        f"{lock.signed_by_name} on {lock.signed_at:%Y-%m-%d %H:%M} UTC ('{lock.meaning}'). "
+        "No change is possible until an administrator unlocks it with a reason."
+    )
+
+
+def ensure_not_locked(patient: Patient, timepoint: str = "") -> None:
+    """Refuse any change of a locked case (or locked visit); every clinical service calls this."""
+    lock = active_lock(patient, timepoint)
+    if lock is not None:
+        raise ValidationError(lock_message(lock))
+
+
+def end_follow_up(
+    *, patient: Patient, on: datetime.date, reason: str, note: str = "", user: Any, expected_version: int
+) -> Patient:
+    """End the patient's participation: she leaves the worklist and the reminders.
+
+    Survival is unaffected: it is censored at the last contact as for everyone.
+    """
+    if reason not in FollowUpEndReason.values:
+        raise ValidationError({"follow_up_end_reason": "Choose why follow-up ended."})
+    if reason == FollowUpEndReason.OTHER and not note.strip():
+        raise ValidationError({"follow_up_end_note": "Explain the reason when it is 'Other'."})
+    if on is None or on > today():
+        raise ValidationError({"follow_up_ended": "Give the date follow-up ended (today or earlier)."})
+    if on < patient.enrolment_date:
+        raise ValidationError({"follow_up_ended": "Follow-up cannot end before the enrolment date."})
+    ensure_not_locked(patient)
+    patient.follow_up_ended = on
+    patient.follow_up_end_reason = reason
+    patient.follow_up_end_note = note
+    label = FollowUpEndReason(reason).label
+    with transaction.atomic():
+        save_audited(
+            patient,
+            user=user,
+            reason=f"Follow-up ended: {label}" + (f" ({note})" if note else ""),
+            expected_version=expected_version,
+        )
+    return patient

@@ -4,7 +4,7 @@ from django.core.paginator import Paginator
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 
-from accounts.permissions import admin_required, data_entry_required, scope_to_sites
+from accounts.permissions import admin_required, case_read_required, data_entry_required, scope_to_sites
 from audit.models import AuditEvent
 from audit.services import record_access, save_audited
 from patients import selectors, services
@@ -17,7 +17,7 @@ from registry.uploads import inert_download
 PAGE_SIZE = 25
 
 
-@data_entry_required
+@case_read_required
 def patient_list(request: HttpRequest) -> HttpResponse:
     form = PatientSearchForm(request.GET)
     query = form.cleaned_data["q"] if form.is_valid() else ""
@@ -112,7 +112,7 @@ def _get_consent_for_user(request: HttpRequest, pk: int) -> Consent:
     return get_object_or_404(scope_to_sites(consents, request.user, "patient__site"), pk=pk)
 
 
-@data_entry_required
+@case_read_required
 def consent_detail(request: HttpRequest, pk: int) -> HttpResponse:
     consent = _get_consent_for_user(request, pk)
     others = consent.patient.consents.select_related("consent_version").exclude(pk=consent.pk)
@@ -120,7 +120,7 @@ def consent_detail(request: HttpRequest, pk: int) -> HttpResponse:
     return render(request, "patients/consent_detail.html", context)
 
 
-@data_entry_required
+@case_read_required
 def consent_document(request: HttpRequest, pk: int) -> HttpResponse:
     """The signed PDF, only through this permission check (MEDIA_URL is never served)."""
     consent = _get_consent_for_user(request, pk)

@@ -132,3 +132,8 @@ def admin_user(site):
 @pytest.fixture
 def other_nurse(other_site):
     return _user("nurse", other_site, username="other_nurse")
+
+
+@pytest.fixture
+def monitor(site):
+    return _user("monitor", site, username="monitor")

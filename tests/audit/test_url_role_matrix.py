@@ -15,47 +15,59 @@ from typing import Any
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import URLPattern, URLResolver, get_resolver
+from django.utils import timezone
 
-from patients.models import Consent
+from oversight.models import DataQuery
+from patients.models import CaseLock, Consent
 from patients.services import record_consent
 from tests.factories import ConsentVersionFactory, PatientFactory, ProcedureFactory
 
 pytestmark = pytest.mark.django_db
 
 LOGIN, REDIRECT = "login", "redirect"
-ROLES = ("anonymous", "nurse", "other_nurse", "investigator", "admin_user")
+ROLES = ("anonymous", "nurse", "other_nurse", "investigator", "admin_user", "monitor")
 
 
-def _answers(anonymous: Any, nurse: Any, other_nurse: Any, investigator: Any, admin: Any) -> dict[str, Any]:
-    return dict(zip(ROLES, (anonymous, nurse, other_nurse, investigator, admin), strict=True))
+def _answers(
+    anonymous: Any, nurse: Any, other_nurse: Any, investigator: Any, admin: Any, monitor: Any
+) -> dict[str, Any]:
+    return dict(zip(ROLES, (anonymous, nurse, other_nurse, investigator, admin, monitor), strict=True))
 
 
-ANYONE_LOGGED_IN = _answers(LOGIN, 200, 200, 200, 200)
-ADMIN_ONLY = _answers(LOGIN, 403, 403, 403, 200)
-DATA_ENTRY = _answers(LOGIN, 200, 200, 403, 200)  # lists and forms scoped to the user's sites
-DATA_ENTRY_OF_SITE = _answers(LOGIN, 200, 404, 403, 200)  # one object of site PSP: other sites get 404
+# The monitor (site PSP) reads every case of her sites, identified, and never edits a value.
+ANYONE_LOGGED_IN = _answers(LOGIN, 200, 200, 200, 200, 200)
+ADMIN_ONLY = _answers(LOGIN, 403, 403, 403, 200, 403)
+DATA_ENTRY = _answers(LOGIN, 200, 200, 403, 200, 403)  # lists and forms scoped to the user's sites
+DATA_ENTRY_OF_SITE = _answers(LOGIN, 200, 404, 403, 200, 403)  # one object of site PSP: other sites get 404
+CASE_READ = _answers(LOGIN, 200, 200, 403, 200, 200)  # the identified case: nurses, the monitor, admins
+CASE_READ_OF_SITE = _answers(LOGIN, 200, 404, 403, 200, 200)
+MONITORING = _answers(LOGIN, 403, 403, 200, 200, 200)  # monitors, investigators and admins
+POST_ONLY = _answers(405, 405, 405, 405, 405, 405)
 
 # route (as the resolver spells it) -> (path to request, expected answer per role)
 MATRIX: dict[str, tuple[str, dict[str, Any]]] = {
-    "": ("/", _answers(LOGIN, REDIRECT, REDIRECT, REDIRECT, REDIRECT)),
+    "": ("/", _answers(LOGIN, REDIRECT, REDIRECT, REDIRECT, REDIRECT, REDIRECT)),
     # accounts
-    "accounts/login/": ("/accounts/login/", _answers(200, 200, 200, 200, 200)),
-    "accounts/logout/": ("/accounts/logout/", _answers(405, 405, 405, 405, 405)),  # POST only
+    "accounts/login/": ("/accounts/login/", _answers(200, 200, 200, 200, 200, 200)),
+    "accounts/logout/": ("/accounts/logout/", _answers(405, 405, 405, 405, 405, 405)),  # POST only
     "accounts/password/": ("/accounts/password/", ANYONE_LOGGED_IN),
     "accounts/password/done/": ("/accounts/password/done/", ANYONE_LOGGED_IN),
     # second factor: the admin has one (and a verified session), the nurses and the investigator none
-    "accounts/two-factor/": ("/accounts/two-factor/", _answers(LOGIN, REDIRECT, REDIRECT, REDIRECT, 200)),
-    "accounts/two-factor/enrol/": ("/accounts/two-factor/enrol/", _answers(LOGIN, 200, 200, 200, REDIRECT)),
+    "accounts/two-factor/": ("/accounts/two-factor/", _answers(LOGIN, REDIRECT, REDIRECT, REDIRECT, 200, REDIRECT)),
+    "accounts/two-factor/enrol/": ("/accounts/two-factor/enrol/", _answers(LOGIN, 200, 200, 200, REDIRECT, 200)),
     "accounts/two-factor/verify/": (
         "/accounts/two-factor/verify/",
-        _answers(LOGIN, REDIRECT, REDIRECT, REDIRECT, REDIRECT),
+        _answers(LOGIN, REDIRECT, REDIRECT, REDIRECT, REDIRECT, REDIRECT),
     ),
-    "accounts/two-factor/remove/": ("/accounts/two-factor/remove/", _answers(LOGIN, 405, 405, 405, 405)),  # POST only
+    "accounts/two-factor/remove/": (
+        "/accounts/two-factor/remove/",
+        _answers(LOGIN, 405, 405, 405, 405, 405),
+    ),  # POST only
     # patients (data entry)
-    "patients/": ("/patients/", DATA_ENTRY),
+    "patients/": ("/patients/", CASE_READ),
     "patients/worklist/": ("/patients/worklist/", DATA_ENTRY),
     "patients/enrol/": ("/patients/enrol/", DATA_ENTRY),
-    "patients/<str:study_id>/": ("/patients/{study_id}/", DATA_ENTRY_OF_SITE),
+    "patients/<str:study_id>/": ("/patients/{study_id}/", CASE_READ_OF_SITE),
     "patients/<str:study_id>/edit/": ("/patients/{study_id}/edit/", DATA_ENTRY_OF_SITE),
     "patients/<str:study_id>/consent/": ("/patients/{study_id}/consent/", DATA_ENTRY_OF_SITE),
     # procedures and visits (data entry)
@@ -64,9 +76,9 @@ MATRIX: dict[str, tuple[str, dict[str, Any]]] = {
     "visits/<str:study_id>/<str:timepoint>/": ("/visits/{study_id}/m1/", DATA_ENTRY_OF_SITE),
     # dashboard (every role, own sites; the JSON API answers 403, not a redirect)
     "dashboard/": ("/dashboard/", ANYONE_LOGGED_IN),
-    "dashboard/summary.json": ("/dashboard/summary.json", _answers(403, 200, 200, 200, 200)),
+    "dashboard/summary.json": ("/dashboard/summary.json", _answers(403, 200, 200, 200, 200, 200)),
     # exports (investigators and admins; nurses enter data but do not export)
-    "exports/": ("/exports/", _answers(LOGIN, 403, 403, 200, 200)),
+    "exports/": ("/exports/", _answers(LOGIN, 403, 403, 200, 200, 403)),
     "exports/log/": ("/exports/log/", ADMIN_ONLY),
     # audit
     "audit/": ("/audit/", ADMIN_ONLY),
@@ -80,17 +92,36 @@ MATRIX: dict[str, tuple[str, dict[str, Any]]] = {
     "patients/consent-versions/<int:pk>/form/": ("/patients/consent-versions/{version}/form/", DATA_ENTRY),
     "audit/consents/": ("/audit/consents/", ADMIN_ONLY),
     "audit/consents/register.csv": ("/audit/consents/register.csv", ADMIN_ONLY),
-    "patients/consents/<int:pk>/": ("/patients/consents/{consent}/", DATA_ENTRY_OF_SITE),
-    "patients/consents/<int:pk>/document/": ("/patients/consents/{consent}/document/", DATA_ENTRY_OF_SITE),
+    "patients/consents/<int:pk>/": ("/patients/consents/{consent}/", CASE_READ_OF_SITE),
+    "patients/consents/<int:pk>/document/": ("/patients/consents/{consent}/document/", CASE_READ_OF_SITE),
     "patients/consents/<int:pk>/withdraw/": ("/patients/consents/{consent}/withdraw/", DATA_ENTRY_OF_SITE),
+    # study monitoring
+    "audit/monitoring/": ("/audit/monitoring/", MONITORING),
+    "audit/queries/new/<str:study_id>/": ("/audit/queries/new/{study_id}/", _answers(LOGIN, 403, 403, 200, 200, 200)),
+    "audit/queries/<int:pk>/": ("/audit/queries/{query}/", _answers(LOGIN, 200, 404, 200, 200, 200)),
+    "audit/patients/<str:study_id>/verify/": ("/audit/patients/{study_id}/verify/", POST_ONLY),
+    "audit/patients/<str:study_id>/sign/": (
+        "/audit/patients/{study_id}/sign/",
+        _answers(LOGIN, 403, 403, 200, 403, 403),
+    ),
+    "audit/patients/<str:study_id>/end-follow-up/": (
+        "/audit/patients/{study_id}/end-follow-up/",
+        _answers(LOGIN, 200, 404, 403, 200, 403),
+    ),
+    "audit/locks/<int:pk>/unlock/": ("/audit/locks/{lock}/unlock/", ADMIN_ONLY),
+    "audit/visits/close-missed/": ("/audit/visits/close-missed/", POST_ONLY),
+    "audit/quality/": ("/audit/quality/", MONITORING),
+    "audit/quality.csv": ("/audit/quality.csv", MONITORING),
+    "audit/completeness/": ("/audit/completeness/", MONITORING),
+    "audit/completeness.json": ("/audit/completeness.json", MONITORING),
 }
 
 ADMIN_LOGIN = "admin_login"
 ADMIN_SAMPLES: dict[str, dict[str, Any]] = {
-    "/admin/": _answers(ADMIN_LOGIN, ADMIN_LOGIN, ADMIN_LOGIN, ADMIN_LOGIN, 200),
-    "/admin/patients/patient/": _answers(ADMIN_LOGIN, ADMIN_LOGIN, ADMIN_LOGIN, ADMIN_LOGIN, 200),
-    "/admin/audit/auditevent/": _answers(ADMIN_LOGIN, ADMIN_LOGIN, ADMIN_LOGIN, ADMIN_LOGIN, 200),
-    "/admin/audit/auditevent/add/": _answers(ADMIN_LOGIN, ADMIN_LOGIN, ADMIN_LOGIN, ADMIN_LOGIN, 403),
+    "/admin/": _answers(ADMIN_LOGIN, ADMIN_LOGIN, ADMIN_LOGIN, ADMIN_LOGIN, 200, ADMIN_LOGIN),
+    "/admin/patients/patient/": _answers(ADMIN_LOGIN, ADMIN_LOGIN, ADMIN_LOGIN, ADMIN_LOGIN, 200, ADMIN_LOGIN),
+    "/admin/audit/auditevent/": _answers(ADMIN_LOGIN, ADMIN_LOGIN, ADMIN_LOGIN, ADMIN_LOGIN, 200, ADMIN_LOGIN),
+    "/admin/audit/auditevent/add/": _answers(ADMIN_LOGIN, ADMIN_LOGIN, ADMIN_LOGIN, ADMIN_LOGIN, 403, ADMIN_LOGIN),
 }
 
 
@@ -113,7 +144,7 @@ def test_every_url_is_in_the_matrix():
 
 
 @pytest.fixture
-def world(site, other_site, nurse):
+def world(site, other_site, nurse, investigator):
     """A consented PSP patient with a signed PDF and a procedure; a version with its blank form."""
     version = ConsentVersionFactory(blank_form=SimpleUploadedFile("blank.pdf", b"%PDF blank"))
     patient = PatientFactory(site=site, full_name="Mariam Quistgaard", mrn="MRN-SECRET-77")
@@ -130,7 +161,22 @@ def world(site, other_site, nurse):
         document=SimpleUploadedFile("signed.pdf", b"%PDF signed"),
     )
     procedure = ProcedureFactory(patient=patient)
+    query = DataQuery.objects.create(
+        patient=patient,
+        record_model="procedures.Procedure",
+        record_pk=procedure.pk,
+        record_label="Procedure 1",
+        field="cement_volume_ml",
+        field_label="Cement volume injected (mL)",
+        question="Please check the volume against the operative note.",
+    )
+    other = PatientFactory(site=site)
+    lock = CaseLock.objects.create(
+        patient=other, signed_by=investigator, signed_by_name="Dr I", signed_at=timezone.now(), meaning=CaseLock.MEANING
+    )
     return {
+        "query": query.pk,
+        "lock": lock.pk,
         "patient": patient,
         "study_id": patient.study_id,
         "consent": consent.pk,

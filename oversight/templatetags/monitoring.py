@@ -1,0 +1,65 @@
+"""The monitoring parts other pages include: a case's queries, verification and signatures on the
+patient page, and the open queries and long-missed visits at the top of the nurse's worklist."""
+
+from typing import Any
+
+from django import template
+
+from accounts.permissions import scope_to_sites
+from oversight.models import DataQuery
+from patients.models import CaseLock
+from registry import dates
+
+register = template.Library()
+
+
+@register.inclusion_tag("oversight/_case_monitoring.html", takes_context=True)
+def case_monitoring(context: Any, patient: Any) -> dict[str, Any]:
+    user = context["user"]
+    queries = list(patient.queries.select_related("raised_by").order_by("state", "-raised_at"))
+    records = [
+        *((f"patients.Patient:{patient.pk}", "Patient"),),
+        *((f"procedures.Procedure:{p.pk}", f"Procedure {p.procedure_number}") for p in patient.procedures.all()),
+        *(
+            (f"outcomes.FollowUp:{v.pk}", f"{v.get_timepoint_display().split(' (')[0]} visit")
+            for v in patient.followups.all()
+        ),
+    ]
+    return {
+        "user": user,
+        "patient": patient,
+        "queries": queries,
+        "open_count": sum(q.state != DataQuery.State.CLOSED for q in queries),
+        "locks": list(patient.locks.select_related("signed_by", "unlocked_by")),
+        "active_locks": [lk for lk in patient.locks.all() if lk.unlocked_at is None],
+        "verifications": list(patient.verifications.select_related("verified_by")),
+        "records": records,
+        "procedures": list(patient.procedures.all()),
+        "visits": list(patient.followups.all()),
+        "csrf_token": context.get("csrf_token"),
+        "may_raise": user.is_superuser or user.role in ("monitor", "investigator", "admin"),
+        "may_verify": user.is_superuser or user.role in ("monitor", "admin"),
+        "may_end": user.can_enter_data and not patient.follow_up_ended,
+    }
+
+
+@register.inclusion_tag("oversight/_worklist_monitoring.html", takes_context=True)
+def worklist_monitoring(context: Any) -> dict[str, Any]:
+    from oversight.monitoring_views import long_missed, missed_after_days
+
+    user = context["user"]
+    queries = scope_to_sites(
+        DataQuery.objects.filter(state=DataQuery.State.OPEN).select_related("patient"), user, "patient__site"
+    ).order_by("raised_at")
+    return {
+        "queries": list(queries[:100]),
+        "query_total": queries.count(),
+        "missed": long_missed(user, dates.today()),
+        "missed_after": missed_after_days(),
+        "csrf_token": context.get("csrf_token"),
+    }
+
+
+@register.simple_tag
+def lock_of(patient: Any) -> Any:
+    return CaseLock.objects.active().filter(patient=patient, timepoint="").first()
