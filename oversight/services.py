@@ -113,12 +113,16 @@ def raise_query(*, record: models.Model, field: str, question: str, user: Any, r
     return query
 
 
-def _transition(query: DataQuery, *, user: Any, kind: str, text: str, new_state: str) -> DataQuery:
+def _transition(
+    query: DataQuery, *, user: Any, kind: str, text: str, new_state: str, allowed_from: tuple[str, ...], refusal: str
+) -> DataQuery:
     if not text.strip():
         raise ValidationError({"text": "Write the message: it goes into the query's thread and the audit trail."})
     with transaction.atomic():
         current = DataQuery.objects.select_for_update().select_related("patient__site").get(pk=query.pk)
         old = current.state
+        if old not in allowed_from:
+            raise ValidationError(refusal)
         current.state = new_state
         current.save()
         QueryMessage.objects.create(query=current, kind=kind, text=text.strip(), author=user)
@@ -134,27 +138,51 @@ def _transition(query: DataQuery, *, user: Any, kind: str, text: str, new_state:
     return current
 
 
+OPEN, ANSWERED, CLOSED = DataQuery.State.OPEN, DataQuery.State.ANSWERED, DataQuery.State.CLOSED
+
+
 def answer_query(*, query: DataQuery, user: Any, text: str) -> DataQuery:
     """The site's nurse (or an admin) answers; the query waits for the monitor."""
     if not _may(user, ANSWERERS, query.patient):
         raise PermissionDenied
-    if query.state == DataQuery.State.CLOSED:
-        raise ValidationError("This query is closed; ask the monitor to re-open it.")
-    return _transition(query, user=user, kind=QueryMessage.Kind.ANSWER, text=text, new_state=DataQuery.State.ANSWERED)
+    refusal = "This query is closed; ask the monitor to re-open it."
+    return _transition(
+        query,
+        user=user,
+        kind=QueryMessage.Kind.ANSWER,
+        text=text,
+        new_state=ANSWERED,
+        allowed_from=(OPEN, ANSWERED),
+        refusal=refusal,
+    )
 
 
 def close_query(*, query: DataQuery, user: Any, text: str) -> DataQuery:
     if not _may(user, RAISERS, query.patient):
         raise PermissionDenied
-    if query.state == DataQuery.State.CLOSED:
-        raise ValidationError("This query is already closed.")
-    return _transition(query, user=user, kind=QueryMessage.Kind.CLOSE, text=text, new_state=DataQuery.State.CLOSED)
+    return _transition(
+        query,
+        user=user,
+        kind=QueryMessage.Kind.CLOSE,
+        text=text,
+        new_state=CLOSED,
+        allowed_from=(OPEN, ANSWERED),
+        refusal="This query is already closed.",
+    )
 
 
 def reopen_query(*, query: DataQuery, user: Any, text: str) -> DataQuery:
     if not _may(user, RAISERS, query.patient):
         raise PermissionDenied
-    return _transition(query, user=user, kind=QueryMessage.Kind.REOPEN, text=text, new_state=DataQuery.State.OPEN)
+    return _transition(
+        query,
+        user=user,
+        kind=QueryMessage.Kind.REOPEN,
+        text=text,
+        new_state=OPEN,
+        allowed_from=(ANSWERED, CLOSED),
+        refusal="This query is already open.",
+    )
 
 
 # --- source data verification ------------------------------------------------
