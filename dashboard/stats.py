@@ -77,16 +77,24 @@ def exact(value: float) -> float:
     return round(value, EXACT_DECIMALS) + 0.0  # + 0.0 turns -0.0 into 0.0
 
 
-def mean(values: Sequence[Number]) -> float | None:
+def _array(values: Sequence[Number] | np.ndarray) -> np.ndarray:
+    return values if isinstance(values, np.ndarray) else np.asarray(values, dtype=float)
+
+
+def _item(value: np.generic) -> Number:
+    return value.item()  # type: ignore[no-any-return]
+
+
+def mean(values: Sequence[Number] | np.ndarray) -> float | None:
     return float(np.mean(values)) if len(values) else None
 
 
-def sd(values: Sequence[Number]) -> float | None:
+def sd(values: Sequence[Number] | np.ndarray) -> float | None:
     """Sample standard deviation (n - 1); None below two values."""
     return float(np.std(values, ddof=1)) if len(values) >= 2 else None
 
 
-def quartiles(values: Sequence[Number]) -> tuple[float, float, float] | tuple[None, None, None]:
+def quartiles(values: Sequence[Number] | np.ndarray) -> tuple[float, float, float] | tuple[None, None, None]:
     """(Q1, median, Q3) by SPSS's weighted-average definition (numpy "weibull")."""
     if not len(values):
         return None, None, None
@@ -94,14 +102,18 @@ def quartiles(values: Sequence[Number]) -> tuple[float, float, float] | tuple[No
     return float(q1), float(median), float(q3)
 
 
-def descriptives(values: Sequence[Number]) -> Descriptives:
-    """n, mean, sample SD, min and max (min/max keep the values' own type)."""
-    if not values:
+def descriptives(values: Sequence[Number] | np.ndarray) -> Descriptives:
+    """n, mean, sample SD, min and max (min/max keep the values' own type: int or float)."""
+    if not len(values):
         return {"n": 0, "mean": None, "sd": None, "min": None, "max": None}
-    return {"n": len(values), "mean": mean(values), "sd": sd(values), "min": min(values), "max": max(values)}
+    if isinstance(values, np.ndarray):
+        low, high = _item(values.min()), _item(values.max())
+    else:
+        low, high = min(values), max(values)
+    return {"n": len(values), "mean": mean(values), "sd": sd(values), "min": low, "max": high}
 
 
-def location(values: Sequence[Number]) -> Location:
+def location(values: Sequence[Number] | np.ndarray) -> Location:
     q1, median, q3 = quartiles(values)
     return {"mean": mean(values), "sd": sd(values), "median": median, "q1": q1, "q3": q3}
 
@@ -117,12 +129,17 @@ def complete_pairs(
     return [baseline[k] for k in keys], [followup[k] for k in keys]  # type: ignore[misc]
 
 
-def differences(baseline: Sequence[Number], followup: Sequence[Number]) -> list[float]:
-    """Follow-up minus baseline, rounded for comparisons and ranking (see module docstring)."""
-    return [exact(float(f) - float(b)) for b, f in zip(baseline, followup, strict=True)]
+def differences(baseline: Sequence[Number] | np.ndarray, followup: Sequence[Number] | np.ndarray) -> np.ndarray:
+    """Follow-up minus baseline, rounded for comparisons and ranking (see module docstring).
+
+    numpy's rounding to 9 decimals gives the same float as Python's round() here: the differences
+    of stored values are never within float noise of a half at the 10th decimal."""
+    if len(baseline) != len(followup):
+        raise ValueError("baseline and followup differ in length")
+    return np.round(_array(followup) - _array(baseline), EXACT_DECIMALS) + 0.0  # + 0.0 turns -0.0 into 0.0
 
 
-def ci95_mean(values: Sequence[float]) -> list[float] | None:
+def ci95_mean(values: Sequence[float] | np.ndarray) -> list[float] | None:
     """95 % confidence interval of a mean, from the t distribution."""
     n = len(values)
     if n < 2:
@@ -132,27 +149,48 @@ def ci95_mean(values: Sequence[float]) -> list[float] | None:
     return [m - half, m + half]
 
 
-def paired_t(baseline: Sequence[Number], followup: Sequence[Number]) -> tuple[float | None, float | None]:
+def _all_equal(values: np.ndarray) -> bool:
+    return bool(len(values) == 0 or np.all(values == values[0]))
+
+
+def paired_t(
+    baseline: Sequence[Number] | np.ndarray,
+    followup: Sequence[Number] | np.ndarray,
+    exact_diffs: np.ndarray | None = None,
+) -> tuple[float | None, float | None]:
     """(t, p) of the paired t test; None when n < 2 or every difference is the same."""
-    if len(baseline) < 2 or len(set(differences(baseline, followup))) == 1:
+    diffs = differences(baseline, followup) if exact_diffs is None else exact_diffs
+    if len(baseline) < 2 or _all_equal(diffs):
         return None, None
-    result = sps.ttest_rel(np.asarray(followup, dtype=float), np.asarray(baseline, dtype=float))
+    result = sps.ttest_rel(_array(followup), _array(baseline))
     return float(result.statistic), float(result.pvalue)
 
 
-def wilcoxon_p(baseline: Sequence[Number], followup: Sequence[Number]) -> float | None:
+def wilcoxon_p(
+    baseline: Sequence[Number] | np.ndarray,
+    followup: Sequence[Number] | np.ndarray,
+    exact_diffs: np.ndarray | None = None,
+) -> float | None:
     """Wilcoxon signed-rank p as SPSS computes it: zero differences dropped, normal
     approximation with tie correction, no continuity correction. None when every
-    difference is zero (or n < 2)."""
-    diffs = differences(baseline, followup)
-    if len(diffs) < 2 or all(d == 0 for d in diffs):
+    difference is zero (or n < 2). `exact_diffs`: the differences as exact numbers
+    (e.g. integers in a finer unit); only their signs, order and ties matter."""
+    diffs = differences(baseline, followup) if exact_diffs is None else np.asarray(exact_diffs)
+    if len(diffs) < 2 or not np.any(diffs != 0):
         return None
-    result = sps.wilcoxon(diffs, zero_method="wilcox", correction=False, method="approx")
+    result = sps.wilcoxon(diffs.astype(float), zero_method="wilcox", correction=False, method="approx")
     return float(result.pvalue)
 
 
-def paired_comparison(baseline: Sequence[Number], followup: Sequence[Number]) -> PairedComparison:
-    """A follow-up compared with baseline over complete pairs (summary.md outcome block)."""
+def paired_comparison(
+    baseline: Sequence[Number] | np.ndarray,
+    followup: Sequence[Number] | np.ndarray,
+    exact_diffs: np.ndarray | None = None,
+) -> PairedComparison:
+    """A follow-up compared with baseline over complete pairs (summary.md outcome block).
+
+    `exact_diffs` (optional): follow-up minus baseline as exact numbers in any unit (integer
+    tenths of VAS, ODI in 1/126 points), used for ties, equal and zero differences."""
     n = len(baseline)
     if n < 2:
         empty: Location = {"mean": None, "sd": None, "median": None, "q1": None, "q3": None}
@@ -165,16 +203,18 @@ def paired_comparison(baseline: Sequence[Number], followup: Sequence[Number]) ->
             "p_ttest": None,
             "p_wilcoxon": None,
         }
-    raw_diffs = [float(f) - float(b) for b, f in zip(baseline, followup, strict=True)]
-    t, p_ttest = paired_t(baseline, followup)
+    base, follow = _array(baseline).astype(float), _array(followup).astype(float)
+    raw_diffs = follow - base
+    exact_d = differences(base, follow) if exact_diffs is None else exact_diffs
+    t, p_ttest = paired_t(base, follow, exact_d)
     return {
         "n": n,
-        "baseline": location(baseline),
-        "followup": location(followup),
+        "baseline": location(base),
+        "followup": location(follow),
         "diff": {"mean": mean(raw_diffs), "sd": sd(raw_diffs), "ci95": ci95_mean(raw_diffs)},
         "t": t,
         "p_ttest": p_ttest,
-        "p_wilcoxon": wilcoxon_p(baseline, followup),
+        "p_wilcoxon": wilcoxon_p(base, follow, exact_d),
     }
 
 
@@ -192,17 +232,37 @@ def responders(
     """Clinically important improvement, each over its own pairs: VAS drop >= 3 points and
     VAS drop >= 30 % of baseline over `vas_of` (patients with both VAS values), ODI drop
     >= 10 points over `odi_of` (patients with both ODI scores). A baseline of 0 cannot
-    drop, so it is never a 30 % responder (a drop of 0 is not a drop)."""
-    vas_drops = [-d for d in differences(vas_baseline, vas_followup)]
-    odi_drops = [-d for d in differences(odi_baseline, odi_followup)]
+    drop, so it is never a 30 % responder (a drop of 0 is not a drop). Floats: differences
+    rounded (module docstring); `responders_exact` does the same on integers."""
+    vas_drops = -differences(vas_baseline, vas_followup)
+    odi_drops = -differences(odi_baseline, odi_followup)
+    vas_b = _array(vas_baseline)
+    thirty = np.round(0.3 * vas_b, EXACT_DECIMALS)
     return {
-        "vas_drop_ge_3": sum(d >= 3 for d in vas_drops),
-        "vas_drop_ge_30pct": sum(
-            d > 0 and d >= exact(0.3 * float(b)) for d, b in zip(vas_drops, vas_baseline, strict=True)
-        ),
-        "odi_drop_ge_10": sum(d >= 10 for d in odi_drops),
+        "vas_drop_ge_3": int(np.count_nonzero(vas_drops >= 3)),
+        "vas_drop_ge_30pct": int(np.count_nonzero((vas_drops > 0) & (vas_drops >= thirty))),
+        "odi_drop_ge_10": int(np.count_nonzero(odi_drops >= 10)),
         "vas_of": len(vas_drops),
         "odi_of": len(odi_drops),
+    }
+
+
+def responders_exact(
+    vas_baseline10: np.ndarray,
+    vas_followup10: np.ndarray,
+    odi_baseline: np.ndarray,
+    odi_followup: np.ndarray,
+    odi_unit: int,
+) -> Responders:
+    """`responders` on exact integers: VAS in tenths of a point, ODI in 1/`odi_unit` points."""
+    vas_drop = vas_baseline10.astype(np.int64) - vas_followup10
+    odi_drop = odi_baseline.astype(np.int64) - odi_followup
+    return {
+        "vas_drop_ge_3": int(np.count_nonzero(vas_drop >= 30)),
+        "vas_drop_ge_30pct": int(np.count_nonzero((vas_drop > 0) & (10 * vas_drop >= 3 * vas_baseline10))),
+        "odi_drop_ge_10": int(np.count_nonzero(odi_drop >= 10 * odi_unit)),
+        "vas_of": len(vas_drop),
+        "odi_of": len(odi_drop),
     }
 
 
@@ -212,15 +272,18 @@ def opioid_change_category(baseline: int, followup: int) -> str:
     return "unchanged" if followup == baseline else "increased"
 
 
-def opioid_change(baseline: Sequence[int], followup: Sequence[int]) -> OpioidChange:
+def opioid_change(baseline: Sequence[int] | np.ndarray, followup: Sequence[int] | np.ndarray) -> OpioidChange:
     """Number of opioids after vs before: stopped / decreased (not to 0) / unchanged / increased."""
-    counts = Counter(opioid_change_category(b, f) for b, f in zip(baseline, followup, strict=True))
+    b, f = np.asarray(baseline, dtype=np.int64), np.asarray(followup, dtype=np.int64)
+    if b.shape != f.shape:
+        raise ValueError("baseline and followup differ in length")
+    lower = f < b
     return {
-        "stopped": counts["stopped"],
-        "decreased": counts["decreased"],
-        "unchanged": counts["unchanged"],
-        "increased": counts["increased"],
-        "of": len(baseline),
+        "stopped": int(np.count_nonzero(lower & (f == 0))),
+        "decreased": int(np.count_nonzero(lower & (f != 0))),
+        "unchanged": int(np.count_nonzero(f == b)),
+        "increased": int(np.count_nonzero(f > b)),
+        "of": len(b),
     }
 
 

@@ -1,134 +1,163 @@
-"""The registry summary (shared/crf/summary.md) and the page's chart data, from cohort rows.
+"""The registry summary (shared/crf/summary.md) and the page's chart data, from the cohort's columns.
 
-`selectors.cohort_rows` pulls the rows; this module turns them into value
-lists (intervals through `registry.scoring`, the one place for derived values)
-and hands those to `dashboard.stats`. The page, `summary.json` and
-`manage.py registry_summary` all call `registry_summary`.
+`selectors.cohort_columns` reads one row per analysed patient as numpy
+columns; this module selects the complete pairs, categories and intervals with
+vectorised numpy and hands the value arrays to `dashboard.stats`. Thresholds,
+ties and equal differences are decided on integers (VAS in tenths, ODI in
+1/126 points). The page, `summary.json` and `manage.py registry_summary` all
+call `build_summary` on the same columns.
 """
 
 import datetime
 import platform
-from collections import Counter, defaultdict
+from collections import Counter
 from typing import Any
 
 import numpy
+import numpy as np
 import scipy
 from django.conf import settings
 from django.utils.translation import gettext, ngettext
 
 from accounts.models import User
 from dashboard import stats
-from dashboard.selectors import CohortRows, Row, cohort_rows
+from dashboard.selectors import (
+    APPROACHES,
+    COMPLICATION_TYPES,
+    LEAK_SITES,
+    LEVEL_CODES,
+    NONE,
+    ODI_UNITS,
+    SEXES,
+    TUMOURS,
+    Cohort,
+    cohort_columns,
+)
 from outcomes.models import Timepoint
-from procedures.models import LEVELS, Complication, Procedure
-from registry.scoring import days_between, months_between
+from procedures.models import Complication, Procedure
+from registry.scoring import DAYS_PER_MONTH
 
 MEASURES = ("vas", "odi", "opioid_count", "mme_per_day")
-FIELD = {"vas": "vas", "odi": "odi_score", "opioid_count": "opioid_count", "mme_per_day": "mme_per_day"}
+COLUMN = {"vas": "vas10", "odi": "odiu", "opioid_count": "opioids", "mme_per_day": "mme"}
 FOLLOWUP_TIMEPOINTS = [tp for tp in Timepoint.values if tp != Timepoint.BASELINE]
-LEVEL_ORDER = [code for code, _ in LEVELS]
 
 
 def registry_summary(user: User | None, filters: dict[str, Any]) -> dict[str, Any]:
     """The summary for `user`'s sites (None = study-wide); `filters` as CohortFilterForm.as_filters() gives them."""
-    return build_summary(cohort_rows(user, filters), filters)
+    return build_summary(cohort_columns(user, filters), filters)
 
 
-def build_summary(rows: CohortRows, filters: dict[str, Any], now: datetime.datetime | None = None) -> dict[str, Any]:
+def _raw(cohort: Cohort, measure: str, timepoint: str) -> tuple[np.ndarray, np.ndarray]:
+    """(values as stored units, present?) of one measure at one timepoint."""
+    values = cohort[f"{COLUMN[measure]}_{timepoint}"]
+    present = ~np.isnan(values) if measure == "mme_per_day" else values != NONE
+    return values, present
+
+
+def _as_float(measure: str, values: np.ndarray) -> np.ndarray:
+    if measure == "vas":
+        return values / 10.0
+    if measure == "odi":
+        return values / float(ODI_UNITS)
+    return values.astype(float)
+
+
+def paired(cohort: Cohort, measure: str, timepoint: str) -> tuple[np.ndarray, np.ndarray]:
+    """(baseline, follow-up) in stored units over the patients who have both (complete cases)."""
+    base, has_base = _raw(cohort, measure, "baseline")
+    follow, has_follow = _raw(cohort, measure, timepoint)
+    both = has_base & has_follow
+    return base[both], follow[both]
+
+
+def _comparison(cohort: Cohort, measure: str, timepoint: str) -> stats.PairedComparison:
+    base, follow = paired(cohort, measure, timepoint)
+    exact = None if measure == "mme_per_day" else follow - base  # integers: exact differences
+    return stats.paired_comparison(_as_float(measure, base), _as_float(measure, follow), exact)
+
+
+def build_summary(cohort: Cohort, filters: dict[str, Any], now: datetime.datetime | None = None) -> dict[str, Any]:
     now = now or datetime.datetime.now(datetime.UTC)
-    visits = _visits_by_timepoint(rows.followups)
     return {
         "generated_at": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "filters": dict(filters),
         "cohort": {
-            "patients": len(rows.patients),
-            "excluded_withdrawn": rows.excluded_withdrawn,
-            "awaiting_consent": rows.awaiting_consent,
-            "procedures": len(rows.procedures),
+            "patients": len(cohort),
+            "excluded_withdrawn": cohort.excluded_withdrawn,
+            "awaiting_consent": cohort.awaiting_consent,
+            "procedures": int(cohort["procedures"].sum()),
         },
-        "table1": _table1(rows),
+        "table1": _table1(cohort),
         "outcomes": {
-            measure: {tp: stats.paired_comparison(*_pairs(visits, measure, tp)) for tp in FOLLOWUP_TIMEPOINTS}
-            for measure in MEASURES
+            measure: {tp: _comparison(cohort, measure, tp) for tp in FOLLOWUP_TIMEPOINTS} for measure in MEASURES
         },
         "responders": {
-            tp: stats.responders(*_pairs(visits, "vas", tp), *_pairs(visits, "odi", tp)) for tp in FOLLOWUP_TIMEPOINTS
-        },
-        "opioid_change": {
-            tp: stats.opioid_change(*_pairs(visits, "opioid_count", tp))  # type: ignore[arg-type]
+            tp: stats.responders_exact(*paired(cohort, "vas", tp), *paired(cohort, "odi", tp), ODI_UNITS)
             for tp in FOLLOWUP_TIMEPOINTS
         },
-        "survival": stats.survival_summary(*survival_times(rows)),
+        "opioid_change": {tp: stats.opioid_change(*paired(cohort, "opioid_count", tp)) for tp in FOLLOWUP_TIMEPOINTS},
+        "survival": stats.survival_summary(*survival_times(cohort)),
     }
 
 
-def survival_times(rows: CohortRows) -> tuple[list[int], list[bool]]:
+def survival_times(cohort: Cohort) -> tuple[np.ndarray, np.ndarray]:
     """Days from the index procedure to death (event) or to the last date known alive (censored)."""
-    times, events = [], []
-    for index_date, death_date, last_alive in rows.survival_dates():
-        times.append(days_between(index_date, death_date or last_alive))
-        events.append(death_date is not None)
-    return times, events
+    index = cohort["has_index"] == 1
+    return cohort["time_days"][index], cohort["event"][index] == 1
 
 
-def _visits_by_timepoint(followups: list[Row]) -> dict[str, dict[int, Row]]:
-    visits: dict[str, dict[int, Row]] = defaultdict(dict)
-    for visit in followups:
-        visits[visit["timepoint"]][visit["patient_id"]] = visit
-    return visits
+def _code_counts(codes: np.ndarray, labels: list[str]) -> dict[str, int]:
+    """Occurrences per code (an index into `labels`), most frequent first; zero entries absent."""
+    counts = np.bincount(codes[codes >= 0], minlength=len(labels))
+    order = sorted((int(i) for i in np.nonzero(counts)[0]), key=lambda i: -counts[i])
+    return {labels[i]: int(counts[i]) for i in order}
 
 
-def _values(visits: dict[str, dict[int, Row]], measure: str, timepoint: str) -> dict[int, Any]:
-    return {pid: v[FIELD[measure]] for pid, v in visits.get(timepoint, {}).items()}
+def _bit_counts(masks: np.ndarray, labels: list[str]) -> dict[str, int]:
+    """Patients with each bit (label) set, most frequent first; zero entries absent."""
+    counts = {label: int(np.count_nonzero(masks & (1 << i))) for i, label in enumerate(labels)}
+    return {k: v for k, v in sorted(counts.items(), key=lambda kv: -kv[1]) if v}
 
 
-def _pairs(visits: dict[str, dict[int, Row]], measure: str, timepoint: str) -> tuple[list[Any], list[Any]]:
-    return stats.complete_pairs(_values(visits, measure, "baseline"), _values(visits, measure, timepoint))
+def _pattern(mask: int) -> str:
+    return "|".join(code for i, code in enumerate(LEVEL_CODES) if mask & (1 << i))
 
 
-def _levels_pattern(levels: str) -> str:
-    codes = [c for c in levels.split("|") if c]
-    return "|".join(sorted(codes, key=LEVEL_ORDER.index))
+def _table1(cohort: Cohort) -> dict[str, Any]:
+    index = cohort["has_index"] == 1
 
+    def of_index(name: str) -> np.ndarray:
+        return cohort[name][index]
 
-def _patients_with(rows: list[Row], key: str) -> dict[str, int]:
-    """Patients having at least one row of each `key` value."""
-    return stats.count_map(value for _, value in {(r["patient_id"], r[key]) for r in rows})
-
-
-def _table1(rows: CohortRows) -> dict[str, Any]:
-    index = rows.index_procedures
-    by_patient = {p["id"]: p for p in rows.patients}
-    procs = list(index.values())
-    major_minor = Counter(sev for _, sev in {(c["patient_id"], c["severity"]) for c in rows.complications})
+    masks = of_index("levels_mask")
+    patterns, pattern_counts = np.unique(masks, return_counts=True)
+    n_index = int(np.count_nonzero(index))
+    lesions = sum(bin(int(m)).count("1") * int(c) for m, c in zip(patterns, pattern_counts, strict=True))
     return {
-        "age": stats.descriptives([p["age_at_enrolment"] for p in rows.patients]),
-        "sex": stats.count_map(p["sex"] for p in rows.patients),
-        "primary_tumour": stats.count_map(p["primary_tumour"] for p in rows.patients),
-        "levels_pattern": stats.count_map(_levels_pattern(p["levels_treated"]) for p in procs),
-        "lesions_total": sum(len(_levels_pattern(p["levels_treated"]).split("|")) for p in procs),
-        "technical_success": {"n": sum(bool(p["technical_success"]) for p in procs), "of": len(procs)},
-        "operation_time_min": stats.descriptives([p["operation_time_min"] for p in procs]),
-        "cement_volume_ml": stats.descriptives([p["cement_volume_ml"] for p in procs]),
-        "hospital_stay_days": stats.descriptives(
-            [days_between(p["admission_date"], p["discharge_date"]) for p in procs]
-        ),
-        "imaging_to_procedure_days": stats.descriptives(
-            [days_between(by_patient[p["patient_id"]]["imaging_date"], p["procedure_date"]) for p in procs]
-        ),
-        "symptoms_to_procedure_months": stats.descriptives(
-            [months_between(by_patient[p["patient_id"]]["symptom_onset_date"], p["procedure_date"]) for p in procs]
-        ),
+        "age": stats.descriptives(cohort["age"]),
+        "sex": _code_counts(cohort["sex"], SEXES),
+        "primary_tumour": _code_counts(cohort["tumour"], TUMOURS),
+        "levels_pattern": {
+            _pattern(int(m)): int(c)
+            for m, c in sorted(zip(patterns, pattern_counts, strict=True), key=lambda mc: -mc[1])
+        },
+        "lesions_total": lesions,
+        "technical_success": {"n": int(of_index("technical_success").sum()), "of": n_index},
+        "operation_time_min": stats.descriptives(of_index("operation_time_min")),
+        "cement_volume_ml": stats.descriptives(of_index("cement10") / 10.0),
+        "hospital_stay_days": stats.descriptives(of_index("stay_days")),
+        "imaging_to_procedure_days": stats.descriptives(of_index("imaging_days")),
+        "symptoms_to_procedure_months": stats.descriptives(of_index("symptom_days") / DAYS_PER_MONTH),
         "leakage": {
-            "patients": sum(bool(p["leakage"]) for p in procs),
-            "of": len(procs),
-            "by_site": _patients_with(rows.leakages, "site"),
-            "symptomatic": len({r["patient_id"] for r in rows.leakages if r["symptomatic"]}),
+            "patients": int(of_index("leakage").sum()),
+            "of": n_index,
+            "by_site": _bit_counts(of_index("leak_mask"), LEAK_SITES),
+            "symptomatic": int(of_index("leak_symptomatic").sum()),
         },
         "complications": {
-            "major": major_minor["major"],
-            "minor": major_minor["minor"],
-            "by_type": _patients_with(rows.complications, "type"),
+            "major": int(of_index("major").sum()),
+            "minor": int(of_index("minor").sum()),
+            "by_type": _bit_counts(of_index("complication_mask"), COMPLICATION_TYPES),
         },
     }
 
@@ -136,25 +165,18 @@ def _table1(rows: CohortRows) -> dict[str, Any]:
 # The page: chart data and the methods paragraph (not part of the summary shape).
 
 
-def chart_data(rows: CohortRows) -> dict[str, Any]:
-    """Per-timepoint mean ± SD, each patient's VAS line, opioid counts, leakage by approach."""
-    visits = _visits_by_timepoint(rows.followups)
-    timepoints = [tp for tp in Timepoint.values if visits.get(tp)]
+def chart_data(cohort: Cohort, vas_lines: list[tuple[str, dict[str, float]]], lines_total: int) -> dict[str, Any]:
+    """Per-timepoint mean ± SD, the first patients' VAS lines, opioid counts, leakage by approach, survival."""
+    timepoints = [tp for tp in Timepoint.values if _raw(cohort, "vas", tp)[1].any()]
     labels = {tp: str(label).split(" (")[0] for tp, label in Timepoint.choices}
     return {
         "timepoints": [{"code": tp, "label": labels[tp]} for tp in timepoints],
-        "course": {measure: [_course_point(visits, measure, tp) for tp in timepoints] for measure in ("vas", "odi")},
-        "spaghetti": [
-            {
-                "label": p["study_id"],
-                "vas": [visits.get(tp, {}).get(p["id"], {}).get("vas") for tp in timepoints],
-            }
-            for p in rows.patients
-            if any(p["id"] in visits.get(tp, {}) for tp in timepoints)
-        ],
-        "opioids": _opioid_distribution(visits),
-        "leakage_by_approach": _leakage_by_approach(rows),
-        "survival": survival_curve(rows),
+        "course": {measure: [_course_point(cohort, measure, tp) for tp in timepoints] for measure in ("vas", "odi")},
+        "spaghetti": [{"label": sid, "vas": [vas.get(tp) for tp in timepoints]} for sid, vas in vas_lines],
+        "spaghetti_total": lines_total,
+        "opioids": _opioid_distribution(cohort),
+        "leakage_by_approach": _leakage_by_approach(cohort),
+        "survival": survival_curve(cohort),
     }
 
 
@@ -163,19 +185,21 @@ def _axis_step(last_day: int) -> int:
     return 30 if last_day <= 180 else 91 if last_day <= 730 else 182
 
 
-def survival_curve(rows: CohortRows) -> dict[str, Any]:
+def survival_curve(cohort: Cohort) -> dict[str, Any]:
     """The Kaplan-Meier curve as steps from (0, 1), censoring marks and the number at risk per axis tick."""
-    times, events = survival_times(rows)
+    times, events = survival_times(cohort)
     steps = stats.kaplan_meier(times, events)
-    last_day = max(times, default=0)
+    last_day = int(times.max()) if len(times) else 0
     step = _axis_step(last_day)
     ticks = list(range(0, last_day + step, step))
-    survival_at = [(s["days"], s["survival"]) for s in steps]
+    step_days = np.asarray([s["days"] for s in steps], dtype=np.int64)
+    step_survival = [s["survival"] for s in steps]
 
     def s_at(day: int) -> float:
-        return next((s for d, s in reversed(survival_at) if d <= day), 1.0)
+        i = int(np.searchsorted(step_days, day, side="right"))
+        return step_survival[i - 1] if i else 1.0
 
-    censored = sorted({t for t, e in zip(times, events, strict=True) if not e})
+    censored = np.unique(times[~events]).tolist()
     return {
         "steps": [{"days": 0, "survival": 1.0, "low": 1.0, "high": 1.0}]
         + [{"days": s["days"], "survival": s["survival"], "low": s["ci95"][0], "high": s["ci95"][1]} for s in steps],
@@ -185,54 +209,58 @@ def survival_curve(rows: CohortRows) -> dict[str, Any]:
     }
 
 
-def _course_point(visits: dict[str, dict[int, Row]], measure: str, timepoint: str) -> dict[str, Any]:
-    values = [v for v in _values(visits, measure, timepoint).values() if v is not None]
-    d = stats.descriptives(values)
+def _course_point(cohort: Cohort, measure: str, timepoint: str) -> dict[str, Any]:
+    values, present = _raw(cohort, measure, timepoint)
+    d = stats.descriptives(_as_float(measure, values[present]))
     return {"n": d["n"], "mean": d["mean"], "sd": d["sd"]}
 
 
-def _opioid_distribution(visits: dict[str, dict[int, Row]]) -> dict[str, Any]:
+def _opioid_distribution(cohort: Cohort) -> dict[str, Any]:
     """Patients by number of opioids, at baseline and post-procedure (the paper's comparison)."""
-    counts = {tp: Counter(_values(visits, "opioid_count", tp).values()) for tp in ("baseline", "post")}
-    for c in counts.values():
-        c.pop(None, None)
-    top = max((k for c in counts.values() for k in c), default=0)
+    counts = {}
+    for tp in ("baseline", "post"):
+        values, present = _raw(cohort, "opioid_count", tp)
+        counts[tp] = np.bincount(values[present]) if present.any() else np.zeros(0, dtype=np.int64)
+    top = max((len(c) for c in counts.values()), default=0)
     return {
-        "counts": list(range(top + 1)),
-        "baseline": [counts["baseline"][k] for k in range(top + 1)],
-        "post": [counts["post"][k] for k in range(top + 1)],
+        "counts": list(range(top)) if top else [0],
+        "baseline": [int(counts["baseline"][k]) if k < len(counts["baseline"]) else 0 for k in range(max(top, 1))],
+        "post": [int(counts["post"][k]) if k < len(counts["post"]) else 0 for k in range(max(top, 1))],
     }
 
 
-def _leakage_by_approach(rows: CohortRows) -> list[dict[str, Any]]:
+def _leakage_by_approach(cohort: Cohort) -> list[dict[str, Any]]:
     labels = dict(Procedure.Approach.choices)
-    per: dict[str, list[bool]] = defaultdict(list)
-    for proc in rows.index_procedures.values():
-        per[proc["approach"]].append(bool(proc["leakage"]))
-    return [
-        {
-            "approach": labels.get(code, code),
-            "patients": sum(flags),
-            "of": len(flags),
-            "rate": 100 * sum(flags) / len(flags),
-        }
-        for code, flags in sorted(per.items())
-    ]
+    index = cohort["has_index"] == 1
+    approach, leaked = cohort["approach"][index], cohort["leakage"][index] == 1
+    rows = []
+    for code in sorted(set(np.unique(approach).tolist()) - {NONE}, key=lambda i: APPROACHES[i]):
+        mine = approach == code
+        n, patients = int(np.count_nonzero(mine)), int(np.count_nonzero(leaked & mine))
+        rows.append(
+            {
+                "approach": labels.get(APPROACHES[code], APPROACHES[code]),
+                "patients": patients,
+                "of": n,
+                "rate": 100 * patients / n,
+            }
+        )
+    return rows
 
 
-def complication_grades(rows: CohortRows) -> list[dict[str, Any]]:
-    """Index-procedure complications by type: patients, severity, and events per CIRSE grade."""
+def complication_grades(rows: list[tuple[str, str, int, int, int]]) -> list[dict[str, Any]]:
+    """Index-procedure complications by type: patients, severity, and events per CIRSE grade
+    (from `selectors.complication_rows`)."""
     labels = dict(Complication.Type.choices)
     per: dict[str, dict[str, Any]] = {}
-    for c in rows.complications:
-        entry = per.setdefault(c["type"], {"patients": set(), "severity": c["severity"], "grades": Counter()})
-        entry["patients"].add(c["patient_id"])
-        entry["grades"][c["cirse_grade"]] += 1
+    for code, severity, grade, events, patients in rows:
+        entry = per.setdefault(code, {"patients": patients, "severity": severity, "grades": Counter()})
+        entry["grades"][grade] += events
     return [
         {
             "type": labels.get(code, code),
             "severity": entry["severity"],
-            "patients": len(entry["patients"]),
+            "patients": entry["patients"],
             "grades": sorted(entry["grades"].items()),
         }
         for code, entry in sorted(per.items())

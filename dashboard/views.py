@@ -7,7 +7,7 @@ from django.utils.translation import gettext_lazy as _
 
 from accounts.models import User
 from accounts.permissions import analysis_required, visible_sites
-from dashboard.selectors import cohort_rows
+from dashboard.selectors import cohort_columns, complication_rows, vas_lines
 from dashboard.summary import (
     build_summary,
     chart_data,
@@ -21,7 +21,7 @@ from outcomes.cohort import CohortFilterForm
 from patients.models import Patient
 from procedures.models import Leakage, Procedure
 
-ANALYSIS_ROLES = (User.Role.NURSE, User.Role.INVESTIGATOR, User.Role.ADMIN)
+ANALYSIS_ROLES = (User.Role.NURSE, User.Role.INVESTIGATOR, User.Role.MONITOR, User.Role.ADMIN)
 SURVIVAL_LABELS = {"m3": _("3 months"), "m6": _("6 months"), "m12": _("12 months")}
 
 
@@ -36,8 +36,9 @@ def index(request: HttpRequest) -> HttpResponse:
     if form.is_bound and not form.is_valid():
         return render(request, "dashboard/index.html", context, status=400)
     filters = form.as_filters() if form.is_bound else {}
-    rows = cohort_rows(user, filters)
-    summary = build_summary(rows, filters)
+    cohort = cohort_columns(user, filters)
+    summary = build_summary(cohort, filters)
+    lines, lines_total = vas_lines(user, filters)
     headline = headline_timepoint(summary)
     context.update(
         summary=summary,
@@ -51,8 +52,8 @@ def index(request: HttpRequest) -> HttpResponse:
         t1=summary["table1"],
         outcome_rows=outcome_rows(summary),
         timepoints=timepoint_labels(),
-        complications=complication_grades(rows),
-        charts=chart_data(rows),
+        complications=complication_grades(complication_rows(user, filters)),
+        charts=chart_data(cohort, lines, lines_total),
         survival_labels=SURVIVAL_LABELS,
         methods=methods_paragraph(summary, _describe(filters, user)),
         labels={
@@ -74,7 +75,9 @@ def summary_json(request: HttpRequest) -> JsonResponse:
     if not form.is_valid():
         return JsonResponse({"error": "Invalid filters.", "fields": form.errors}, status=400)
     filters = form.as_filters()
-    return JsonResponse(build_summary(cohort_rows(user, filters), filters), json_dumps_params={"ensure_ascii": False})
+    return JsonResponse(
+        build_summary(cohort_columns(user, filters), filters), json_dumps_params={"ensure_ascii": False}
+    )
 
 
 def _describe(filters: dict[str, str], user: User) -> str:

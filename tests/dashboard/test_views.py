@@ -4,7 +4,7 @@ import math
 import pytest
 from django.urls import reverse
 
-from dashboard.selectors import cohort_rows
+from dashboard.selectors import cohort_columns
 from patients.models import Consent, Patient
 from tests.dashboard.cohort import make_cohort
 from tests.exchange.zips import export, table
@@ -90,15 +90,14 @@ def test_patients_withdrawn_with_remove_data_are_never_counted(client, demo_coho
     assert "PSP-0008" not in client.get(PAGE).content.decode()
 
 
-def test_the_selector_runs_six_queries_whatever_the_cohort(demo_cohort, django_assert_num_queries):
-    # patients (with death and latest consent dates for survival), procedures, leakages,
-    # complications, visits, and one query counting removed and unconsented patients
-    with django_assert_num_queries(6):
-        small = cohort_rows(None, {})
+def test_the_selector_runs_two_queries_whatever_the_cohort(demo_cohort, django_assert_num_queries):
+    # one row per analysed patient (packed columns), and one query counting removed and unconsented patients
+    with django_assert_num_queries(2):
+        small = cohort_columns(None, {})
     make_cohort(seed=3, patients=30)
-    with django_assert_num_queries(6):
-        large = cohort_rows(None, {"procedure_from": "2000-01-01"})
-    assert len(large.patients) > len(small.patients)
+    with django_assert_num_queries(2):
+        large = cohort_columns(None, {"procedure_from": "2000-01-01"})
+    assert len(large) > len(small) == 10
 
 
 @pytest.mark.parametrize("extra_patients", [0, 40])
@@ -107,10 +106,11 @@ def test_the_page_query_count_does_not_grow_with_the_cohort(
 ):
     make_cohort(seed=5, patients=extra_patients)
     client.force_login(admin_user)
-    # session and user (2), the six selector queries, the filter form's site choices (1),
+    # session and user (2), the two selector queries, the page's complications by grade and
+    # VAS lines (2), the filter form's site choices (1),
     # the admin's second-factor device (1), and the session saved on every request
     # (savepoint, update, release: 3)
-    with django_assert_num_queries(13):
+    with django_assert_num_queries(11):
         response = client.get(PAGE)
     assert response.status_code == 200
     assert Patient.objects.count() == 10 + extra_patients
