@@ -10,6 +10,8 @@ from django.utils import translation
 
 from selfreport.models import Kind, Message, NotificationOptOut, SelfReportLink
 
+# Visit names for the Chinese templates (the registry's timepoint labels are English).
+ZH_VISITS = {"w1": "1周", "m1": "1个月", "m3": "3个月", "m6": "6个月", "m12": "12个月"}
 WITHHELD = "[personal link withheld from the log: only its hash is stored]"
 
 
@@ -61,7 +63,7 @@ def render(message: Message) -> tuple[str, str, str] | None:
         url = link_url(link.new_token())
         ctx = {
             "first_name": link.patient.full_name.split()[0] if link.patient.full_name.split() else "",
-            "visit": link.visit_name,
+            "visit": ZH_VISITS.get(link.timepoint, link.visit_name) if language == "zh-hans" else link.visit_name,
             "closes": link.expires_at,
             "url": url,
         }
