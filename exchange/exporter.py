@@ -40,7 +40,7 @@ from django.db.models import Case, DecimalField, F, IntegerField, OuterRef, Quer
 from django.utils import timezone
 
 from accounts.models import Site
-from exchange import dictionary
+from exchange import dictionary, formats
 from exchange.dictionary import Variable
 from outcomes.cohort import filtered_patients
 from outcomes.models import FollowUp, Medication, Timepoint
@@ -526,12 +526,16 @@ def export_zip(
         if spec.shape in (SHAPE_BOTH, SHAPE_WIDE):
             columns, rows = wide_table(spec)
             plan.append((WIDE_FILE, columns, rows))
+        package = formats.Package(spec.started_at)  # SPSS, Stata and R files of the same CSVs (exchange/formats.py)
         for name, columns, rows in plan:
             described.append((name[:-4], columns))
+            rows = package.tee(name, columns, rows)
             yield from _write_member(zf, sink, name, [c.name for c in columns], rows, result, spec.started_at)
         yield from _write_member(
             zf, sink, "data_dictionary.csv", DICTIONARY_HEADER, dictionary_rows(described), result, spec.started_at
         )
+        when = spec.started_at.astimezone(datetime.UTC).timetuple()[:6]
+        yield from formats.write_members(zf, sink.take, package, result.files, when)
         manifest = {
             "registry": "Sacroplasty registry",
             "registry_version": settings.REGISTRY_VERSION,

@@ -1,0 +1,352 @@
+"""Statistics-package files of an export: SPSS (.sav), Stata (.dta) and an R script.
+
+Built from the CSV bytes the export has already written and the export's own
+data dictionary (its `Column`s: name, label, type, unit, choices), so each
+package file holds the same cells as its CSV:
+
+- SPSS: one `.sav` per CSV. Numbers are numeric (integer as F.0, decimal as
+  F.n with the CSV's places), dates (identified exports only) SPSS dates,
+  every other cell the CSV's text. Variable labels are the dictionary's label
+  and unit; choice and yes/no variables carry their codes with the
+  dictionary's labels as value labels (string value labels); measurement
+  levels: scale for measurements, ordinal for ordered codes (visits, small
+  integer scales such as ECOG or an ODI section), nominal otherwise. A blank
+  text cell is declared user-missing (""), a blank number is system-missing.
+- Stata: one `.dta` per CSV. Stata labels only integers, so a choice or
+  yes/no variable is stored as an integer: the code itself when every code is
+  a whole number (needle gauge 10, 11...), yes = 1 / no = 0, otherwise 1..n
+  in the dictionary's order; its value label names the code and its label
+  ("M: Male"), so the CSV code is recovered from the label text before ":".
+  Blank = missing (.).
+- R: `read_registry.R`, base R only, reads each CSV with its column types,
+  choice and yes/no columns as factors with the dictionary's levels and
+  labels, dates as `Date`, and sets a "label" attribute per column.
+
+`Package` collects the CSVs while the export writes them (a tee over the rows,
+written with the same CSV guard) and checks that its copy hashes like the
+member in the zip before building anything from it.
+"""
+
+import csv
+import datetime
+import hashlib
+import io
+import os
+import re
+import tempfile
+import zipfile
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, Protocol
+
+from registry.csv_safety import neutralise
+
+SPOOL_BYTES = 16 * 1024 * 1024  # a CSV copy bigger than this goes to a temporary file
+STATA_NAME_MAX = 32
+STATA_LABEL_MAX = 80
+R_SCRIPT = "read_registry.R"
+ORDERED_CHOICES = frozenset({"timepoint", "cement_viscosity", "needle_gauge"})
+CHOICE_TYPES = ("choice", "yesno")
+YESNO = (("yes", "Yes"), ("no", "No"))
+
+
+class Described(Protocol):
+    """A column as the export describes it (exchange.exporter.Column)."""
+
+    name: str
+    label: str
+    type: str
+    unit: str
+    choices: str
+    max: str
+
+
+def parse_choices(text: str) -> tuple[tuple[str, str], ...]:
+    """ "M, Male | F, Female" -> (("M", "Male"), ("F", "Female")); text without codes -> ()."""
+    if "," not in text:
+        return ()
+    pairs = []
+    for part in text.split("|"):
+        code, _, label = part.partition(",")
+        pairs.append((code.strip(), label.strip()))
+    return tuple(pairs)
+
+
+def choices_of(column: Described) -> tuple[tuple[str, str], ...]:
+    if column.type == "yesno":
+        return YESNO
+    if column.type == "choice":
+        return parse_choices(column.choices)
+    return ()
+
+
+def variable_label(column: Described) -> str:
+    return f"{column.label} ({column.unit})" if column.unit else column.label
+
+
+def measure(column: Described) -> str:
+    if column.type in ("choice", "yesno", "multichoice", "text"):
+        base = column.name.rsplit("_", 1)[0] if column.name.startswith("status_") else column.name
+        return "ordinal" if column.type == "choice" and base in ORDERED_CHOICES else "nominal"
+    if column.type == "integer" and not column.unit and column.max and float(column.max) <= 10:
+        return "ordinal"  # ECOG 0-4, an ODI section 0-5, CIRSE grade 1-6, procedure number
+    return "scale"
+
+
+def _cells(csv_bytes: bytes) -> tuple[list[str], list[list[str]]]:
+    reader = csv.reader(io.StringIO(csv_bytes.decode("utf-8"), newline=""))
+    header = next(reader)
+    return header, list(reader)
+
+
+def _places(values: Iterable[str]) -> int:
+    return max((len(v.partition(".")[2]) for v in values if v), default=0)
+
+
+def _frame(header: Sequence[str], rows: list[list[str]]) -> Any:
+    import pandas as pd
+
+    return pd.DataFrame({name: [r[i] for r in rows] for i, name in enumerate(header)}, columns=list(header))
+
+
+def _numeric(values: list[str]) -> Any:
+    import pandas as pd
+
+    return pd.Series([float(v) if v != "" else float("nan") for v in values], dtype="float64")
+
+
+def _dates(values: list[str]) -> Any:
+    return [datetime.date.fromisoformat(v) if v else None for v in values]
+
+
+def _written(write: Any, frame: Any, suffix: str, **kwargs: Any) -> bytes:
+    fd, path = tempfile.mkstemp(suffix=suffix)
+    os.close(fd)
+    try:
+        write(frame, path, **kwargs)
+        with open(path, "rb") as fh:
+            return fh.read()
+    finally:
+        os.unlink(path)
+
+
+def _by_name(columns: Sequence[Described], header: Sequence[str]) -> list[Described]:
+    named = {c.name: c for c in columns}
+    if list(named) != list(header):
+        raise ValueError(f"CSV header {list(header)[:5]}... does not match the export's columns")
+    return [named[name] for name in header]
+
+
+def sav_bytes(csv_bytes: bytes, columns: Sequence[Described], file_label: str = "") -> bytes:
+    """An SPSS .sav of one CSV of the export (module docstring)."""
+    import pyreadstat
+
+    header, rows = _cells(csv_bytes)
+    cols = _by_name(columns, header)
+    frame = _frame(header, rows)
+    labels, value_labels, missing, measures, formats = {}, {}, {}, {}, {}
+    for i, c in enumerate(cols):
+        values = [r[i] for r in rows]
+        labels[c.name] = variable_label(c)
+        measures[c.name] = measure(c)
+        if c.type in ("integer", "decimal"):
+            frame[c.name] = _numeric(values)
+            places = 0 if c.type == "integer" else max(_places(values), 1)
+            formats[c.name] = f"F{max(8, places + 10)}.{places}"
+        elif c.type == "date":
+            frame[c.name] = _dates(values)
+            formats[c.name] = "SDATE10"  # yyyy/mm/dd, read back as a date
+        elif rows:  # (a file without rows has no text column to label: readstat types it numeric)
+            if choices_of(c):
+                value_labels[c.name] = dict(choices_of(c))
+            missing[c.name] = [""]
+    return _written(
+        pyreadstat.write_sav,
+        frame,
+        ".sav",
+        file_label=file_label[:64],
+        column_labels=labels,
+        variable_value_labels=value_labels,
+        missing_ranges=missing,
+        variable_measure=measures,
+        variable_format=formats,
+    )
+
+
+def stata_codes(column: Described) -> dict[str, int]:
+    """CSV code -> the integer Stata stores (module docstring)."""
+    pairs = choices_of(column)
+    if column.type == "yesno":
+        return {"yes": 1, "no": 0}
+    if all(re.fullmatch(r"\d+", code) for code, _ in pairs):
+        return {code: int(code) for code, _ in pairs}
+    return {code: i for i, (code, _) in enumerate(pairs, start=1)}
+
+
+def stata_names(header: Sequence[str]) -> dict[str, str]:
+    """CSV name -> a Stata name (at most 32 characters, unique)."""
+    out: dict[str, str] = {}
+    for name in header:
+        short = name[:STATA_NAME_MAX]
+        n = 1
+        while short in out.values():
+            suffix = f"_{n}"
+            short = name[: STATA_NAME_MAX - len(suffix)] + suffix
+            n += 1
+        out[name] = short
+    return out
+
+
+def dta_bytes(csv_bytes: bytes, columns: Sequence[Described], file_label: str = "") -> bytes:
+    """A Stata .dta (version 15) of one CSV of the export (module docstring)."""
+    import pandas as pd
+    import pyreadstat
+
+    header, rows = _cells(csv_bytes)
+    cols = _by_name(columns, header)
+    names = stata_names(header)
+    data: dict[str, Any] = {}
+    labels, value_labels, formats = {}, {}, {}
+    for i, c in enumerate(cols):
+        values = [r[i] for r in rows]
+        name = names[c.name]
+        labels[name] = variable_label(c)[:STATA_LABEL_MAX]
+        codes = stata_codes(c) if choices_of(c) else {}
+        if codes:
+            unknown = {v for v in values if v and v not in codes}
+            if unknown:
+                raise ValueError(f"{c.name}: values {sorted(unknown)} are not codes of the dictionary")
+            data[name] = pd.Series([float(codes[v]) if v else float("nan") for v in values], dtype="float64")
+            value_labels[name] = {codes[code]: f"{code}: {label}" for code, label in choices_of(c)}
+            formats[name] = "%8.0g"
+        elif c.type in ("integer", "decimal"):
+            data[name] = _numeric(values)
+        elif c.type == "date":
+            data[name] = _dates(values)
+        else:
+            data[name] = pd.Series(values, dtype="object")
+    frame = pd.DataFrame(data, columns=[names[h] for h in header])
+    return _written(
+        pyreadstat.write_dta,
+        frame,
+        ".dta",
+        file_label=file_label[:80],
+        column_labels=labels,
+        variable_value_labels=value_labels,
+        variable_format=formats,
+    )
+
+
+def _r_string(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _r_vector(items: Iterable[str]) -> str:
+    return "c(" + ", ".join(_r_string(i) for i in items) + ")"
+
+
+R_CLASSES = {"integer": "integer", "decimal": "numeric"}
+
+
+def r_script(files: Sequence[tuple[str, Sequence[Described]]]) -> bytes:
+    """read_registry.R: `registry <- read_registry("folder of the unzipped export")` (module docstring)."""
+    lines = [
+        "# Reads the CSV files of a sacroplasty registry export into R data frames",
+        "# with their types, factor labels and variable labels (base R only).",
+        '# Usage: source("read_registry.R"); registry <- read_registry("path/to/unzipped/export")',
+        "#        registry$patients, registry$followups, ...",
+        "",
+        'read_registry <- function(dir = ".") {',
+        "  out <- list()",
+    ]
+    for file, columns in files:
+        classes = [R_CLASSES.get(c.type, "character") for c in columns]
+        lines += [
+            f"  path <- file.path(dir, {_r_string(file + '.csv')})",
+            "  if (file.exists(path)) {",
+            "    d <- utils::read.csv(path, colClasses = "
+            + _r_vector(classes)
+            + ', na.strings = "", encoding = "UTF-8", check.names = FALSE)',
+        ]
+        for c in columns:
+            ref = f"d[[{_r_string(c.name)}]]"
+            pairs = choices_of(c)
+            if pairs:
+                lines.append(
+                    f"    {ref} <- factor({ref}, levels = {_r_vector(p[0] for p in pairs)}, "
+                    f"labels = {_r_vector(p[1] for p in pairs)})"
+                )
+            elif c.type == "date":
+                lines.append(f"    {ref} <- as.Date({ref})")
+            lines.append(f'    attr({ref}, "label") <- {_r_string(variable_label(c))}')
+        lines += [f"    out[[{_r_string(file)}]] <- d", "  }"]
+    lines += ["  out", "}", ""]
+    return "\n".join(lines).encode("utf-8")
+
+
+MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+SAV_STAMP = 92  # header: "$FL2", product (60), layout, cases, compression, weight, ncases (4 each), bias (8)
+
+
+def stamped_sav(data: bytes, when: datetime.datetime) -> bytes:
+    """The file's creation time set to `when` (readstat writes the clock's): the same export, the same bytes."""
+    stamp = f"{when:%d} {MONTHS[when.month - 1]} {when:%y}{when:%H:%M:%S}".encode("ascii")
+    if not data[SAV_STAMP : SAV_STAMP + 2].isdigit():
+        raise ValueError("not a .sav header")
+    return data[:SAV_STAMP] + stamp + data[SAV_STAMP + len(stamp) :]
+
+
+def stamped_dta(data: bytes, when: datetime.datetime) -> bytes:
+    stamp = f"{when:%d} {MONTHS[when.month - 1]} {when:%Y %H:%M}".encode("ascii")
+    start = data.index(b"<timestamp>") + len(b"<timestamp>")
+    end = data.index(b"</timestamp>")
+    return data[:start] + bytes([len(stamp)]) + stamp + data[end:]
+
+
+class Package:
+    """Collects an export's CSVs as they are written, then yields the statistics-package files."""
+
+    def __init__(self, when: datetime.datetime) -> None:
+        self.files: list[tuple[str, Sequence[Described], Any]] = []
+        self.when = when.astimezone(datetime.UTC)
+
+    def tee(self, name: str, columns: Sequence[Described], rows: Iterable[list[Any]]) -> Iterator[list[Any]]:
+        """The rows unchanged, while a copy of the CSV is written (the same guard and dialect)."""
+        spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES, mode="w+b")
+        text = io.TextIOWrapper(spool, encoding="utf-8", newline="", write_through=True)
+        self.files.append((name, columns, text))
+        writer = csv.writer(text, lineterminator="\n")
+        writer.writerow([c.name for c in columns])
+        for row in rows:
+            writer.writerow([neutralise(v) for v in row])
+            yield row
+
+    def members(self, hashes: dict[str, dict[str, Any]]) -> Iterator[tuple[str, bytes]]:
+        """(file name, bytes) of every .sav and .dta, then the R script."""
+        described = []
+        for name, columns, text in self.files:
+            text.flush()
+            text.buffer.seek(0)
+            data = text.buffer.read()
+            text.close()
+            if hashlib.sha256(data).hexdigest() != hashes[name]["sha256"]:
+                raise RuntimeError(f"{name}: the copy for the statistics files differs from the CSV written")
+            stem = name[: -len(".csv")]
+            label = f"Sacroplasty registry: {stem}"
+            described.append((stem, columns))
+            yield f"spss/{stem}.sav", stamped_sav(sav_bytes(data, columns, label), self.when)
+            yield f"stata/{stem}.dta", stamped_dta(dta_bytes(data, columns, label), self.when)
+        yield R_SCRIPT, r_script(described)
+
+
+def write_members(
+    zf: zipfile.ZipFile, take: Any, package: Package, files: dict[str, dict[str, Any]], date_time: tuple[int, ...]
+) -> Iterator[bytes]:
+    """Add the package files to the export zip (hashed into `files`, i.e. the manifest); yield the zip's bytes."""
+    for name, data in package.members(files):
+        info = zipfile.ZipInfo(name, date_time=date_time)
+        info.compress_type = zipfile.ZIP_DEFLATED
+        zf.writestr(info, data)
+        files[name] = {"sha256": hashlib.sha256(data).hexdigest()}
+        chunk = take()
+        if chunk:
+            yield chunk
