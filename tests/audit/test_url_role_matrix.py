@@ -10,6 +10,7 @@ Expected answers: a status code, LOGIN (302 to the log-in page) or REDIRECT
 (302 elsewhere, e.g. the home page sending each role to its start page).
 """
 
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -20,6 +21,7 @@ from django.utils import timezone
 from oversight.models import DataQuery
 from patients.models import CaseLock, Consent
 from patients.services import record_consent
+from selfreport.models import SelfReport, SelfReportLink
 from tests.factories import ConsentVersionFactory, PatientFactory, ProcedureFactory
 
 pytestmark = pytest.mark.django_db
@@ -114,6 +116,15 @@ MATRIX: dict[str, tuple[str, dict[str, Any]]] = {
     "audit/quality.csv": ("/audit/quality.csv", MONITORING),
     "audit/completeness/": ("/audit/completeness/", MONITORING),
     "audit/completeness.json": ("/audit/completeness.json", MONITORING),
+    # self-report: the patient's page answers a wrong token with the same 404 for everyone
+    "r/<str:token>/": ("/r/" + "x" * 43 + "/", _answers(404, 404, 404, 404, 404, 404)),
+    "selfreport/send/": ("/selfreport/send/", DATA_ENTRY),
+    "selfreport/links/<int:pk>/revoke/": (
+        "/selfreport/links/{link}/revoke/",
+        _answers(LOGIN, 405, 405, 403, 405, 403),
+    ),
+    "selfreport/reports/<int:pk>/": ("/selfreport/reports/{report}/", DATA_ENTRY_OF_SITE),
+    "selfreport/notifications/": ("/selfreport/notifications/", ANYONE_LOGGED_IN),
 }
 
 ADMIN_LOGIN = "admin_login"
@@ -174,7 +185,11 @@ def world(site, other_site, nurse, investigator):
     lock = CaseLock.objects.create(
         patient=other, signed_by=investigator, signed_by_name="Dr I", signed_at=timezone.now(), meaning=CaseLock.MEANING
     )
+    link = SelfReportLink.objects.create(patient=patient, timepoint="m1", expires_at=timezone.now())
+    report = SelfReport.objects.create(link=link, vas=Decimal("4.0"))
     return {
+        "link": link.pk,
+        "report": report.pk,
         "query": query.pk,
         "lock": lock.pk,
         "patient": patient,
