@@ -14,10 +14,11 @@ from django.db.models.functions import Coalesce
 
 from accounts.models import Site, User
 from accounts.permissions import scope_to_sites, visible_sites
-from patients.models import Consent, Patient
+from patients.models import CaseLock, Consent, Patient
 from procedures.models import Procedure
 
-FILTER_KEYS = ("site", "approach", "primary_tumour", "procedure_from", "procedure_to")
+FILTER_KEYS = ("site", "approach", "primary_tumour", "procedure_from", "procedure_to", "locked_only")
+TRUE_STRINGS = ("true", "1", "yes", "on")
 
 
 class CohortFilterForm(forms.Form):
@@ -32,6 +33,8 @@ class CohortFilterForm(forms.Form):
     procedure_to = forms.DateField(
         required=False, label="Index procedure to", widget=forms.DateInput(attrs={"type": "date"})
     )
+
+    locked_only = forms.BooleanField(required=False, label="Only cases locked by an investigator's signature")
 
     def __init__(self, *args: Any, user: User | None, **kwargs: Any) -> None:
         """`user=None`: every site (study-wide commands)."""
@@ -116,4 +119,7 @@ def filtered_patients(user: User | None, filters: dict[str, Any]) -> QuerySet[Pa
         index["procedure_date__lte"] = filters["procedure_to"]
     if index:
         qs = qs.filter(pk__in=Procedure.objects.filter(procedure_number=1, **index).values("patient_id"))
+    locked = filters.get("locked_only")
+    if locked is True or str(locked).lower() in TRUE_STRINGS:
+        qs = qs.filter(pk__in=CaseLock.objects.active().filter(timepoint="").values("patient_id"))
     return qs
