@@ -13,5 +13,12 @@ export DJANGO_DEBUG=${DJANGO_DEBUG:-True}
 $PY manage.py migrate --noinput -v0
 $PY manage.py load_demo ${DEMO_PASSWORD:+--password "$DEMO_PASSWORD"}
 echo
+# Background work beside the server (e-mails to the console, reminders, digests, alerts):
+# the task worker and the schedule every 5 minutes, both stopped when the server stops.
+$PY manage.py db_worker --no-reload -v0 &
+WORKER=$!
+$PY manage.py run_scheduler_once --every 300 >/dev/null &
+SCHEDULER=$!
+trap 'kill $WORKER $SCHEDULER 2>/dev/null || true' EXIT
 echo "Open http://127.0.0.1:$PORT/ and log in with one of the demo logins above. Ctrl-C stops the server."
-exec $PY manage.py runserver "127.0.0.1:$PORT"
+$PY manage.py runserver "127.0.0.1:$PORT"
