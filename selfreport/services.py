@@ -15,6 +15,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from django.utils.translation import gettext_noop
 
 from audit.models import AuditEvent
 from audit.services import change_event, record_change
@@ -26,7 +27,9 @@ from selfreport.models import LinkToken, SelfReport, SelfReportLink, SelfReportM
 
 # Visits a patient answers at home (baseline and the post-procedure days are taken by staff).
 SELF_REPORT_TIMEPOINTS = ("w1", "m1", "m3", "m6", "m12")
-NEUTRAL = "This link cannot be used. It may have expired or been replaced. Please contact your research nurse."
+NEUTRAL = gettext_noop(
+    "This link cannot be used. It may have expired or been replaced. Please contact your research nurse."
+)
 
 
 def contact_block_reason(patient: Patient) -> str:

@@ -2,6 +2,7 @@
 
 import qrcode
 import qrcode.image.svg
+from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
@@ -20,8 +21,10 @@ from selfreport.models import STAFF_KINDS, Kind, NotificationOptOut, SelfReport
 
 
 def _refused(request: HttpRequest, status: int) -> HttpResponse:
-    # One message for every wrong, expired, revoked or used token: nothing about any patient.
-    return render(request, "selfreport/patient_refused.html", {"message": _(services.NEUTRAL)}, status=status)
+    # One message for every wrong, expired, revoked or used token: nothing about any patient
+    # (in the registry's patient language, since the token names no site).
+    with translation.override(settings.SELFREPORT_LANGUAGE):
+        return render(request, "selfreport/patient_refused.html", {"message": _(services.NEUTRAL)}, status=status)
 
 
 @never_cache

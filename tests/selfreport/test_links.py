@@ -172,3 +172,13 @@ def test_the_page_works_without_javascript_as_one_form_and_names_bad_fields(clie
     assert "Pain now" in body and "less than or equal to 10" in body
     assert "Give the daily dose of this opioid" in body
     assert not SelfReport.objects.exists()
+
+
+def test_a_chinese_site_patient_gets_the_page_in_chinese(client, settings, site, nurse):
+    settings.SELFREPORT_SITE_LANGUAGES = {"PSP": "zh-hans"}
+    patient = make_patient(site, full_name="Wei Zhang")
+    raw = services.create_link(patient=patient, timepoint="m1", user=nurse).new_token()
+    body = client.get(f"/r/{raw}/").content.decode()
+    assert "Wei，您好" in body and "提交我的回答" in body and "跳过此部分" in body
+    assert "占位文本" in body and "行走" in body  # the Chinese placeholder ODI wording
+    assert '<html lang="zh-hans">' in body

@@ -136,7 +136,7 @@ class Inbox:
     def __init__(self):
         self.received = []
 
-    async def handle_DATA(self, server, session, envelope):  # noqa: N802 (aiosmtpd's hook name)
+    async def handle_DATA(self, server, session, envelope):
         self.received.append(envelope)
         return "250 OK"
 
