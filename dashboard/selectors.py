@@ -92,18 +92,26 @@ _ODI_ANSWERED = ", ".join(f"f.odi_q{i}" for i in range(1, 11))
 
 
 def _visit_aggregates() -> str:
-    done = "f.status = %(completed)s AND f.timepoint = "
     parts = []
     for i, tp in enumerate(TIMEPOINTS):
-        where = f"FILTER (WHERE {done}%(tp{i})s)"
+        where = f"FILTER (WHERE v.t = {i + 1})"
         parts += [
-            f"max(round(f.vas * 10)::int) {where} AS vas10_{tp}",
-            f"max(CASE WHEN f.odi_score IS NOT NULL THEN ({_ODI_SUM}) * (2520 / num_nonnulls({_ODI_ANSWERED})) END)"
-            f" {where} AS odiu_{tp}",
-            f"max(f.opioid_count) {where} AS opioids_{tp}",
-            f"max(f.mme_per_day) {where} AS mme_{tp}",
+            f"max(v.vas10) {where} AS vas10_{tp}",
+            f"max(v.odiu) {where} AS odiu_{tp}",
+            f"max(v.opioids) {where} AS opioids_{tp}",
+            f"max(v.mme) {where} AS mme_{tp}",
         ]
     return ",\n".join(parts)
+
+
+# Each completed visit's values in exact units, its timepoint as a number (1 = baseline).
+_VISITS = f"""
+    SELECT f.patient_id, f.visit_date, array_position(%(timepoints)s::text[], f.timepoint::text) AS t,
+           round(f.vas * 10)::int AS vas10,
+           CASE WHEN f.odi_score IS NOT NULL THEN ({_ODI_SUM}) * (2520 / num_nonnulls({_ODI_ANSWERED})) END AS odiu,
+           f.opioid_count AS opioids, f.mme_per_day AS mme
+    FROM outcomes_followup f WHERE f.status = %(completed)s
+"""
 
 
 # The consents of each patient in one pass: removed, latest consent's answer (signed date, then id), dates.
@@ -199,7 +207,7 @@ def cohort_columns(user: User | None, filters: dict[str, Any]) -> Cohort:
             "types": COMPLICATION_TYPES,
             "major": Complication.Severity.MAJOR,
             "minor": Complication.Severity.MINOR,
-            **{f"tp{i}": tp for i, tp in enumerate(TIMEPOINTS)},
+            "timepoints": TIMEPOINTS,
         }
     )
     packed = " || ".join(
@@ -209,26 +217,25 @@ def cohort_columns(user: User | None, filters: dict[str, Any]) -> Cohort:
         {pop_sql},
         pp AS (
             SELECT pr.patient_id, count(*) AS n, max(greatest(pr.procedure_date, pr.discharge_date)) AS last_known
-            FROM procedures_procedure pr JOIN pop ON pop.id = pr.patient_id GROUP BY pr.patient_id
+            FROM procedures_procedure pr GROUP BY pr.patient_id
         ),
         ix AS (
             SELECT pr.*, ({_levels_mask_sql()}) AS levels_mask
-            FROM procedures_procedure pr JOIN pop ON pop.id = pr.patient_id WHERE pr.procedure_number = 1
+            FROM procedures_procedure pr WHERE pr.procedure_number = 1
         ),
         lk AS (
             SELECT l.procedure_id, bit_or(1 << (array_position(%(leak_sites)s::text[], l.site::text) - 1)) AS mask,
                    bool_or(l.symptomatic) AS symptomatic
-            FROM procedures_leakage l JOIN ix ON ix.id = l.procedure_id GROUP BY l.procedure_id
+            FROM procedures_leakage l GROUP BY l.procedure_id
         ),
         cx AS (
             SELECT c.procedure_id, bit_or(1 << (array_position(%(types)s::text[], c.type::text) - 1)) AS mask,
                    bool_or(c.severity = %(major)s) AS major, bool_or(c.severity = %(minor)s) AS minor
-            FROM procedures_complication c JOIN ix ON ix.id = c.procedure_id GROUP BY c.procedure_id
+            FROM procedures_complication c GROUP BY c.procedure_id
         ),
         fu AS (
-            SELECT f.patient_id, max(f.visit_date) FILTER (WHERE f.status = %(completed)s) AS last_visit,
-                   {_visit_aggregates()}
-            FROM outcomes_followup f JOIN pop ON pop.id = f.patient_id GROUP BY f.patient_id
+            SELECT v.patient_id, max(v.visit_date) AS last_visit, {_visit_aggregates()}
+            FROM ({_VISITS}) v GROUP BY v.patient_id
         )
         SELECT string_agg({packed}, ''::bytea), count(*)
         FROM pop

@@ -73,27 +73,41 @@ class Worklist:
         return sum(self.counts.values())
 
 
-# One SQL statement computes the windows, the groups and the exclusions; the
-# windows come from registry.scoring.VISIT_WINDOWS (a VALUES list), so the
-# arithmetic is the same as visit_window: index date + low .. index date + high.
+# The worklist's SQL: the windows come from registry.scoring.VISIT_WINDOWS (a
+# VALUES list), so the arithmetic is the same as visit_window: index date +
+# low .. index date + high.
 #
 # Who is in follow-up (the same rules as the patient page and data entry):
 # alive; at the user's sites; no "remove data" withdrawal on any consent; no
 # visit recorded as deceased or withdrawn; and the latest consent (by signed
 # date, then id) exists, allows registry use and is not withdrawn from new data
 # (a re-consent after a "no new data" withdrawal reopens follow-up).
+#
+# Each patient's consents and visits are read once, as one aggregate row per
+# patient (hash-joined, no per-patient subquery): whether any consent removes
+# the data, the latest consent's answer and withdrawal, whether follow-up
+# ended, and the recorded timepoints as a bit mask (bit = rank in
+# VISIT_WINDOWS).
 _COHORT = """
-    SELECT p.id, p.study_id, p.full_name, p.enrolment_date, s.code AS site_code, l.scope_registry AS consented
+    SELECT p.id, p.study_id, p.full_name, p.enrolment_date, s.code AS site_code, l.consented,
+           coalesce(v.recorded, 0) AS recorded
     FROM patients_patient p
     JOIN accounts_site s ON s.id = p.site_id
     LEFT JOIN (
-        SELECT DISTINCT ON (c.patient_id) c.patient_id, c.scope_registry, c.withdrawal_scope
-        FROM patients_consent c ORDER BY c.patient_id, c.signed_date DESC, c.id DESC
+        SELECT c.patient_id, bool_or(c.withdrawal_scope = %(remove)s) AS removed,
+               (array_agg(c.scope_registry ORDER BY c.signed_date DESC, c.id DESC))[1] AS consented,
+               (array_agg(c.withdrawal_scope ORDER BY c.signed_date DESC, c.id DESC))[1] AS withdrawal_scope
+        FROM patients_consent c GROUP BY c.patient_id
     ) l ON l.patient_id = p.id
+    LEFT JOIN (
+        SELECT f.patient_id, bool_or(f.status IN %(ended)s) AS ended,
+               bit_or(1 << (array_position(%(timepoints)s::text[], f.timepoint::text) - 1)) AS recorded
+        FROM outcomes_followup f {visit_scope} GROUP BY f.patient_id
+    ) v ON v.patient_id = p.id
     WHERE p.death_date IS NULL AND p.follow_up_ended IS NULL {scope}
       AND (l.withdrawal_scope IS NULL OR l.withdrawal_scope NOT IN %(no_more)s)
-      AND NOT EXISTS (SELECT 1 FROM patients_consent r WHERE r.patient_id = p.id AND r.withdrawal_scope = %(remove)s)
-      AND NOT EXISTS (SELECT 1 FROM outcomes_followup e WHERE e.patient_id = p.id AND e.status IN %(ended)s)
+      AND NOT coalesce(l.removed, false)
+      AND NOT coalesce(v.ended, false)
 """
 
 _DUE = """
@@ -106,16 +120,34 @@ _DUE = """
         JOIN procedures_procedure pr ON pr.patient_id = c.id AND pr.procedure_number = 1
         CROSS JOIN tp
         WHERE c.consented AND pr.procedure_date + tp.low <= %(horizon)s::date
-          AND NOT EXISTS (
-              SELECT 1 FROM outcomes_followup f WHERE f.patient_id = c.id AND f.timepoint = tp.timepoint
-          )
+          AND c.recorded & (1 << tp.rank) = 0
     ),
-    grouped AS (
+    grouped AS MATERIALIZED (
         SELECT due.*, CASE WHEN closes < %(today)s::date THEN 0 WHEN opens <= %(today)s::date THEN 1
                            WHEN opens <= %(week)s::date THEN 2 ELSE 3 END AS grp
         FROM due
     )
 """
+_AWAITING = """
+    SELECT p.study_id, p.full_name, s.code, p.enrolment_date, coalesce(l.scope_registry, false), count(*) OVER ()
+    FROM patients_patient p
+    JOIN accounts_site s ON s.id = p.site_id
+    LEFT JOIN LATERAL (
+        SELECT c.scope_registry, c.withdrawal_scope FROM patients_consent c
+        WHERE c.patient_id = p.id ORDER BY c.signed_date DESC, c.id DESC LIMIT 1
+    ) l ON true
+    WHERE p.death_date IS NULL AND p.follow_up_ended IS NULL {scope}
+      AND NOT EXISTS (SELECT 1 FROM procedures_procedure pr WHERE pr.patient_id = p.id AND pr.procedure_number = 1)
+      AND (l.withdrawal_scope IS NULL OR l.withdrawal_scope NOT IN %(no_more)s)
+      AND NOT EXISTS (SELECT 1 FROM patients_consent r WHERE r.patient_id = p.id AND r.withdrawal_scope = %(remove)s)
+      AND NOT EXISTS (SELECT 1 FROM outcomes_followup e WHERE e.patient_id = p.id AND e.status IN %(ended)s)
+    ORDER BY p.enrolment_date, p.study_id LIMIT %(cap)s
+"""
+_PAGE_COLUMNS = "study_id, full_name, site_code, timepoint, opens, closes, grp"
+_ORDER = (
+    " ORDER BY grp, CASE grp WHEN 0 THEN %(today)s::date - closes WHEN 1 THEN closes - %(today)s::date"
+    " ELSE opens - %(today)s::date END, study_id, rank LIMIT %(limit)s OFFSET %(offset)s"
+)
 
 
 def _windows_sql(timepoint: str | None) -> tuple[str, dict[str, object]]:
@@ -129,7 +161,8 @@ def _windows_sql(timepoint: str | None) -> tuple[str, dict[str, object]]:
     return ", ".join(rows), params
 
 
-def _scope_sql(user: User, site_id: int | None) -> tuple[str, dict[str, object]]:
+def _scope_sql(user: User, site_id: int | None) -> tuple[str, str, dict[str, object]]:
+    """(patients filter, visits filter, params) for the user's sites and the site filter."""
     sql, params = "", {}
     if not user.sees_all_sites:
         sql += " AND p.site_id IN (SELECT us.site_id FROM accounts_user_sites us WHERE us.user_id = %(user)s)"
@@ -137,15 +170,22 @@ def _scope_sql(user: User, site_id: int | None) -> tuple[str, dict[str, object]]
     if site_id is not None:
         sql += " AND p.site_id = %(site)s"
         params["site"] = site_id
-    return sql, params
+    visits = f"WHERE f.patient_id IN (SELECT p.id FROM patients_patient p WHERE true {sql})" if sql else ""
+    return sql, visits, params
+
+
+def _due_visit(row: tuple) -> DueVisit:
+    sid, name, site, tp, opens, closes, grp = row
+    return DueVisit(sid, name, site, tp, visit_label(tp), opens, closes, GROUPS[grp])
 
 
 class DueVisitRows:
     """The filtered due visits as a sliceable sequence for django.core.paginator.Paginator:
-    count() is the sum of the group counts (already read), a slice is one LIMIT/OFFSET query."""
+    count() is the sum of the group counts (already read); the first page came with the
+    counts; any other slice is one LIMIT/OFFSET query."""
 
-    def __init__(self, sql: str, params: dict[str, object], count: int) -> None:
-        self._sql, self._params, self._count = sql, params, count
+    def __init__(self, sql: str, params: dict[str, object], count: int, first: list[DueVisit]) -> None:
+        self._sql, self._params, self._count, self._first = sql, params, count, first
 
     def count(self) -> int:
         return self._count
@@ -159,17 +199,12 @@ class DueVisitRows:
         start, stop = item.start or 0, self._count if item.stop is None else item.stop
         if stop <= start:
             return []
-        order = (
-            " ORDER BY grp, CASE grp WHEN 0 THEN %(today)s::date - closes WHEN 1 THEN closes - %(today)s::date"
-            " ELSE opens - %(today)s::date END, study_id, rank LIMIT %(limit)s OFFSET %(offset)s"
-        )
+        if start == 0 and stop <= PAGE_SIZE:
+            return self._first[:stop]
         params = {**self._params, "limit": stop - start, "offset": start}
         with connection.cursor() as cursor:
-            cursor.execute(self._sql + order, params)
-            return [
-                DueVisit(sid, name, site, tp, visit_label(tp), opens, closes, GROUPS[grp])
-                for sid, name, site, tp, opens, closes, grp in cursor.fetchall()
-            ]
+            cursor.execute(self._sql + _ORDER, params)
+            return [_due_visit(row) for row in cursor.fetchall()]
 
 
 def worklist(
@@ -183,14 +218,14 @@ def worklist(
     """Visits overdue or due within DUE_HORIZON_DAYS at the user's sites, grouped, counted and pageable,
     and the patients still awaiting their index procedure.
 
-    Three queries whatever the number of patients: the group counts, the awaiting
-    list (capped, with its total), and, when the paginator slices `visits`, one page.
-    Patients who died, whose follow-up ended or whose latest consent stops new data
-    are never listed: nobody should call them.
+    Two queries whatever the number of patients: the group counts with the first page
+    of visits (one statement), and the awaiting list (capped, with its total); a later
+    page is one more. Patients who died, whose follow-up ended or whose latest consent
+    stops new data are never listed: nobody should call them.
     """
     today = today or dates.today()
     windows, params = _windows_sql(timepoint)
-    scope, scope_params = _scope_sql(user, site_id)
+    scope, visit_scope, scope_params = _scope_sql(user, site_id)
     params.update(scope_params)
     params.update(
         {
@@ -200,32 +235,36 @@ def worklist(
             "remove": Consent.WithdrawalScope.REMOVE_DATA,
             "ended": tuple(FOLLOW_UP_ENDED),
             "no_more": tuple(NO_MORE_DATA),
+            "timepoints": list(VISIT_WINDOWS),
         }
     )
-    cohort = _COHORT.format(scope=scope)
+    cohort = _COHORT.format(scope=scope, visit_scope=visit_scope)
     base = _DUE.format(windows=windows, cohort=cohort)
+    page_filter = ""
+    if group:
+        page_filter = " WHERE grp = %(grp)s"
+        params["grp"] = GROUPS.index(group)
+    page_sql = base + f" SELECT {_PAGE_COLUMNS} FROM grouped{page_filter}"
     counts = dict.fromkeys(GROUPS, 0)
     with connection.cursor() as cursor:
-        cursor.execute(base + " SELECT grp, count(*) FROM grouped GROUP BY grp", params)
-        for grp, n in cursor.fetchall():
-            counts[GROUPS[grp]] = n
         cursor.execute(
-            f"WITH cohort AS ({cohort})"
-            " SELECT c.study_id, c.full_name, c.site_code, c.enrolment_date, coalesce(c.consented, false),"
-            " count(*) OVER () FROM cohort c WHERE NOT EXISTS ("
-            "  SELECT 1 FROM procedures_procedure pr WHERE pr.patient_id = c.id AND pr.procedure_number = 1)"
-            " ORDER BY c.enrolment_date, c.study_id LIMIT %(cap)s",
-            {**params, "cap": AWAITING_CAP},
+            base + f" SELECT NULL, NULL, NULL, NULL, NULL::date, NULL::date, grp, count(*) FROM grouped GROUP BY grp"
+            f" UNION ALL (SELECT {_PAGE_COLUMNS}, NULL FROM grouped{page_filter}{_ORDER})",
+            {**params, "limit": PAGE_SIZE, "offset": 0},
         )
+        first = []
+        for *row, n in cursor.fetchall():
+            if n is None:
+                first.append(_due_visit(tuple(row)))
+            else:
+                counts[GROUPS[row[6]]] = n
+        # Awaiting the index procedure: few patients, so their consents and visits are looked up by index.
+        cursor.execute(_AWAITING.format(scope=scope), {**params, "cap": AWAITING_CAP})
         awaiting_rows = cursor.fetchall()
     awaiting = [AwaitingPatient(*row[:5]) for row in awaiting_rows]
     awaiting_total = awaiting_rows[0][5] if awaiting_rows else 0
-    page_sql = base + " SELECT study_id, full_name, site_code, timepoint, opens, closes, grp FROM grouped"
-    if group:
-        page_sql += " WHERE grp = %(grp)s"
-        params["grp"] = GROUPS.index(group)
     count = counts[group] if group else sum(counts.values())
-    return Worklist(counts, DueVisitRows(page_sql, params, count), awaiting, awaiting_total)
+    return Worklist(counts, DueVisitRows(page_sql, params, count, first), awaiting, awaiting_total)
 
 
 def case_for(user: User, study_id: str) -> Patient:
