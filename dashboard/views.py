@@ -100,3 +100,82 @@ def _describe(filters: dict[str, str], user: User) -> str:
             f"{'to ' + end if end else ''}".strip()
         )
     return "; ".join(parts)
+
+
+# ----------------------------------------------------------------------------- the publication report
+
+
+def _report_request(request: HttpRequest) -> tuple[User, dict[str, Any]] | HttpResponse:
+    user = request.user
+    assert isinstance(user, User)
+    form = CohortFilterForm(request.GET, user=user)
+    if not form.is_valid():
+        problems = "; ".join(f"{field}: {' '.join(errors)}" for field, errors in form.errors.items())
+        return HttpResponse(f"Invalid filters: {problems}", status=400, content_type="text/plain; charset=utf-8")
+    return user, form.as_filters()
+
+
+def _report(request: HttpRequest) -> tuple[dict[str, Any], str] | HttpResponse:
+    from django.urls import reverse
+
+    from dashboard import report
+
+    parsed = _report_request(request)
+    if isinstance(parsed, HttpResponse):
+        return parsed
+    user, filters = parsed
+    context = report.report_context(user, filters, _describe(filters, user))
+    query = f"?{request.GET.urlencode()}" if request.GET else ""
+    links = {
+        "pdf": reverse("dashboard:report_pdf") + query,
+        "dashboard": reverse("dashboard:index") + query,
+        "figures": {name: reverse("dashboard:report_figure", args=[name]) + query for name in report.FIGURES},
+        "tables": {name: reverse("dashboard:report_table", args=[name]) + query for name in report.TABLES},
+    }
+    return context, report.render_html(context, links)
+
+
+@analysis_required
+def report_html(request: HttpRequest) -> HttpResponse:
+    made = _report(request)
+    return made if isinstance(made, HttpResponse) else HttpResponse(made[1])
+
+
+@analysis_required
+def report_pdf(request: HttpRequest) -> HttpResponse:
+    from dashboard import report
+
+    made = _report(request)
+    if isinstance(made, HttpResponse):
+        return made
+    response = HttpResponse(report.render_pdf(made[1]), content_type="application/pdf")
+    response["Content-Disposition"] = 'attachment; filename="registry_report.pdf"'
+    return response
+
+
+@analysis_required
+def report_figure(request: HttpRequest, name: str) -> HttpResponse:
+    from dashboard import report
+
+    made = _report(request)
+    if isinstance(made, HttpResponse):
+        return made
+    if name not in report.FIGURES:
+        return HttpResponse(f"No figure {name}.", status=404, content_type="text/plain; charset=utf-8")
+    response = HttpResponse(made[0]["figures"][name], content_type="image/svg+xml; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="figure_{name}.svg"'
+    return response
+
+
+@analysis_required
+def report_table(request: HttpRequest, name: str) -> HttpResponse:
+    from dashboard import report
+
+    made = _report(request)
+    if isinstance(made, HttpResponse):
+        return made
+    if name not in report.TABLES:
+        return HttpResponse(f"No table {name}.", status=404, content_type="text/plain; charset=utf-8")
+    response = HttpResponse(report.table_csv(made[0]["tables"][name]), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="table_{name}.csv"'
+    return response

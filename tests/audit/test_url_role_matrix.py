@@ -79,6 +79,10 @@ MATRIX: dict[str, tuple[str, dict[str, Any]]] = {
     # dashboard (every role, own sites; the JSON API answers 403, not a redirect)
     "dashboard/": ("/dashboard/", ANYONE_LOGGED_IN),
     "dashboard/summary.json": ("/dashboard/summary.json", _answers(403, 200, 200, 200, 200, 200)),
+    "dashboard/report/": ("/dashboard/report/", ANYONE_LOGGED_IN),
+    "dashboard/report.pdf": ("/dashboard/report.pdf", ANYONE_LOGGED_IN),
+    "dashboard/report/figure/<slug:name>.svg": ("/dashboard/report/figure/vas.svg", ANYONE_LOGGED_IN),
+    "dashboard/report/table/<slug:name>.csv": ("/dashboard/report/table/outcomes.csv", ANYONE_LOGGED_IN),
     # exports (investigators and admins; nurses enter data but do not export)
     "exports/": ("/exports/", _answers(LOGIN, 403, 403, 200, 200, 403)),
     "exports/log/": ("/exports/log/", ADMIN_ONLY),
