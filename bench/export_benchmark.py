@@ -8,8 +8,11 @@ same generator the /exports/ page streams, into a byte counter.
     export DATABASE_URL=postgres://registry:registry@127.0.0.1:5432/registry_bench
     .venv/bin/python manage.py migrate
     .venv/bin/python bench/export_benchmark.py --patients 100000 [--level identified] [--shape both]
+        [--engine sql|python] [--no-package]
 
-The database is refilled only when it does not already hold N patients.
+The database is refilled only when it does not already hold N patients. Prints the export's
+time, time to first byte and max RSS (measured in a fresh child process) beside the same run's
+floor: a COPY of every table the export reads, and that COPY plus deflating its bytes.
 """
 
 import argparse
@@ -127,10 +130,53 @@ def fill(n: int) -> None:
                         mme_factor_table="CDC-2022",
                     )
                     visits.append(v)
-                    meds.extend(Medication(followup=v, drug=d, daily_dose=dose) for d, dose in drugs)
+                    meds.extend(Medication(followup=v, drug=d, daily_dose=dose, route="oral") for d, dose in drugs)
             FollowUp.objects.bulk_create(visits)
             Medication.objects.bulk_create(meds)
         print(f"  filled {min(n, start + batch)} patients", file=sys.stderr)
+
+
+def copy_floor() -> tuple[float, float, int]:
+    """COPY of every table the export reads, whole, into a byte counter: (seconds, seconds with
+    deflate of the same bytes as the zip does, bytes). The floor the export is compared with."""
+    import zlib
+
+    from django.db import connection
+
+    from exchange.exporter import MODELS
+
+    class Counter:
+        def __init__(self, deflate: bool) -> None:
+            self.size = 0
+            self.zlib = zlib.compressobj(6, zlib.DEFLATED, -15) if deflate else None
+
+            self.pending: list[bytes] = []
+
+        def write(self, data: bytes) -> None:  # one call per row; deflated in batches, as the export does
+            self.size += len(data)
+            if self.zlib is not None:
+                self.pending.append(data)
+                if len(self.pending) >= 2048:
+                    self.zlib.compress(b"".join(self.pending))
+                    self.pending.clear()
+
+        def close(self) -> None:
+            if self.zlib is not None:
+                self.zlib.compress(b"".join(self.pending))
+                self.zlib.flush()
+
+    times = []
+    for deflate in (False, True):
+        counter = Counter(deflate)
+        start = time.perf_counter()
+        with connection.cursor() as cursor:
+            for model in MODELS.values():
+                cursor.cursor.copy_expert(
+                    f"COPY {model._meta.db_table} TO STDOUT WITH (FORMAT csv, HEADER true)", counter
+                )
+        counter.close()
+        times.append(time.perf_counter() - start)
+    return times[0], times[1], counter.size
 
 
 def main() -> None:
@@ -138,21 +184,56 @@ def main() -> None:
     parser.add_argument("--patients", type=int, default=100_000)
     parser.add_argument("--level", choices=["deidentified", "identified"], default="deidentified")
     parser.add_argument("--shape", choices=["both", "long", "wide"], default="both")
+    parser.add_argument(
+        "--engine", choices=["sql", "python"], default="sql", help="sql: COPY per file (PostgreSQL default)"
+    )
+    parser.add_argument(
+        "--no-package", action="store_true", help="leave out the SPSS/Stata/R files (exchange/formats.py)"
+    )
     parser.add_argument("--trace-memory", action="store_true", help="also trace Python allocations (slows the run ~3x)")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     import django
 
     django.setup()
+    from exchange import exporter
     from exchange.exporter import ExportResult, ExportSpec, export_zip
     from patients.models import Patient
 
-    if Patient.objects.count() != args.patients:
-        started = time.perf_counter()
-        fill(args.patients)
-        print(f"filled the database in {time.perf_counter() - started:.0f} s", file=sys.stderr)
+    if not args.child:
+        if Patient.objects.count() != args.patients:
+            started = time.perf_counter()
+            fill(args.patients)
+            print(f"filled the database in {time.perf_counter() - started:.0f} s", file=sys.stderr)
+        copy_s, deflate_s, copy_bytes = copy_floor()
         # measure the export in a fresh process (max RSS survives exec, so not os.execv)
-        sys.exit(subprocess.run([sys.executable, *sys.argv], check=False).returncode)
+        child = subprocess.run([sys.executable, *sys.argv, "--child"], check=False, capture_output=True, text=True)
+        sys.stderr.write(child.stderr)
+        print(child.stdout, end="")
+        print(
+            f"floor, same run: COPY of the {len(exporter.MODELS)} tables {copy_s:.2f} s "
+            f"({copy_bytes / 2**20:.0f} MiB CSV), COPY + deflate {deflate_s:.2f} s"
+        )
+        for line in child.stdout.splitlines():
+            if line.startswith("total_s="):
+                total = float(line.split("=")[1])
+                print(f"export / COPY: {total / copy_s:.1f}x   export / (COPY + deflate): {total / deflate_s:.1f}x")
+        sys.exit(child.returncode)
+
+    if args.no_package:
+
+        class NoPackage(exporter.formats.Package):
+            def members(self, hashes):  # type: ignore[no-untyped-def]
+                return iter(())
+
+            def tee(self, name, columns, rows):  # type: ignore[no-untyped-def]
+                self.files.append((name, columns, None))
+                return rows
+
+        exporter.formats.Package = NoPackage  # type: ignore[misc]
+        exporter.formats.write_members = lambda *a, **k: iter(())  # type: ignore[assignment]
+        exporter._package_tap = lambda *a, **k: None  # type: ignore[assignment]
 
     result = ExportResult()
     if args.trace_memory:
@@ -160,7 +241,8 @@ def main() -> None:
     start = time.perf_counter()
     first = None
     size = 0
-    for chunk in export_zip(ExportSpec(level=args.level, shape=args.shape, reason="benchmark"), result):
+    spec = ExportSpec(level=args.level, shape=args.shape, reason="benchmark")
+    for chunk in export_zip(spec, result, engine=args.engine):
         if first is None:
             first = time.perf_counter() - start
         size += len(chunk)
@@ -168,11 +250,14 @@ def main() -> None:
     peak = tracemalloc.get_traced_memory()[1] if args.trace_memory else None
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     rows = sum(result.row_counts.values())
-    print(f"patients: {args.patients}  level: {args.level}  shape: {args.shape}")
+    package = "without" if args.no_package else "with"
+    print(f"patients: {args.patients}  level: {args.level}  shape: {args.shape}  engine: {args.engine}  ", end="")
+    print(f"{package} statistics-package files")
     print(f"rows written: {rows:,}  zip size: {size / 2**20:.1f} MiB")
     print(f"time to first byte: {first * 1000:.0f} ms   total: {total:.1f} s   ({rows / total:,.0f} rows/s)")
     traced = f"peak traced Python memory: {peak / 2**20:.1f} MiB   " if peak is not None else ""
     print(f"{traced}process max RSS: {rss:.0f} MiB")
+    print(f"total_s={total:.3f}")
 
 
 if __name__ == "__main__":

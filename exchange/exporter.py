@@ -28,6 +28,9 @@ import functools
 import hashlib
 import io
 import json
+import queue
+import threading
+import time
 import zipfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -37,6 +40,7 @@ from typing import Any
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Case, DecimalField, F, IntegerField, OuterRef, QuerySet, Subquery, Value, When
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from accounts.models import Site
@@ -46,13 +50,24 @@ from outcomes.cohort import filtered_patients
 from outcomes.models import FollowUp, Medication, Timepoint
 from patients.models import Consent, ConsentVersion, Patient
 from procedures.models import Complication, Leakage, Procedure
-from registry.csv_safety import stream_csv
-from registry.scoring import FACTOR_ROUTE, MME_FACTORS, days_between, in_window, months_between
+from registry.csv_safety import DANGEROUS_FIRST, stream_csv
+from registry.scoring import (
+    DAYS_PER_MONTH,
+    FACTOR_ROUTE,
+    MME_FACTORS,
+    VISIT_WINDOWS,
+    days_between,
+    in_window,
+    months_between,
+)
 
 IDENTIFIED, DEIDENTIFIED = "identified", "deidentified"
 SHAPE_BOTH, SHAPE_LONG, SHAPE_WIDE = "both", "long", "wide"
 AGE_CAP = 90
 CHUNK = 2000  # rows per server-side cursor fetch
+# zlib level of the CSV members: 1 deflates CSV ~5x faster than the default 6 for a zip ~25% larger
+# (the export's slowest step after the database at 100,000 patients); the CSV bytes are the same.
+CSV_COMPRESSLEVEL = 1
 FLUSH_CHARS = 64 * 1024  # CSV text deflated per zip write; the zip bytes are yielded then
 WIDE_FILE = "analysis_wide.csv"
 WIDE_MEASURES = ("status", "day", "vas", "odi_score", "opioid_count", "mme_per_day")
@@ -87,6 +102,9 @@ class Column:
     max: str = ""
     identifier: str = ""
     note: str = ""
+    # The same cell in SQL, as the text COPY writes (NULL: an empty cell), given how to name a
+    # source column (`col("visit_date")` -> 't."visit_date"'); None where only Python computes it.
+    sql: "Callable[[Callable[[str], str]], str] | None" = None
 
 
 def day_name(variable: str) -> str:
@@ -121,7 +139,17 @@ def crf_columns(file: str, spec: ExportSpec) -> list[Column]:
     for name, label, type_, unit in dictionary.EXPORT_EXTRA_COLUMNS.get(file, []):
         if not spec.identified and (file, name) in DEIDENTIFIED_DROPPED_EXTRAS:
             continue
-        out.append(Column(name, _extra_getter(file, name), label, type_, unit, note="Added by the export"))
+        out.append(
+            Column(
+                name,
+                _extra_getter(file, name),
+                label,
+                type_,
+                unit,
+                note="Added by the export",
+                sql=_extra_sql(file, name),
+            )
+        )
     return out
 
 
@@ -130,7 +158,7 @@ def year_name(variable: str) -> str:
 
 
 def _columns_for(var: Variable, spec: ExportSpec) -> list[Column]:
-    def described(name: str, get: Callable[[dict[str, Any]], Any], **kw: Any) -> Column:
+    def described(name: str, get: Callable[[dict[str, Any]], Any], sql: Any, **kw: Any) -> Column:
         base = {
             "label": var.label,
             "type": var.type,
@@ -141,23 +169,24 @@ def _columns_for(var: Variable, spec: ExportSpec) -> list[Column]:
             "identifier": var.identifier,
             "note": var.note,
         }
-        return Column(name, get, **{**base, **kw})
+        return Column(name, get, sql=sql, **{**base, **kw})
 
-    key = var.name
+    key, file = var.name, var.file
     if var.is_key:
         if not spec.identified:
             return []
         source = "id" if key == "record_id" else "version"
-        return [described(key, lambda r: r[source])]
+        return [described(key, lambda r: r[source], _sql_value(file, source))]
     if spec.identified:
-        return [described(key, lambda r: r[key])]
-    if var.identifier in ("direct", "free_text") or (var.file, key) in DEIDENTIFIED_DROPPED_TEXT:
+        return [described(key, lambda r: r[key], _sql_value(file, key))]
+    if var.identifier in ("direct", "free_text") or (file, key) in DEIDENTIFIED_DROPPED_TEXT:
         return []
     if var.type == "date" and not var.identifier:  # a date about the registry (consent version periods)
         return [
             described(
                 year_name(key),
                 lambda r: r[key].year if r[key] else None,
+                lambda col: f"extract(year from {col(key)})::int::text",
                 type="integer",
                 unit="year",
                 min="",
@@ -167,15 +196,23 @@ def _columns_for(var: Variable, spec: ExportSpec) -> list[Column]:
         ]
     if not var.identifier:
         if key == "age_at_enrolment":
-            return [described(key, lambda r: _capped_age(r[key]), note="Ages over 89 shown as 90")]
-        return [described(key, lambda r: r[key])]
-    if (var.file, key) in DEIDENTIFIED_DROPPED_OFFSETS:
+            return [
+                described(
+                    key,
+                    lambda r: _capped_age(r[key]),
+                    lambda col: f"least({col(key)}, {AGE_CAP})::text",
+                    note="Ages over 89 shown as 90",
+                )
+            ]
+        return [described(key, lambda r: r[key], _sql_value(file, key))]
+    if (file, key) in DEIDENTIFIED_DROPPED_OFFSETS:
         return []
     # a date about a person: days since the index procedure
     return [
         described(
             day_name(key),
             lambda r: _offset(r[key], r["index_date"]),
+            _sql_offset(key, "index_date"),
             type="integer",
             unit="days since the index procedure",
             min="",
@@ -186,15 +223,17 @@ def _columns_for(var: Variable, spec: ExportSpec) -> list[Column]:
     ]
 
 
+DATED = {
+    "consents": "signed_date",
+    "procedures": "procedure_date",
+    "complications": "onset_date",
+    "followups": "visit_date",
+}
+
+
 def _extra_getter(file: str, name: str) -> Callable[[dict[str, Any]], Any]:
-    dated = {
-        "consents": "signed_date",
-        "procedures": "procedure_date",
-        "complications": "onset_date",
-        "followups": "visit_date",
-    }
     if name == "day":
-        return lambda r: _offset(r[dated[file]], r["index_date"])
+        return lambda r: _offset(r[DATED[file]], r["index_date"])
     getters: dict[str, Callable[[dict[str, Any]], Any]] = {
         "enrolment_year": lambda r: r["enrolment_date"].year,
         "imaging_to_procedure_days": lambda r: _offset(r["index_date"], r["imaging_date"]),
@@ -210,6 +249,146 @@ def _extra_getter(file: str, name: str) -> Callable[[dict[str, Any]], Any]:
         "mme_factor": lambda r: MME_FACTORS.get(r["drug"]) if FACTOR_ROUTE.get(r["drug"]) == r["route"] else None,
     }
     return getters[name]
+
+
+# ----------------------------------------------------------------------------- cells in SQL
+#
+# Each column's cell as PostgreSQL text, exactly as `registry.csv_safety.stream_csv` writes
+# the Python value: NULL for None (COPY writes it as an empty, unquoted cell), yes/no for
+# booleans, ISO dates, numbers as Python prints them, and text through the same formula guard.
+# tests/exchange/test_export_sql.py checks each rule against the Python writer on hostile values.
+
+
+def _sql_literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+DANGEROUS_FIRST_SQL = "(" + ", ".join(f"chr({ord(c)})" for c in DANGEROUS_FIRST) + ")"
+
+
+def sql_guard(expr: str) -> str:
+    """`neutralise` of a text value: a leading ' before a risky first character; '' as NULL (an
+    empty cell: COPY would quote an empty string, the Python writer does not)."""
+    return f"(CASE WHEN left({expr}, 1) IN {DANGEROUS_FIRST_SQL} THEN '''' || {expr} ELSE nullif({expr}, '') END)"
+
+
+def sql_float(expr: str) -> str:
+    """A float8 as Python's repr writes it: the same shortest digits (PostgreSQL 12+), but
+    "2.0" not "2" for whole numbers under 1e16, "-0.0", "inf", "nan"."""
+    return (
+        f"(CASE WHEN {expr} = 'NaN'::float8 THEN 'nan' WHEN {expr} = 'Infinity'::float8 THEN 'inf'"
+        f" WHEN {expr} = '-Infinity'::float8 THEN '-inf' WHEN ({expr})::text = '-0' THEN '-0.0'"
+        f" WHEN {expr} = trunc({expr}) AND abs({expr}) < 1e16 THEN trunc({expr})::bigint::text || '.0'"
+        f" ELSE ({expr})::text END)"
+    )
+
+
+def sql_cell(kind: str, expr: str) -> str:
+    """The text of a value of `kind` (see `_kind`) as the CSV writer prints it."""
+    if kind == "bool":
+        return f"(CASE WHEN {expr} THEN 'yes' WHEN NOT {expr} THEN 'no' END)"
+    if kind in ("int", "decimal"):
+        return f"({expr})::text"
+    if kind == "decimal_trim":  # plain_decimal: 200.000 -> 200, 12.50 -> 12.5
+        return f"trim_scale({expr})::text"
+    if kind == "float":
+        return sql_float(expr)
+    if kind == "date":
+        return f"to_char({expr}, 'YYYY-MM-DD')"
+    return sql_guard(expr)
+
+
+def _kind(field: Any) -> str:
+    from django.db import models
+
+    if isinstance(field, models.ForeignKey):
+        return _kind(field.target_field)
+    if isinstance(field, models.BooleanField):
+        return "bool"
+    if isinstance(field, DecimalField):
+        return "decimal_trim" if field.decimal_places > 1 else "decimal"
+    if isinstance(field, models.FloatField):
+        return "float"
+    if isinstance(field, models.DateTimeField):
+        raise NotImplementedError(f"{field}: no SQL cell for a date-time (Python's isoformat)")
+    if isinstance(field, models.DateField):
+        return "date"
+    if isinstance(field, (models.IntegerField, models.AutoField)):
+        return "int"
+    return "text"
+
+
+# Values the export's queries add beside each model's own fields (annotations).
+ANNOTATION_KINDS = {
+    "site_code": "text",
+    "version_label": "text",
+    "study_id": "text",
+    "index_date": "date",
+    "procedure_number": "int",
+    "timepoint": "text",
+    "timepoint_order": "int",
+}
+
+
+@functools.cache
+def _kinds(file: str) -> dict[str, str]:
+    return {**ANNOTATION_KINDS, **{f.attname: _kind(f) for f in MODELS[file]._meta.concrete_fields}}
+
+
+def _sql_value(file: str, key: str) -> Callable[[Callable[[str], str]], str]:
+    """A row value unchanged (after `_normalise`: a key's code, trimmed decimals) as SQL text."""
+    source = KEY_SOURCES.get((file, key), key)
+    kind = _kinds(file)[source]
+    return lambda col: sql_cell(kind, col(source))
+
+
+def _sql_offset(day: str, index: str) -> Callable[[Callable[[str], str]], str]:
+    """days_between(index, day) (date - date is whole days in PostgreSQL); NULL if either is."""
+    return lambda col: f"({col(day)} - {col(index)})::text"
+
+
+def _extra_sql(file: str, name: str) -> Callable[[Callable[[str], str]], str]:
+    if name == "day":
+        return _sql_offset(DATED[file], "index_date")
+    if name == "enrolment_year":
+        return lambda col: f"extract(year from {col('enrolment_date')})::int::text"
+    if name == "imaging_to_procedure_days":
+        return _sql_offset("index_date", "imaging_date")
+    if name == "symptoms_to_procedure_months":  # months_between: int days / 30.4375, a float
+        return lambda col: sql_float(
+            f"(({col('index_date')} - {col('symptom_onset_date')})::float8 / {DAYS_PER_MONTH}::float8)"
+        )
+    if name == "hospital_stay_days":
+        return _sql_offset("discharge_date", "admission_date")
+    if name == "lesion_count":
+        return lambda col: f"cardinality(array_remove(string_to_array({col('levels_treated')}, '|'), ''))::text"
+    if name == "in_window":
+
+        def window(col: Callable[[str], str]) -> str:
+            visit, index, timepoint = col("visit_date"), col("index_date"), col("timepoint")
+            cases = " ".join(
+                f"WHEN {_sql_literal(tp)} THEN {visit} BETWEEN {index} + {low} AND {index} + {high}"
+                for tp, (low, high) in VISIT_WINDOWS.items()
+            )
+            return sql_cell(
+                "bool", f"(CASE WHEN {visit} IS NOT NULL AND {index} IS NOT NULL THEN CASE {timepoint} {cases} END END)"
+            )
+
+        return window
+    if name == "mme_factor_table":
+        return _sql_value(file, "mme_factor_table")
+    if name == "mme_factor":
+
+        def factor(col: Callable[[str], str]) -> str:
+            cases = " ".join(
+                f"WHEN {col('drug')} = {_sql_literal(drug)} AND {col('route')} = {_sql_literal(FACTOR_ROUTE[drug])}"
+                f" THEN {_sql_literal(str(value))}"
+                for drug, value in MME_FACTORS.items()
+            )
+            return f"(CASE {cases} END)"
+
+        return factor
+    raise KeyError(f"{file}.{name}: no SQL for this export column")
 
 
 # ----------------------------------------------------------------------------- rows
@@ -233,56 +412,121 @@ def _rows(queryset: QuerySet[Any], order: Iterable[str], **names: Any) -> Iterat
     return values.iterator(chunk_size=CHUNK)
 
 
-def _sources(spec: ExportSpec) -> dict[str, Callable[[], Iterator[dict[str, Any]]]]:
-    patients = filtered_patients(spec.user, spec.filters)
-    ids = patients.values("pk")
+@dataclass
+class Source:
+    """One file's rows: a queryset, its order (Django paths) and the same order by the names of its values."""
+
+    queryset: QuerySet[Any]
+    order: list[str]
+    sql_order: list[str]
+    names: dict[str, Any] = field(default_factory=dict)
+    patient_key: str = ""  # the value naming the row's patient (SQL: joined to the index procedure)
+
+    def rows(self) -> Iterator[dict[str, Any]]:
+        return _rows(self.queryset, self.order, **self.names)
+
+    def sql(self, mogrify: Callable[[str, Any], bytes]) -> str:
+        """The unordered SELECT of the same values, its parameters inlined (for COPY)."""
+        values = self.queryset.annotate(**self.names).order_by().values(*_fields(self.queryset.model), *self.names)
+        sql, params = values.query.sql_with_params()
+        return mogrify(sql, params).decode()
+
+
+def _source_queries(spec: ExportSpec, population: str | None = None) -> dict[str, Source]:
+    """Each bundle file's rows. `population`: the exported patients' ids fetched once, as a
+    PostgreSQL array literal (the SQL engine: the consent rules then run once per export, not
+    once per file; its index date comes from a join, see `file_sql`). None: the cohort's
+    queryset as a subquery of each file, and the index date a subquery per row."""
+    if population is None:
+        patients = filtered_patients(spec.user, spec.filters)
+        ids: Any = patients.values("pk")
+
+        def index(path: str) -> dict[str, Any]:
+            return {"index_date": _index_date(path)}
+
+    else:
+        ids = RawSQL("SELECT unnest(%s::bigint[])", [population])
+        patients = Patient.objects.filter(pk__in=ids)
+
+        def index(path: str) -> dict[str, Any]:
+            return {}
+
     return {
-        "sites": lambda: _rows(Site.objects.filter(pk__in=patients.values("site_id")), ["code"]),
-        "consent_versions": lambda: _rows(
-            ConsentVersion.objects.filter(consents__patient__in=ids).distinct(), ["version"]
+        "sites": Source(Site.objects.filter(pk__in=patients.values("site_id")), ["code"], ["code"]),
+        "consent_versions": Source(
+            ConsentVersion.objects.filter(consents__patient__in=ids).distinct(), ["version"], ["version"]
         ),
-        "patients": lambda: _rows(patients, ["study_id"], site_code=F("site__code"), index_date=_index_date("pk")),
-        "consents": lambda: _rows(
+        "patients": Source(
+            patients, ["study_id"], ["study_id"], {"site_code": F("site__code"), **index("pk")}, patient_key="id"
+        ),
+        "consents": Source(
             Consent.objects.filter(patient__in=ids),
             ["patient__study_id", "signed_date", "id"],
-            study_id=F("patient__study_id"),
-            version_label=F("consent_version__version"),
-            index_date=_index_date("patient_id"),
+            ["study_id", "signed_date", "id"],
+            {
+                "study_id": F("patient__study_id"),
+                "version_label": F("consent_version__version"),
+                **index("patient_id"),
+            },
+            patient_key="patient_id",
         ),
-        "procedures": lambda: _rows(
+        "procedures": Source(
             Procedure.objects.filter(patient__in=ids),
             ["patient__study_id", "procedure_number"],
-            study_id=F("patient__study_id"),
-            index_date=_index_date("patient_id"),
+            ["study_id", "procedure_number"],
+            {"study_id": F("patient__study_id"), **index("patient_id")},
+            patient_key="patient_id",
         ),
-        "leakages": lambda: _rows(
+        "leakages": Source(
             Leakage.objects.filter(procedure__patient__in=ids),
             ["procedure__patient__study_id", "procedure__procedure_number", "site"],
-            study_id=F("procedure__patient__study_id"),
-            procedure_number=F("procedure__procedure_number"),
+            ["study_id", "procedure_number", "site"],
+            {"study_id": F("procedure__patient__study_id"), "procedure_number": F("procedure__procedure_number")},
         ),
-        "complications": lambda: _rows(
+        "complications": Source(
             Complication.objects.filter(procedure__patient__in=ids),
             ["procedure__patient__study_id", "procedure__procedure_number", "onset_date", "type", "id"],
-            study_id=F("procedure__patient__study_id"),
-            procedure_number=F("procedure__procedure_number"),
-            index_date=_index_date("procedure__patient_id"),
+            ["study_id", "procedure_number", "onset_date", "type", "id"],
+            {
+                "study_id": F("procedure__patient__study_id"),
+                "procedure_number": F("procedure__procedure_number"),
+                **index("procedure__patient_id"),
+                **({} if population is None else {"patient_ref": F("procedure__patient_id")}),
+            },
+            patient_key="patient_ref",
         ),
-        "followups": lambda: _rows(
+        "followups": Source(
             FollowUp.objects.filter(patient__in=ids),
             ["patient__study_id", "timepoint_order"],
-            study_id=F("patient__study_id"),
-            index_date=_index_date("patient_id"),
-            timepoint_order=_timepoint_order(),
+            ["study_id", "timepoint_order"],
+            {
+                "study_id": F("patient__study_id"),
+                **index("patient_id"),
+                "timepoint_order": _timepoint_order(),
+            },
+            patient_key="patient_id",
         ),
-        "medications": lambda: _rows(
+        "medications": Source(
             Medication.objects.filter(followup__patient__in=ids),
             ["followup__patient__study_id", "timepoint_order", "id"],
-            study_id=F("followup__patient__study_id"),
-            timepoint=F("followup__timepoint"),
-            timepoint_order=_timepoint_order("followup__timepoint"),
+            ["study_id", "timepoint_order", "id"],
+            {
+                "study_id": F("followup__patient__study_id"),
+                "timepoint": F("followup__timepoint"),
+                "timepoint_order": _timepoint_order("followup__timepoint"),
+            },
         ),
     }
+
+
+def population_literal(spec: ExportSpec) -> str:
+    """The exported patients' ids as a PostgreSQL array literal: one query, the cohort's rules."""
+    ids = filtered_patients(spec.user, spec.filters).order_by().values_list("pk", flat=True)
+    return "{" + ",".join(str(pk) for pk in ids.iterator(chunk_size=10_000)) + "}"
+
+
+def _sources(spec: ExportSpec) -> dict[str, Callable[[], Iterator[dict[str, Any]]]]:
+    return {file: source.rows for file, source in _source_queries(spec).items()}
 
 
 def _timepoint_order(path: str = "timepoint") -> Case:
@@ -350,26 +594,36 @@ def table(
 # ----------------------------------------------------------------------------- wide file
 
 
-def wide_table(spec: ExportSpec) -> tuple[list[Column], Iterator[list[Any]]]:
-    """One row per patient: characteristics, index procedure, then each measure at each time point."""
-    sources = _sources(spec)
+WIDE_PROCEDURE_COLUMNS = (
+    "approach",
+    "guidance",
+    "levels_treated",
+    "cement_volume_ml",
+    "operation_time_min",
+    "technical_success",
+    "leakage",
+    "hospital_stay_days",
+    "lesion_count",
+)
+
+
+def _qualified(alias: str) -> Callable[[str], str]:
+    return lambda name: f'{alias}."{name}"'
+
+
+def _joined(col: Callable[[str], str], alias: str) -> Callable[[str], str]:
+    """Names in a joined row `alias`, except the index date, which is the patient row's."""
+    return lambda name: col(name) if name == "index_date" else f'{alias}."{name}"'
+
+
+def _wide_parts(spec: ExportSpec) -> tuple[list[Column], list[Column], list[Column], dict[str, Column]]:
+    """(all columns, patient columns, index procedure columns, visit columns by name)."""
     patient_cols = [
         c
         for c in crf_columns("patients", spec)
         if c.identifier not in ("direct", "free_text") and c.name not in dictionary.KEY_COLUMNS
     ]
-    procedure_keep = (
-        "approach",
-        "guidance",
-        "levels_treated",
-        "cement_volume_ml",
-        "operation_time_min",
-        "technical_success",
-        "leakage",
-        "hospital_stay_days",
-        "lesion_count",
-    )
-    procedure_cols = [c for c in crf_columns("procedures", spec) if c.name in procedure_keep]
+    procedure_cols = [c for c in crf_columns("procedures", spec) if c.name in WIDE_PROCEDURE_COLUMNS]
     visit_cols = {c.name: c for c in crf_columns("followups", spec)}
     columns = [
         *patient_cols,
@@ -385,11 +639,12 @@ def wide_table(spec: ExportSpec) -> tuple[list[Column], Iterator[list[Any]]]:
                 c.max,
                 c.identifier,
                 c.note,
+                sql=lambda col, s=c.sql: s(_joined(col, "ix")),
             )
             for c in procedure_cols
         ],
     ]
-    for tp in Timepoint.values:
+    for i, tp in enumerate(Timepoint.values):
         for measure in WIDE_MEASURES:
             base = visit_cols.get(measure) or visit_cols["day"]
             columns.append(
@@ -403,9 +658,16 @@ def wide_table(spec: ExportSpec) -> tuple[list[Column], Iterator[list[Any]]]:
                     base.min,
                     base.max,
                     note=f"From followups.csv, timepoint {tp}",
+                    sql=lambda col, s=visit_cols[measure].sql, a=f"v{i}": s(_joined(col, a)),
                 )
             )
+    return columns, patient_cols, procedure_cols, visit_cols
 
+
+def wide_table(spec: ExportSpec) -> tuple[list[Column], Iterator[list[Any]]]:
+    """One row per patient: characteristics, index procedure, then each measure at each time point."""
+    sources = _sources(spec)
+    columns, patient_cols, procedure_cols, visit_cols = _wide_parts(spec)
     day, no_visit = visit_cols["day"], [None] * len(WIDE_MEASURES)
 
     def rows() -> Iterator[list[Any]]:
@@ -421,6 +683,49 @@ def wide_table(spec: ExportSpec) -> tuple[list[Column], Iterator[list[Any]]]:
             yield row
 
     return columns, rows()
+
+
+def wide_sql(spec: ExportSpec, columns: list[Column], mogrify: Callable[[str, Any], bytes], population: str) -> str:
+    """The wide file in one SELECT: each patient row (as patients.csv selects it) joined to its
+    index procedure and to its visit at each time point (at most one: a unique constraint)."""
+    patients = _source_queries(spec, population)["patients"].sql(mogrify)
+    joins = [
+        f'LEFT JOIN {Procedure._meta.db_table} ix ON ix."patient_id" = p."id" AND ix."procedure_number" = 1',
+        *[
+            f'LEFT JOIN {FollowUp._meta.db_table} v{i} ON v{i}."patient_id" = p."id"'
+            f' AND v{i}."timepoint" = {_sql_literal(tp)}'
+            for i, tp in enumerate(Timepoint.values)
+        ],
+    ]
+    return (
+        f"SELECT {_select_list(columns, _with_index_date('p', 'ix'))} FROM ({patients}) p {' '.join(joins)}"
+        ' ORDER BY p."study_id"'
+    )
+
+
+def _with_index_date(alias: str, index_alias: str) -> Callable[[str], str]:
+    """Names in row `alias`; the index date is the joined index procedure's date."""
+    return lambda name: f'{index_alias}."procedure_date"' if name == "index_date" else f'{alias}."{name}"'
+
+
+def _select_list(columns: list[Column], col: Callable[[str], str]) -> str:
+    return ", ".join(f'{c.sql(col)} AS "{c.name}"' for c in columns if c.sql is not None)
+
+
+def file_sql(
+    file: str, spec: ExportSpec, columns: list[Column], mogrify: Callable[[str, Any], bytes], population: str
+) -> str:
+    """One bundle file in one SELECT: the cells of `columns` over the rows `table` reads, in its order."""
+    source = _source_queries(spec, population)[file]
+    order = ", ".join(f't."{name}"' for name in source.sql_order)
+    join = ""
+    if source.patient_key:
+        join = (
+            f' LEFT JOIN {Procedure._meta.db_table} ix ON ix."patient_id" = t."{source.patient_key}"'
+            ' AND ix."procedure_number" = 1'
+        )
+    select = _select_list(columns, _with_index_date("t", "ix"))
+    return f"SELECT {select} FROM ({source.sql(mogrify)}) t{join} ORDER BY {order}"
 
 
 def merge_by_study_id(
@@ -505,32 +810,93 @@ def snapshot() -> Iterator[None]:
     with transaction.atomic():
         if outermost and connection.vendor == "postgresql":
             with connection.cursor() as cursor:
-                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY; SET LOCAL jit = off")
+                cursor.execute(
+                    "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY; SET LOCAL jit = off;"
+                    " SET LOCAL extra_float_digits = 1"  # shortest exact floats, as Python's repr (the default)
+                )
         yield
 
 
+@dataclass
+class Member:
+    """One CSV of the zip: its columns, and either its rows (Python) or its SELECT (COPY)."""
+
+    name: str
+    columns: list[Column]
+    rows: Iterator[list[Any]] | None = None
+    sql: Callable[[], str] | None = None  # built when the file is written (the population is read then)
+
+
+def export_members(spec: ExportSpec, engine: str, mogrify: Callable[[str, Any], bytes] | None = None) -> list[Member]:
+    """The CSV files an export writes, in order: each bundle file, then the wide file.
+
+    `engine` "sql" (PostgreSQL): each file is one `COPY (SELECT ...) TO STDOUT`, its cells
+    formatted and guarded in SQL; "python" (SQLite, and a second method in the tests): rows
+    read with `.iterator()` and written by `registry.csv_safety.stream_csv`. Both give the
+    same bytes (tests/exchange/test_export_sql.py).
+    """
+    members: list[Member] = []
+    sql = engine == ENGINE_SQL
+    if sql and mogrify is None:
+        raise ValueError("the SQL engine needs the connection's mogrify")
+    population = functools.cache(lambda: population_literal(spec))  # at the first COPY, not before the first byte
+    if spec.shape in (SHAPE_BOTH, SHAPE_LONG):
+        sources = None if sql else _sources(spec)
+        for file in dictionary.FILES:
+            if sql:
+                columns = crf_columns(file, spec)
+                members.append(
+                    Member(
+                        f"{file}.csv",
+                        columns,
+                        sql=lambda f=file, c=columns: file_sql(f, spec, c, mogrify, population()),
+                    )
+                )
+            else:
+                columns, rows = table(file, spec, sources[file])
+                members.append(Member(f"{file}.csv", columns, rows=rows))
+    if spec.shape in (SHAPE_BOTH, SHAPE_WIDE):
+        if sql:
+            columns = _wide_parts(spec)[0]
+            members.append(Member(WIDE_FILE, columns, sql=lambda c=columns: wide_sql(spec, c, mogrify, population())))
+        else:
+            columns, rows = wide_table(spec)
+            members.append(Member(WIDE_FILE, columns, rows=rows))
+    return members
+
+
+ENGINE_SQL, ENGINE_PYTHON = "sql", "python"
+
+
 def export_zip(
-    spec: ExportSpec, result: ExportResult | None = None, on_done: Callable[[ExportResult], None] | None = None
+    spec: ExportSpec,
+    result: ExportResult | None = None,
+    on_done: Callable[[ExportResult], None] | None = None,
+    engine: str | None = None,
 ) -> Iterator[bytes]:
-    """Yield the export zip chunk by chunk; `result` is filled as files complete."""
+    """Yield the export zip chunk by chunk; `result` is filled as files complete.
+
+    `engine`: None picks "sql" on PostgreSQL and "python" elsewhere (see `export_members`).
+    """
     result = result if result is not None else ExportResult()
     sink = _Sink()
     described: list[tuple[str, list[Column]]] = []
     with snapshot(), zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-        plan: list[tuple[str, list[Column], Iterator[list[Any]]]] = []
-        if spec.shape in (SHAPE_BOTH, SHAPE_LONG):
-            sources = _sources(spec)
-            for file in dictionary.FILES:
-                columns, rows = table(file, spec, sources[file])
-                plan.append((f"{file}.csv", columns, rows))
-        if spec.shape in (SHAPE_BOTH, SHAPE_WIDE):
-            columns, rows = wide_table(spec)
-            plan.append((WIDE_FILE, columns, rows))
+        engine = engine or (ENGINE_SQL if connection.vendor == "postgresql" else ENGINE_PYTHON)
+        mogrify = None
+        if engine == ENGINE_SQL:
+            connection.ensure_connection()
+            mogrify = connection.connection.cursor().mogrify
         package = formats.Package(spec.started_at)  # SPSS, Stata and R files of the same CSVs (exchange/formats.py)
-        for name, columns, rows in plan:
-            described.append((name[:-4], columns))
-            rows = package.tee(name, columns, rows)
-            yield from _write_member(zf, sink, name, [c.name for c in columns], rows, result, spec.started_at)
+        for member in export_members(spec, engine, mogrify):
+            described.append((member.name[:-4], member.columns))
+            header = [c.name for c in member.columns]
+            if member.sql is not None:
+                tap = _package_tap(package, member.name, member.columns)
+                yield from _copy_member(zf, sink, member.name, member.sql, result, spec.started_at, tap)
+            else:
+                rows = package.tee(member.name, member.columns, member.rows)
+                yield from _write_member(zf, sink, member.name, header, rows, result, spec.started_at)
         yield from _write_member(
             zf, sink, "data_dictionary.csv", DICTIONARY_HEADER, dictionary_rows(described), result, spec.started_at
         )
@@ -557,6 +923,127 @@ def export_zip(
         on_done(result)
 
 
+def _package_tap(package: Any, name: str, columns: list[Column]) -> Callable[[bytes], None]:
+    """Hand a COPY's CSV bytes to the statistics package (exchange/formats.py), which otherwise
+    tees Python rows: its tee writes the header (the same line COPY writes first), the bytes after
+    that header go to the same spool."""
+    for _ in package.tee(name, columns, iter(())):
+        pass
+    spool = package.files[-1][2].buffer
+    skip = len(",".join(c.name for c in columns).encode() + b"\n")
+
+    def write(data: bytes) -> None:
+        nonlocal skip
+        if skip:
+            cut = min(skip, len(data))
+            data, skip = data[cut:], skip - cut
+        spool.write(data)
+
+    return write
+
+
+COPY_BLOCK = 256 * 1024  # bytes of COPY output handed over (deflated, hashed, yielded) at a time
+COPY_QUEUE = 8  # blocks in flight between the COPY and the zip: memory stays flat (~2 MiB)
+
+
+class _CopyOut:
+    """The bytes of `COPY (sql) TO STDOUT WITH CSV HEADER`, streamed in blocks.
+
+    psycopg2's `copy_expert` pushes rows into a file until the COPY ends; a thread runs it
+    on the export's own connection (inside its snapshot transaction; the main thread does not
+    touch the connection meanwhile) and hands blocks over a bounded queue. An abandoned
+    download cancels the COPY and waits for the thread, then the snapshot rolls back.
+    """
+
+    def __init__(self, sql: str) -> None:
+        self.sql = f"COPY ({sql}) TO STDOUT WITH (FORMAT csv, HEADER true)"
+        self.rows = 0
+
+    def __iter__(self) -> Iterator[bytes]:
+        raw = connection.connection
+        cursor = raw.cursor()
+        blocks: queue.Queue[Any] = queue.Queue(maxsize=COPY_QUEUE)
+        stop = threading.Event()
+        done = object()
+        pending: list[bytes] = []
+        size = 0
+
+        class Writer:
+            def write(self, data: bytes) -> None:
+                nonlocal size
+                if stop.is_set():
+                    return
+                pending.append(data)
+                size += len(data)
+                if size >= COPY_BLOCK:
+                    blocks.put(b"".join(pending))
+                    pending.clear()
+                    size = 0
+
+        def run() -> None:
+            try:
+                cursor.copy_expert(self.sql, Writer())
+                if pending:
+                    blocks.put(b"".join(pending))
+                blocks.put(done)
+            except BaseException as exc:  # handed to the main thread
+                blocks.put(exc)
+
+        started = time.monotonic()
+        thread = threading.Thread(target=run, name="export-copy", daemon=True)
+        thread.start()
+        try:
+            while (item := blocks.get()) is not done:
+                if isinstance(item, BaseException):
+                    with connection.wrap_database_errors:
+                        raise item
+                yield item
+        finally:
+            if thread.is_alive():  # abandoned mid-file: stop the COPY, let the thread finish
+                stop.set()
+                raw.cancel()
+                while thread.is_alive():
+                    with contextlib.suppress(queue.Empty):
+                        blocks.get(timeout=0.05)
+            thread.join()
+            self.rows = max(cursor.rowcount, 0)
+            cursor.close()
+            if connection.queries_logged:
+                connection.queries_log.append({"sql": self.sql, "time": f"{time.monotonic() - started:.3f}"})
+
+
+def _copy_member(
+    zf: zipfile.ZipFile,
+    sink: _Sink,
+    name: str,
+    sql: Callable[[], str],
+    result: ExportResult,
+    when: datetime.datetime,
+    tap: Callable[[bytes], None] | None = None,
+) -> Iterator[bytes]:
+    digest = hashlib.sha256()
+    info = zipfile.ZipInfo(name, date_time=when.astimezone(datetime.UTC).timetuple()[:6])
+    info.compress_type = zipfile.ZIP_DEFLATED
+    info._compresslevel = CSV_COMPRESSLEVEL  # (ZipInfo.compress_level from Python 3.13)
+    with zf.open(info, "w", force_zip64=True) as member:
+        chunk = sink.take()  # the entry's header: the download starts before the database is read
+        if chunk:
+            yield chunk
+        copy = _CopyOut(sql())
+        for block in copy:
+            digest.update(block)
+            member.write(block)
+            if tap is not None:
+                tap(block)
+            chunk = sink.take()
+            if chunk:
+                yield chunk
+    result.files[name] = {"rows": copy.rows, "sha256": digest.hexdigest()}
+    chunk = sink.take()
+    if chunk:
+        yield chunk
+
+
 def _write_member(
     zf: zipfile.ZipFile,
     sink: _Sink,
@@ -577,6 +1064,7 @@ def _write_member(
 
     info = zipfile.ZipInfo(name, date_time=when.astimezone(datetime.UTC).timetuple()[:6])
     info.compress_type = zipfile.ZIP_DEFLATED
+    info._compresslevel = CSV_COMPRESSLEVEL
     pending: list[str] = []
     size = 0
     with zf.open(info, "w", force_zip64=True) as member:
