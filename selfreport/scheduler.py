@@ -11,6 +11,7 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 from django.urls import reverse
+from django.utils import timezone
 
 from accounts.models import User
 from audit.models import AuditEvent
@@ -55,7 +56,7 @@ def _reminders(today: datetime.date) -> int:
     invited = Message.objects.filter(kind=Kind.INVITATION, status=Message.Status.SENT).values("link")
     soon = today + datetime.timedelta(days=settings.SELFREPORT_REMINDER_DAYS)
     for link in SelfReportLink.objects.filter(pk__in=invited, revoked_at__isnull=True, submitted_at__isnull=True):
-        closes = link.expires_at.date() - datetime.timedelta(days=1)
+        closes = timezone.localtime(link.expires_at).date() - datetime.timedelta(days=1)
         if link.is_usable() and closes <= soon and link.patient.email:
             queued += bool(
                 messaging.queue(key=f"reminder:{link.pk}", kind=Kind.REMINDER, to_address=link.patient.email, link=link)
@@ -127,7 +128,11 @@ def _alerts() -> int:
     """Scan the audit trail for new events since the last run (the clinical apps need no hook)."""
     queued = 0
     with transaction.atomic():
-        cursor, _ = ScanCursor.objects.select_for_update().get_or_create(name="alerts")
+        cursor = ScanCursor.objects.select_for_update().filter(name="alerts").first()
+        if cursor is None:  # the first run starts from now: history (e.g. an imported cohort) alerts nobody
+            newest = AuditEvent.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
+            ScanCursor.objects.create(name="alerts", last_event_id=newest)
+            return 0
         events = list(AuditEvent.objects.filter(pk__gt=cursor.last_event_id).order_by("pk")[:5000])
         for event in events:
             what = _alert_of(event)

@@ -194,3 +194,56 @@ def test_the_reconsent_note_goes_to_admins_on_mondays(admin_user, patient):
     run_worker()
     note = next(m for m in mail.outbox if "re-consent" in m.subject)
     assert note.to == ["admin@example.org"] and patient.study_id in note.body
+
+
+def test_a_perioperative_death_and_a_remove_data_withdrawal_alert_the_investigators(
+    patient, nurse, investigator, settings
+):
+    from patients.models import Consent
+    from patients.services import update_patient, withdraw_consent
+
+    with_email(investigator, "pi@example.org")
+    scheduler.run_once()
+    run_worker()
+    mail.outbox.clear()
+    late = make_patient(patient.site, days_since_procedure=60, full_name="Late Death", email="")
+    # Died 12 days after the procedure: perioperative (within 30 days).
+    patient.death_date = TODAY - datetime.timedelta(days=18)
+    update_patient(patient=patient, user=nurse, reason="Death reported by family", expected_version=patient.version)
+    # Died 59 days after: no alert.
+    late.death_date = TODAY - datetime.timedelta(days=1)
+    update_patient(patient=late, user=nurse, reason="Death reported", expected_version=late.version)
+    other = make_patient(patient.site, full_name="Removed Data", email="")
+    withdraw_consent(
+        consent=other.consents.get(), scope=Consent.WithdrawalScope.REMOVE_DATA, reason="asked", user=nurse
+    )
+    assert scheduler.run_once()["alerts"] == 2
+    run_worker()
+    bodies = sorted(m.body for m in mail.outbox if m.subject.startswith("Registry alert"))
+    assert len(bodies) == 2
+    assert any("perioperative death" in b and "12 days after" in b and patient.study_id in b for b in bodies)
+    assert any("remove" in b.lower() and other.study_id in b for b in bodies)
+    assert not any(late.study_id in b for b in bodies)
+
+
+def test_each_user_turns_each_kind_off_on_her_page(client, nurse):
+    client.force_login(nurse)
+    page = client.get("/selfreport/notifications/").content.decode()
+    assert page.count('type="checkbox"') == 3 and page.count("checked") == 3
+    client.post("/selfreport/notifications/", {"kind": ["alert", "reconsent"]})
+    assert list(NotificationOptOut.objects.filter(user=nurse).values_list("kind", flat=True)) == ["digest"]
+    client.post("/selfreport/notifications/", {"kind": ["digest", "alert", "reconsent"]})
+    assert not NotificationOptOut.objects.filter(user=nurse).exists()
+
+
+def test_the_first_scan_starts_from_now_so_history_alerts_nobody(patient, nurse, investigator):
+    with_email(investigator, "pi@example.org")
+    procedure = patient.procedures.get()
+    save_audited(
+        Complication(
+            procedure=procedure, onset_date=procedure.procedure_date, type="cauda_equina", cirse_grade=3, resolved=False
+        ),
+        user=nurse,
+    )
+    assert scheduler.run_once()["alerts"] == 0
+    assert not Message.objects.filter(kind="alert").exists()
