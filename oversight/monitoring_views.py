@@ -2,6 +2,7 @@
 completeness by site, end of follow-up and closing long-missed visits."""
 
 import datetime
+import os
 from typing import Any
 
 from django import forms
@@ -307,7 +308,12 @@ def end_follow_up_view(request: HttpRequest, study_id: str) -> HttpResponse:
 
 
 def missed_after_days() -> int:
-    return int(getattr(settings, "WORKLIST_MISSED_AFTER_DAYS", 30))
+    """WORKLIST_MISSED_AFTER_DAYS (a setting, else the environment variable; default 30)."""
+    value = getattr(settings, "WORKLIST_MISSED_AFTER_DAYS", None) or os.environ.get("WORKLIST_MISSED_AFTER_DAYS", "30")
+    try:
+        return max(int(value), 0)
+    except (TypeError, ValueError):
+        return 30
 
 
 def long_missed(user: User, today: datetime.date, limit: int = 50) -> list[dict[str, Any]]:

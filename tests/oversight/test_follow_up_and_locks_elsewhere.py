@@ -90,7 +90,9 @@ def test_close_as_missed_from_the_worklist_in_one_action_with_a_reason(client, s
     assert event.username == "nurse" and event.reason == "Closed as missed: No answer to 3 calls"
 
 
-def test_import_update_is_refused_on_a_locked_case_and_the_locked_only_filter(tmp_path, nurse, investigator, site):
+def test_import_update_is_refused_on_a_locked_case_and_the_locked_only_filter(
+    client, tmp_path, nurse, investigator, site
+):
     source = tmp_path / "source"
     shutil.copytree(DEMO_BUNDLE, source)
     call_command("import_bundle", str(source), stdout=StringIO())
@@ -101,6 +103,14 @@ def test_import_update_is_refused_on_a_locked_case_and_the_locked_only_filter(tm
     services.sign_lock(patient=patient, user=investigator, password=PASSWORD, meaning=CaseLock.MEANING)
     assert list(filtered_patients(None, {"locked_only": "true"})) == [patient]
     assert filtered_patients(None, {}).count() == 10
+    client.force_login(investigator)
+    locked = json.loads(client.get("/dashboard/summary.json?locked_only=on").content)
+    everyone = json.loads(client.get("/dashboard/summary.json").content)
+    assert (locked["cohort"]["patients"], everyone["cohort"]["patients"]) == (1, 10)
+    exported_locked = export(level="identified", reason="locked", filters={"locked_only": True})
+    assert [r["study_id"] for r in csv.DictReader(StringIO(exported_locked.read("patients.csv").decode()))] == [
+        "PSP-0003"
+    ]
 
     path = folder / "followups.csv"
     with path.open(encoding="utf-8", newline="") as fh:
