@@ -238,12 +238,13 @@ REGISTRY_VERSION = "0.1.0"
 # Background work (selfreport): Django's Tasks framework with a database-backed queue;
 # `manage.py db_worker` runs it (scripts/run.sh, docker-compose's worker service).
 TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
-# E-mail (Django's mailers): the console in the local demo; SMTP when EMAIL_HOST is set (production).
+# E-mail (Django's mailers): SMTP (EMAIL_HOST, default localhost); the console only in the local
+# demo (DEBUG) when no EMAIL_HOST is given.
 MAILERS = {
     "default": {
         "BACKEND": "django.core.mail.backends.smtp.EmailBackend",
         "OPTIONS": {
-            "host": os.environ["EMAIL_HOST"],
+            "host": os.environ.get("EMAIL_HOST", "localhost"),
             "port": int(os.environ.get("EMAIL_PORT", "25")),
             "username": os.environ.get("EMAIL_HOST_USER", ""),
             "password": envsecret("EMAIL_HOST_PASSWORD") or "",
@@ -252,7 +253,7 @@ MAILERS = {
             "timeout": int(os.environ.get("EMAIL_TIMEOUT", "20")),
         },
     }
-    if os.environ.get("EMAIL_HOST")
+    if os.environ.get("EMAIL_HOST") or not DEBUG
     else {"BACKEND": "django.core.mail.backends.console.EmailBackend"}
 }
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "registry@localhost")
