@@ -15,25 +15,45 @@ save_audited), matching rows by the `record_id` an identified export carries
 and refusing rows whose `record_version` is no longer the registry's.
 """
 
+import codecs
+import contextlib
 import csv
+import dataclasses
 import datetime
 import functools
 import io
+import itertools
+import json
 import re
 import zipfile
+import zlib
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
-from django.db import IntegrityError, models, transaction
+from django.db import IntegrityError, connection, models, transaction
+from django.db.models import Count
+from django.utils import timezone
 
 from accounts.models import Site
 from audit.models import AuditEvent
-from audit.services import change_event, delete_audited, owner_keys, record_event, row_values, save_audited
+from audit.services import (
+    _actor,
+    _field_value,
+    _plain,
+    change_event,
+    delete_audited,
+    has_version_token,
+    owner_keys,
+    record_event,
+    row_values,
+    save_audited,
+)
 from exchange import dictionary
 from exchange.dictionary import Variable
 from outcomes.models import FollowUp, Medication
@@ -49,7 +69,6 @@ from registry.csv_safety import DANGEROUS_FIRST
 from registry.errors import StaleEditError
 from registry.fields import join_codes
 
-MAX_UNCOMPRESSED_BYTES = 2 * 1024**3  # refuse zip bombs before reading them
 INTEGER = re.compile(r"[+-]?\d+")
 DECIMAL = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)")
 ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
@@ -71,9 +90,16 @@ class Problem:
 
 
 class BundleError(Exception):
-    def __init__(self, problems: list[Problem]) -> None:
-        self.problems = problems
-        super().__init__(f"{len(problems)} problem(s) in the bundle; nothing was imported")
+    """The bundle is refused. `problems` lists the first of them (a readable number), `total` counts all."""
+
+    def __init__(self, problems: list[Problem], total: int | None = None) -> None:
+        self.problems = list(problems)
+        self.total = total if total is not None else getattr(problems, "total", len(self.problems))
+        super().__init__(f"{self.total} problem(s) in the bundle; nothing was imported")
+
+    @property
+    def unlisted(self) -> int:
+        return self.total - len(self.problems)
 
 
 @dataclass
@@ -95,29 +121,67 @@ class ImportResult:
     trail_entries: int = 0  # audit trail entries this import wrote
 
 
-# --------------------------------------------------------------------------- reading
+# --------------------------------------------------------------------------- reading (streamed)
 
 
-def _decode(name: str, data: bytes, problems: list[Problem]) -> str | None:
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        problems.append(
-            Problem(
-                name,
-                None,
-                "",
-                "",
-                f"the file is not UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start}); save it as UTF-8 CSV",
-            )
-        )
-        return None
+@dataclass(frozen=True)
+class Limits:
+    """What a bundle may hold. Every limit is checked while the bundle is streamed, before it can cost memory;
+    each can be set in the settings (IMPORT_MAX_*) or per call."""
+
+    max_total_bytes: int = 2 * 1024**3  # uncompressed, all bundle files together
+    max_file_bytes: int = 1024**3  # uncompressed, one file
+    max_rows: int = 1_000_000  # data rows of one file
+    max_small_rows: int = 10_000  # rows of sites.csv / consent_versions.csv (held in memory)
+    max_line_chars: int = 1024**2  # one physical line
+    max_cell_chars: int = 65_536  # one cell
+    max_zip_entries: int = 10_000
+    max_problems: int = 200  # problems listed in a report (the rest are counted)
+
+    @classmethod
+    def from_settings(cls, **overrides: Any) -> "Limits":
+        values = {
+            name: getattr(settings, f"IMPORT_{name.upper()}", default)
+            for name, default in ((f.name, f.default) for f in dataclasses.fields(cls))
+        }
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
 
 
-def read_sources(path: Path) -> dict[str, bytes]:
-    """The raw bytes of each bundle file found in a folder or a zip (root or one folder)."""
+class Problems(list):
+    """The problems of a bundle: the first `cap` are kept (for the report), the rest only counted."""
+
+    def __init__(self, cap: int) -> None:
+        super().__init__()
+        self.cap = cap
+        self.total = 0
+
+    def append(self, problem: Problem) -> None:  # type: ignore[override]
+        self.total += 1
+        if len(self) < self.cap:
+            super().append(problem)
+
+
+def _refuse(file: str, message: str, row: int | None = None) -> "BundleError":
+    return BundleError([Problem(file, row, "", "", message)])
+
+
+def _mib(n: int) -> str:
+    return f"{n / 1024**2:,.0f} MiB"
+
+
+@dataclass
+class _Source:
+    name: str  # bundle file name without .csv
+    declared: int  # uncompressed size the folder or the zip's directory gives
+    open: Any  # () -> binary stream
+
+
+def open_sources(path: Path, limits: Limits, stack: contextlib.ExitStack) -> dict[str, _Source]:
+    """The bundle files found in a folder or a zip (root or one folder), checked against the size limits
+    by what they declare (the bytes actually read are counted again while streaming)."""
     wanted = {f"{name}.csv" for name in dictionary.FILES}
-    found: dict[str, bytes] = {}
+    found: dict[str, _Source] = {}
     if path.is_dir():
         candidates = [p for p in path.iterdir() if p.name in wanted]
         if not candidates:
@@ -125,46 +189,156 @@ def read_sources(path: Path) -> dict[str, bytes]:
             if len(subdirs) == 1:
                 candidates = [p for p in subdirs[0].iterdir() if p.name in wanted]
         for p in candidates:
-            found[p.name[:-4]] = p.read_bytes()
-        return found
-    if not zipfile.is_zipfile(path):
-        raise BundleError([Problem(path.name, None, "", "", "not a folder or a zip file")])
-    with zipfile.ZipFile(path) as zf:
-        infos = [i for i in zf.infolist() if not i.is_dir() and not i.filename.startswith("__MACOSX/")]
-        if sum(i.file_size for i in infos) > MAX_UNCOMPRESSED_BYTES:
-            raise BundleError([Problem(path.name, None, "", "", "the zip expands to more than 2 GiB; refused")])
-        by_folder: dict[str, list[zipfile.ZipInfo]] = defaultdict(list)
-        for info in infos:
-            parts = info.filename.split("/")
-            if len(parts) <= 2 and parts[-1] in wanted:
-                by_folder["/".join(parts[:-1])].append(info)
-        if len(by_folder) > 1:
-            raise BundleError(
-                [
-                    Problem(
-                        path.name,
-                        None,
-                        "",
-                        "",
-                        f"bundle files are in several folders ({', '.join(sorted(by_folder))}); use one",
-                    )
-                ]
+            found[p.name[:-4]] = _Source(p.name[:-4], p.stat().st_size, functools.partial(p.open, "rb"))
+    else:
+        found = _zip_sources(path, wanted, limits, stack)
+    for source in found.values():
+        if source.declared > limits.max_file_bytes:
+            raise _refuse(
+                source.name,
+                f"the file is {_mib(source.declared)} uncompressed, more than the limit of "
+                f"{_mib(limits.max_file_bytes)} per file; refused",
             )
-        for info in next(iter(by_folder.values()), []):
-            found[info.filename.split("/")[-1][:-4]] = zf.read(info)
+    total = sum(s.declared for s in found.values())
+    if total > limits.max_total_bytes:
+        raise _refuse(
+            path.stem,
+            f"the bundle expands to {_mib(total)}, more than the limit of {_mib(limits.max_total_bytes)}; refused",
+        )
     return found
 
 
-def _read_table(name: str, text: str, problems: list[Problem]) -> list[Row]:
-    reader = csv.reader(io.StringIO(text, newline=""))
+def _zip_sources(path: Path, wanted: set[str], limits: Limits, stack: contextlib.ExitStack) -> dict[str, _Source]:
+    name = path.stem
     try:
-        header = [h.strip() for h in next(reader)]
-    except StopIteration:
-        problems.append(Problem(name, 1, "", "", "the file is empty: it needs at least the header row"))
-        return []
-    except csv.Error as exc:
-        problems.append(Problem(name, 1, "", "", f"unreadable CSV: {exc}"))
-        return []
+        with path.open("rb") as fh:
+            end = zipfile._EndRecData(fh)  # type: ignore[attr-defined]  # the directory's entry count, before it is read
+    except OSError as exc:
+        raise _refuse(name, f"the bundle cannot be read: {exc.strerror or exc}") from exc
+    if not end:
+        raise _refuse(name, "not a folder or a zip file")
+    if end[zipfile._ECD_ENTRIES_TOTAL] > limits.max_zip_entries:  # type: ignore[attr-defined]
+        raise _refuse(name, f"the zip lists more than {limits.max_zip_entries:,} entries; refused")
+    try:
+        zf = stack.enter_context(zipfile.ZipFile(path))
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError) as exc:
+        raise _refuse(name, f"the zip is corrupt: {exc}") from exc
+    infos = [i for i in zf.infolist() if not i.is_dir() and not i.filename.startswith("__MACOSX/")]
+    if len(infos) > limits.max_zip_entries:
+        raise _refuse(name, f"the zip lists more than {limits.max_zip_entries:,} entries; refused")
+    declared = sum(i.file_size for i in infos)
+    if declared > limits.max_total_bytes:
+        raise _refuse(
+            name,
+            f"the zip expands to {_mib(declared)}, more than the limit of {_mib(limits.max_total_bytes)}; refused",
+        )
+    by_folder: dict[str, list[zipfile.ZipInfo]] = defaultdict(list)
+    for info in infos:
+        parts = info.filename.split("/")
+        if len(parts) <= 2 and parts[-1] in wanted:
+            by_folder["/".join(parts[:-1])].append(info)
+    if len(by_folder) > 1:
+        raise _refuse(name, f"bundle files are in several folders ({', '.join(sorted(by_folder))}); use one")
+    found = {}
+    for info in next(iter(by_folder.values()), []):
+        file = info.filename.split("/")[-1][:-4]
+        if info.flag_bits & 0x1:
+            raise _refuse(file, "the file is encrypted in the zip; export the bundle without a password")
+        if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+            raise _refuse(file, "the file is compressed with a method other than deflate; zip it again")
+        found[file] = _Source(file, info.file_size, functools.partial(zf.open, info))
+    return found
+
+
+class _Budget:
+    """Uncompressed bytes read, per file and in all, against the limits."""
+
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
+        self.total = 0
+
+    def take(self, file: str, read_in_file: int, n: int) -> None:
+        self.total += n
+        if read_in_file > self.limits.max_file_bytes:
+            raise _refuse(
+                file,
+                f"the file expands to more than {_mib(self.limits.max_file_bytes)} (the limit per file); "
+                "refused while reading (a zip bomb?)",
+            )
+        if self.total > self.limits.max_total_bytes:
+            raise _refuse(
+                file,
+                f"the bundle expands to more than {_mib(self.limits.max_total_bytes)} (the limit); "
+                "refused while reading (a zip bomb?)",
+            )
+
+
+_CORRUPT = (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, NotImplementedError)
+
+
+def _lines(source: _Source, limits: Limits, budget: _Budget) -> Iterator[str]:
+    """The file's text, one physical line at a time (ends kept), decoded strictly as UTF-8, streamed:
+    refused at the first NUL byte, byte that is not UTF-8, overlong line, or byte past a size limit."""
+    file = source.name
+    decoder = codecs.getincrementaldecoder("utf-8-sig")("strict")
+    read = 0
+    pending = ""
+    try:
+        stream = source.open()
+    except _CORRUPT as exc:
+        raise _refuse(file, f"the file cannot be read from the bundle (corrupt zip?): {exc}") from exc
+    with stream:
+        while True:
+            try:
+                chunk = stream.read(1 << 16)
+            except _CORRUPT as exc:
+                raise _refuse(file, f"the file cannot be read from the bundle (corrupt zip?): {exc}") from exc
+            read += len(chunk)
+            budget.take(file, read, len(chunk))
+            nul = chunk.find(b"\x00")
+            if nul != -1:
+                raise _refuse(
+                    file,
+                    f"the file contains a NUL byte (offset {read - len(chunk) + nul}); a CSV file is text: "
+                    "save it as UTF-8 CSV",
+                )
+            try:
+                text = decoder.decode(chunk, final=not chunk)
+            except UnicodeDecodeError as exc:
+                offset = read - len(exc.object) + exc.start
+                raise _refuse(
+                    file,
+                    f"the file is not UTF-8 (byte 0x{exc.object[exc.start]:02x} at offset {offset}); "
+                    "save it as UTF-8 CSV",
+                ) from exc
+            if pending:
+                text = pending + text
+            start = 0
+            while (end := text.find("\n", start)) != -1:
+                if end - start >= limits.max_line_chars:
+                    raise _refuse(file, f"a line is longer than {limits.max_line_chars:,} characters; refused")
+                yield text[start : end + 1]
+                start = end + 1
+            pending = text[start:]
+            if len(pending) > limits.max_line_chars:
+                raise _refuse(file, f"a line is longer than {limits.max_line_chars:,} characters; refused")
+            if not chunk:
+                if pending:
+                    yield pending
+                return
+
+
+@contextlib.contextmanager
+def _cell_limit(chars: int) -> Iterator[None]:
+    old = csv.field_size_limit(chars)
+    try:
+        yield
+    finally:
+        csv.field_size_limit(old)
+
+
+def _check_header(name: str, header: list[str], problems: list[Problem]) -> bool:
+    before = len(problems) if not isinstance(problems, Problems) else problems.total
     known = {v.name for v in dictionary.variables_for(name)}
     allowed = known | dictionary.EXPORT_ONLY_COLUMNS.get(name, frozenset())
     seen: set[str] = set()
@@ -173,24 +347,191 @@ def _read_table(name: str, text: str, problems: list[Problem]) -> list[Row]:
             problems.append(Problem(name, 1, col, "", "the column appears twice"))
         seen.add(col)
         if col not in allowed:
-            problems.append(Problem(name, 1, col, "", "unknown column (not in the data dictionary for this file)"))
+            problems.append(Problem(name, 1, col[:80], "", "unknown column (not in the data dictionary for this file)"))
     for v in dictionary.variables_for(name):
         if not v.is_derived and v.name not in seen and (name, v.name) not in dictionary.LATER_COLUMNS:
             problems.append(Problem(name, 1, v.name, "", "required column is missing"))
-    rows = []
+    after = len(problems) if not isinstance(problems, Problems) else problems.total
+    return after == before
+
+
+def _records(
+    source: _Source, limits: Limits, budget: _Budget, problems: list[Problem]
+) -> Iterator[tuple[list[str], Iterator[tuple[int, list[str]]]]]:
+    """(header, rows as (row number, cells)) of one file; nothing if the header is unusable."""
+    name = source.name
+    cap = limits.max_small_rows if name in dictionary.OPTIONAL_FILES else limits.max_rows
+    reader = csv.reader(_lines(source, limits, budget))
     try:
-        for line, cells in enumerate(reader, start=2):
-            if not any(c.strip() for c in cells):
-                continue
-            if len(cells) != len(header):
-                problems.append(
-                    Problem(name, line, "", "", f"the row has {len(cells)} cells; the header has {len(header)}")
-                )
-                continue
-            rows.append(Row(name, line, dict(zip(header, cells, strict=True))))
+        header = [h.strip() for h in next(reader)]
+    except StopIteration:
+        problems.append(Problem(name, 1, "", "", "the file is empty: it needs at least the header row"))
+        return
     except csv.Error as exc:
-        problems.append(Problem(name, reader.line_num, "", "", f"unreadable CSV: {exc}"))
-    return rows
+        problems.append(Problem(name, 1, "", "", f"unreadable CSV: {_csv_message(exc, limits)}"))
+        return
+    if not _check_header(name, header, problems):
+        return
+
+    def rows() -> Iterator[tuple[int, list[str]]]:
+        count = 0
+        line = 1
+        try:
+            for line, cells in enumerate(reader, start=2):
+                if not any(c.strip() for c in cells):
+                    continue
+                count += 1
+                if count > cap:
+                    raise _refuse(
+                        name,
+                        f"the file has more than {cap:,} rows, the limit per file"
+                        + (" (IMPORT_MAX_ROWS)" if cap == limits.max_rows else "")
+                        + "; refused (split the bundle, or raise the limit)",
+                    )
+                if len(cells) != len(header):
+                    problems.append(
+                        Problem(name, line, "", "", f"the row has {len(cells)} cells; the header has {len(header)}")
+                    )
+                    continue
+                yield line, cells
+        except csv.Error as exc:
+            problems.append(Problem(name, line + 1, "", "", f"unreadable CSV: {_csv_message(exc, limits)}"))
+
+    yield header, rows()
+
+
+def _csv_message(exc: csv.Error, limits: Limits) -> str:
+    if "field larger than field limit" in str(exc):
+        return f"a cell is longer than {limits.max_cell_chars:,} characters"
+    return str(exc)
+
+
+class _StreamReader:
+    """A file-like view of an iterator of str blocks, for COPY ... FROM STDIN."""
+
+    def __init__(self, blocks: Iterator[str]) -> None:
+        self.blocks = blocks
+        self.buffer = ""
+
+    def read(self, size: int = -1) -> str:
+        while size < 0 or len(self.buffer) < size:
+            block = next(self.blocks, None)
+            if block is None:
+                break
+            self.buffer += block
+        if size < 0:
+            out, self.buffer = self.buffer, ""
+        else:
+            out, self.buffer = self.buffer[:size], self.buffer[size:]
+        return out
+
+    readline = read
+
+
+def _csv_blocks(rows: Iterable[list[Any]], per_block: int = 2000) -> Iterator[str]:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    n = 0
+    for row in rows:
+        writer.writerow(row)
+        n += 1
+        if n == per_block:
+            yield out.getvalue()
+            out.seek(0)
+            out.truncate()
+            n = 0
+    if n:
+        yield out.getvalue()
+
+
+@dataclass
+class _Staged:
+    """A patient file copied into a temporary table of the import's transaction: its row numbers, the study
+    ID of each row (stripped, as the cells are parsed) and its cells, one text column each."""
+
+    name: str
+    table: str
+    header: list[str]
+    rows: int = 0
+
+
+def stage_bundle(
+    sources: dict[str, _Source], limits: Limits, problems: list[Problem]
+) -> tuple[dict[str, list[Row]], dict[str, _Staged]]:
+    """Stream every file once: sites and consent versions into memory (they are small, and capped),
+    every patient file into a staging table with COPY. Row problems (cell counts, unreadable CSV) are
+    collected; a hostile file (too big, too many rows, NUL bytes, not UTF-8...) is refused at once."""
+    budget = _Budget(limits)
+    small: dict[str, list[Row]] = {}
+    staged: dict[str, _Staged] = {}
+    if "patients" not in sources:
+        problems.append(Problem("patients", None, "", "", "the bundle has no patients.csv"))
+    with _cell_limit(limits.max_cell_chars), connection.cursor() as cursor:
+        for name in dictionary.FILES:
+            source = sources.get(name)
+            if source is None:
+                if name not in dictionary.OPTIONAL_FILES and name != "patients":
+                    problems.append(
+                        Problem(
+                            name,
+                            None,
+                            "",
+                            "",
+                            f"the bundle has no {name}.csv (a file with only its header row is fine)",
+                        )
+                    )
+                continue
+            for header, rows in _records(source, limits, budget, problems):
+                if name in dictionary.OPTIONAL_FILES:
+                    small[name] = [Row(name, line, dict(zip(header, cells, strict=True))) for line, cells in rows]
+                    continue
+                stage = _Staged(name, f"import_stage_{name}", header)
+                sid = header.index("study_id")
+                columns = ", ".join(f"c{i} text" for i in range(len(header)))
+                cursor.execute(f"DROP TABLE IF EXISTS pg_temp.{stage.table}")  # an earlier import of this transaction
+                cursor.execute(
+                    f"CREATE TEMPORARY TABLE {stage.table} (line integer, sid text, {columns}) ON COMMIT DROP"
+                )
+
+                def tagged(rows: Iterator[tuple[int, list[str]]] = rows, sid: int = sid, stage: _Staged = stage):
+                    for line, cells in rows:
+                        stage.rows += 1
+                        yield [line, cells[sid].strip(), *cells]
+
+                cursor.copy_expert(
+                    f"COPY {stage.table} FROM STDIN WITH (FORMAT csv)",
+                    _StreamReader(_csv_blocks(tagged())),
+                    1 << 16,
+                )
+                cursor.execute(f"CREATE INDEX ON {stage.table} (sid)")
+                cursor.execute(f"ANALYZE {stage.table}")
+                staged[name] = stage
+    return small, staged
+
+
+def _stage_keys(staged: dict[str, _Staged]) -> list[str]:
+    """Every study ID the staged files name, in order: the chunks of the import are slices of it."""
+    if not staged:
+        return []
+    union = " UNION ".join(f"SELECT sid FROM {s.table}" for s in staged.values())
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT sid FROM ({union}) AS ids ORDER BY sid")
+        return [r[0] or "" for r in cursor.fetchall()]
+
+
+def _staged_rows(staged: dict[str, _Staged], keys: list[str]) -> dict[str, list[Row]]:
+    """The rows of the staged files that belong to the study IDs `keys`, in file order."""
+    tables: dict[str, list[Row]] = {}
+    with connection.cursor() as cursor:
+        for name, stage in staged.items():
+            cols = ", ".join(f"c{i}" for i in range(len(stage.header)))
+            cursor.execute(f"SELECT line, {cols} FROM {stage.table} WHERE sid = ANY(%s) ORDER BY line", [keys])
+            header = stage.header
+            tables[name] = [
+                Row(name, rec[0], {h: (c if c is not None else "") for h, c in zip(header, rec[1:], strict=True)})
+                for rec in cursor.fetchall()
+            ]
+    return tables
 
 
 # --------------------------------------------------------------------------- cells
@@ -310,17 +651,27 @@ class _Import:
         source: str,
         update_reason: str = "",
         remove_missing: bool = False,
+        problems: list[Problem] | None = None,
+        head: "_Import | None" = None,
     ) -> None:
+        """`head`: the import's first job (sites and consent versions); a job per chunk of patients shares
+        its sites, versions and problems, and the MRNs seen so far."""
         self.tables = tables
         self.user = user
         self.source = source
         self.update_reason = update_reason  # non-empty: study IDs already in the registry are updated
         self.remove_missing = remove_missing
-        self.problems: list[Problem] = []
-        self.sites: dict[str, Site] = {s.code: s for s in Site.objects.all()}
-        self.versions: dict[str, ConsentVersion] = {v.version: v for v in ConsentVersion.objects.all()}
-        self.new_sites: list[Site] = []
-        self.new_versions: list[ConsentVersion] = []
+        if head is not None:
+            self.problems = head.problems
+            self.sites, self.versions = head.sites, head.versions
+            self.new_sites, self.new_versions, self.seen_mrn = head.new_sites, head.new_versions, head.seen_mrn
+        else:
+            self.problems = problems if problems is not None else []
+            self.sites = {s.code: s for s in Site.objects.all()}
+            self.versions = {v.version: v for v in ConsentVersion.objects.all()}
+            self.new_sites: list[Site] = []
+            self.new_versions: list[ConsentVersion] = []
+            self.seen_mrn: dict[tuple[str, str], int] = {}  # (site, MRN) -> bundle row, over all chunks
         self.patients: dict[str, Patient] = {}
         self.existing: dict[str, Patient] = {}  # the registry's patients the bundle updates, by study ID
         self.procedures: dict[tuple[str, int], Procedure] = {}
@@ -417,8 +768,13 @@ class _Import:
             p.study_id: p
             for p in Patient.objects.filter(study_id__in=[r.values["study_id"] for r in rows]).select_related("site")
         }
-        mrns = {(site, mrn): sid for site, mrn, sid in Patient.objects.values_list("site__code", "mrn", "study_id")}
-        seen_mrn: dict[tuple[str, str], int] = {}
+        mrns = {
+            (site, mrn): sid
+            for site, mrn, sid in Patient.objects.filter(mrn__in={r.values["mrn"] for r in rows}).values_list(
+                "site__code", "mrn", "study_id"
+            )
+        }
+        seen_mrn = self.seen_mrn
         for row in rows:
             v = row.values
             if v["study_id"] in in_registry and not self.update_reason:
@@ -443,11 +799,11 @@ class _Import:
                     self.problem(row, "site", "unknown site code: not in sites.csv nor in the registry")
                 continue
             key = (site.code, v["mrn"])
+            if key in seen_mrn:  # (before the registry: an earlier chunk of this bundle may be written already)
+                self.problem(row, "mrn", f"the same MRN is used by row {seen_mrn[key]} of the same site")
+                continue
             if mrns.get(key, v["study_id"]) != v["study_id"]:
                 self.problem(row, "mrn", f"a patient of site {site.code} with this MRN is already in the registry")
-                continue
-            if key in seen_mrn:
-                self.problem(row, "mrn", f"the same MRN is used by row {seen_mrn[key]} of the same site")
                 continue
             seen_mrn[key] = row.line
             fields = {k: val for k, val in v.items() if k != "site"}
@@ -606,8 +962,7 @@ class _Import:
                 self.problem(row, "study_id", "no consent to registry use is recorded for this patient in consents.csv")
 
     def run(self) -> None:
-        self.load_sites()
-        self.load_versions()
+        """Check the rows of this job's patients (its chunk of the bundle)."""
         self.load_patients()
         consented = self.load_consents()
         self.load_procedures()
@@ -808,22 +1163,14 @@ class _Import:
     def is_new(self, instance: models.Model) -> bool:
         return _owner(instance).study_id not in self.existing
 
-    def write(self) -> None:
-        """Insert the new patients with all their rows in bulk; change the updated patients through the services."""
-        batches: list[tuple[str, list[models.Model]]] = [
-            ("sites", self.new_sites),
-            ("consent_versions", self.new_versions),
-            *[(file, [i for _, i in self.accepted.get(file, []) if self.is_new(i)]) for file in dictionary.KEYED_FILES],
-        ]
-        events: list[AuditEvent] = []
+    def write_heads(self) -> None:
+        """Insert the bundle's new sites and consent versions (before any patient), each with its trail entry."""
+        events = []
         reason = f"Imported from bundle {self.source}"
-        for _, new in batches:
-            for instance in new:
-                _refresh_foreign_keys(instance)
+        for new in (self.new_sites, self.new_versions):
             if new:
-                type(new[0]).objects.bulk_create(new, batch_size=1000)
+                type(new[0]).objects.bulk_create(new)
             for instance in new:
-                study_id, site_code = owner_keys(instance)
                 events.append(
                     change_event(
                         action=AuditEvent.Action.CREATE,
@@ -831,11 +1178,15 @@ class _Import:
                         user=self.user,
                         changes={k: [None, v] for k, v in row_values(instance).items()},
                         reason=reason,
-                        study_id=study_id,
-                        site_code=site_code,
                     )
                 )
-        AuditEvent.objects.bulk_create(events, batch_size=2000)
+        AuditEvent.objects.bulk_create(events)
+
+    def write(self) -> None:
+        """Insert this job's new patients with all their rows (COPY, a trail entry each); change the updated
+        patients through the services."""
+        batches = [[i for _, i in self.accepted.get(file, []) if self.is_new(i)] for file in dictionary.KEYED_FILES]
+        copy_created(batches, user=self.user, reason=f"Imported from bundle {self.source}")
         if self.existing:
             self.write_updates()
 
@@ -1090,33 +1441,127 @@ def _registry_rows(patients: dict[str, Patient]) -> dict[str, dict[int, models.M
     return rows
 
 
-def read_bundle(path: Path) -> dict[str, list[Row]]:
-    """Read and parse every file; raises BundleError with every problem found."""
-    problems: list[Problem] = []
-    sources = read_sources(path)
-    tables: dict[str, list[Row]] = {}
-    if "patients" not in sources:
-        problems.append(Problem("patients", None, "", "", "the bundle has no patients.csv"))
-    for name in dictionary.FILES:
-        if name not in sources:
-            if name not in dictionary.OPTIONAL_FILES and name != "patients":
-                problems.append(
-                    Problem(
-                        name, None, "", "", f"the bundle has no {name}.csv (a file with only its header row is fine)"
+# --------------------------------------------------------------------------- writing (COPY)
+
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"})
+
+
+def _copy_text(value: Any) -> str:
+    """A value in COPY's text format (\\N is NULL)."""
+    if value is None:
+        return "\\N"
+    kind = type(value)
+    if kind is str:
+        return value.translate(_COPY_ESCAPES)
+    if kind is bool:
+        return "t" if value else "f"
+    if kind is int or kind is Decimal:
+        return str(value)
+    if kind is datetime.date or kind is datetime.datetime:
+        return value.isoformat()
+    return str(value).translate(_COPY_ESCAPES)
+
+
+class _ModelSpec:
+    """How the rows of one model are written with COPY and described in the trail (row_values' rules)."""
+
+    def __init__(self, model: type[models.Model]) -> None:
+        self.model = model
+        self.table = model._meta.db_table
+        self.label = model._meta.label
+        self.fields = list(model._meta.concrete_fields)
+        self.columns = ", ".join(connection.ops.quote_name(f.column) for f in self.fields)
+        self.relations = [f for f in self.fields if f.is_relation]
+        self.auto = [f for f in self.fields if getattr(f, "auto_now", False) or getattr(f, "auto_now_add", False)]
+        self.prepared = [
+            f
+            for f in self.fields
+            if isinstance(f, (models.FileField, models.JSONField))
+            or f.get_internal_type() in ("DurationField", "UUIDField", "BinaryField", "FloatField")
+        ]
+        skip = {"id", "version"}
+        if not has_version_token(model):  # type: ignore[arg-type]
+            skip.discard("version")
+        self.trail = [f for f in self.fields if f.name not in skip]
+
+    def sequence_ids(self, cursor: Any, n: int) -> list[int]:
+        cursor.execute("SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)", [self.table, n])
+        return [r[0] for r in cursor.fetchall()]
+
+    def line(self, obj: models.Model) -> str:
+        values = [getattr(obj, f.attname) for f in self.fields]
+        for f in self.prepared:
+            i = self.fields.index(f)
+            values[i] = f.get_db_prep_save(values[i], connection)
+            if isinstance(f, models.JSONField) and values[i] is not None:
+                values[i] = json.dumps(getattr(obj, f.attname), cls=f.encoder)
+        return "\t".join(_copy_text(v) for v in values) + "\n"
+
+    def changes(self, obj: models.Model) -> dict[str, list[Any]]:
+        """{field: [None, value]} exactly as audit.services.row_values gives the created row."""
+        return {f.name: [None, _plain(_field_value(f, getattr(obj, f.attname)))] for f in self.trail}
+
+
+@functools.cache
+def _spec(model: type[models.Model]) -> _ModelSpec:
+    return _ModelSpec(model)
+
+
+def _copy(cursor: Any, table: str, columns: str, lines: Iterable[str]) -> None:
+    blocks = ("".join(batch) for batch in itertools.batched(lines, 2000))
+    cursor.copy_expert(f"COPY {table} ({columns}) FROM STDIN", _StreamReader(blocks), 1 << 16)
+
+
+_EVENT_COLUMNS = (
+    "at, user_id, username, action, model, object_pk, object_repr, study_id, site_code, changes, reason, extra, hash"
+)
+
+
+def copy_created(batches: list[list[models.Model]], *, user: Any, reason: str) -> int:
+    """Insert new rows (parents first) and one trail entry each, with COPY, in the caller's transaction.
+    The trail entries are those save_audited would write for each created row (the chain trigger links them)."""
+    actor, username = _actor(user)
+    user_id = _copy_text(actor.pk if actor is not None else None)
+    head = "\t".join((user_id, _copy_text(username), AuditEvent.Action.CREATE))
+    tail = "\t".join((_copy_text(reason), "{}", ""))
+    events: list[str] = []
+    with connection.cursor() as cursor:
+        for batch in batches:
+            if not batch:
+                continue
+            spec = _spec(type(batch[0]))
+            for obj, pk in zip(batch, spec.sequence_ids(cursor, len(batch)), strict=True):
+                obj.pk = pk
+                for f in spec.relations:
+                    if f.is_cached(obj):  # type: ignore[attr-defined]
+                        setattr(obj, f.name, f.get_cached_value(obj))  # type: ignore[attr-defined]  # sets the key, keeps the cache
+                for f in spec.auto:
+                    f.pre_save(obj, True)
+            _copy(cursor, spec.table, spec.columns, (spec.line(obj) for obj in batch))
+            now = timezone.now().isoformat()
+            label = _copy_text(spec.label)
+            for obj in batch:
+                obj._state.adding = False
+                obj._state.db = connection.alias
+                study_id, site_code = owner_keys(obj)
+                events.append(
+                    "\t".join(
+                        (
+                            now,
+                            head,
+                            label,
+                            str(obj.pk),
+                            _copy_text(str(obj)[:200]),
+                            _copy_text(study_id),
+                            _copy_text(site_code),
+                            _copy_text(json.dumps(spec.changes(obj))),
+                            tail,
+                        )
                     )
+                    + "\n"
                 )
-            continue
-        text = _decode(name, sources[name], problems)
-        if text is not None:
-            tables[name] = _read_table(name, text, problems)
-    if problems:
-        raise BundleError(problems)
-    today = dates.today()
-    for rows in tables.values():
-        _parse_rows(rows, today, problems)
-    if problems:
-        raise BundleError(problems)
-    return tables
+        _copy(cursor, AuditEvent._meta.db_table, _EVENT_COLUMNS, events)
+    return len(events)
 
 
 def _sorted(problems: list[Problem]) -> list[Problem]:
@@ -1126,9 +1571,27 @@ def _sorted(problems: list[Problem]) -> list[Problem]:
 
 
 def import_bundle(
-    path: Path | str, *, user: Any = None, update_reason: str = "", remove_missing: bool = False
+    path: Path | str,
+    *,
+    user: Any = None,
+    update_reason: str = "",
+    remove_missing: bool = False,
+    limits: Limits | None = None,
+    chunk_patients: int = 2000,
 ) -> ImportResult:
-    """Validate the whole bundle, then write it in one transaction (or nothing).
+    """Validate the whole bundle and write it in one transaction (or nothing), streamed in bounded memory.
+
+    The files are streamed once, checked against `limits` as they are read
+    (sizes declared and actual, rows per file, NUL bytes, UTF-8, line and cell
+    lengths: a hostile bundle is refused at once) and copied into temporary
+    staging tables. The patients are then taken in chunks of `chunk_patients`
+    study IDs with all their rows: parsed against the data dictionary, checked
+    by the models' rules, against each other, the registry and the cross-record
+    rules (`patients.rules.case_problems`, per case), and written with COPY,
+    each row with its trail entry. After the first problem nothing more is
+    written but every chunk is still checked, so the report is complete (its
+    first `limits.max_problems` problems listed, the rest counted); then the
+    transaction is rolled back.
 
     A study ID already in the registry refuses the bundle, unless `update_reason`
     is given (with the acting `user`): then the registry's rows of those
@@ -1137,28 +1600,80 @@ def import_bundle(
     since the export, and changed through the clinical services only where a
     normalised value differs (an unchanged bundle writes nothing, not even a
     trail entry). Registry rows the bundle leaves out are kept, or deleted
-    when `remove_missing` is given (never a consent). Every case is checked
-    against the cross-record rules (patients.rules) as it will be.
+    when `remove_missing` is given (never a consent).
     """
     path = Path(path)
     update_reason = update_reason.strip()
     if update_reason and not getattr(user, "is_authenticated", False):
         raise ValueError("an update needs the acting user")
-    tables = read_bundle(path)
-    job = _Import(tables, user=user, source=path.name, update_reason=update_reason, remove_missing=remove_missing)
-    job.run()
-    if job.problems:
-        raise BundleError(_sorted(job.problems))
+    limits = limits or Limits.from_settings()
+    if not path.exists():
+        raise _refuse(path.stem, "no such file or folder")
+    problems = Problems(limits.max_problems)
     start = AuditEvent.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
     try:
-        with transaction.atomic():
-            job.write()
-            written = list(
-                AuditEvent.objects.filter(pk__gt=start).values_list("model", "action")
-            )  # what this import changed, read back from the trail
+        with contextlib.ExitStack() as stack, transaction.atomic():
+            sources = open_sources(path, limits, stack)
+            small, staged = stage_bundle(sources, limits, problems)
+            if problems.total:
+                raise BundleError(problems)
+            today = dates.today()
+            for rows in small.values():
+                _parse_rows(rows, today, problems)
+            if problems.total:
+                raise BundleError(problems)
+            head = _Import(
+                small,
+                user=user,
+                source=path.name,
+                update_reason=update_reason,
+                remove_missing=remove_missing,
+                problems=problems,
+            )
+            head.load_sites()
+            head.load_versions()
+            keys = _stage_keys(staged)
+            heads_written = False
+            for first in range(0, len(keys), chunk_patients):
+                tables = _staged_rows(staged, keys[first : first + chunk_patients])
+                before = problems.total
+                for rows in tables.values():
+                    _parse_rows(rows, today, problems)
+                if problems.total > before:
+                    continue  # cells that do not parse: the rows are not checked further
+                job = _Import(
+                    tables,
+                    user=user,
+                    source=path.name,
+                    update_reason=update_reason,
+                    remove_missing=remove_missing,
+                    head=head,
+                )
+                job.run()
+                if problems.total:
+                    continue  # nothing more is written; the other chunks are still checked
+                if not heads_written:
+                    head.write_heads()
+                    heads_written = True
+                job.write()
+                del job, tables
+            if problems.total:
+                raise BundleError(problems)
+            with connection.cursor() as cursor:
+                for stage in staged.values():
+                    cursor.execute(f"DROP TABLE pg_temp.{stage.table}")
+            if not heads_written:
+                head.write_heads()
             tally: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-            for model, action in written:
-                tally[action][_FILE_OF_LABEL.get(model, model)] += 1
+            written = 0
+            for model, action, n in (
+                AuditEvent.objects.filter(pk__gt=start)
+                .values_list("model", "action")
+                .annotate(n=Count("id"))
+                .order_by()
+            ):  # what this import changed, read back from the trail
+                tally[action][_FILE_OF_LABEL.get(model, model)] += n
+                written += n
             counts = {name: tally["create"].get(name, 0) for name in dictionary.FILES}
             updated, removed = dict(tally["update"]), dict(tally["delete"])
             if written:
@@ -1170,16 +1685,16 @@ def import_bundle(
                     extra={"counts": counts, "updated": updated, "removed": removed},
                 )
     except BundleError as exc:
-        raise BundleError(_sorted(exc.problems)) from exc
+        raise BundleError(_sorted(exc.problems), total=exc.total) from exc
     except IntegrityError as exc:  # a rule the checks above missed; the database still refused it
         raise BundleError([Problem(path.name, None, "", "", f"the database refused the bundle: {exc}")]) from exc
     return ImportResult(
         counts,
-        [s.code for s in job.new_sites],
-        [v.version for v in job.new_versions],
+        [s.code for s in head.new_sites],
+        [v.version for v in head.new_versions],
         updated,
         removed,
-        trail_entries=len(written) + (1 if written else 0),
+        trail_entries=written + (1 if written else 0),
     )
 
 

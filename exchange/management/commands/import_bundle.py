@@ -4,7 +4,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from accounts.models import User
-from exchange.importer import BundleError, import_bundle
+from exchange.importer import BundleError, Limits, import_bundle
 
 
 class Command(BaseCommand):
@@ -18,6 +18,12 @@ class Command(BaseCommand):
             help="update patients whose study IDs are already in the registry, from a corrected identified "
             "export (rows matched by record_id; needs --reason and --user)",
         )
+        parser.add_argument(
+            "--max-rows",
+            type=int,
+            default=None,
+            help="refuse a bundle file with more data rows than this (default: setting IMPORT_MAX_ROWS, 1,000,000)",
+        )
         parser.add_argument("--reason", default="", help="reason for change, kept in the audit trail (with --update)")
         parser.add_argument(
             "--user", default="", help="USERNAME of the registry user making the change (the trail names her)"
@@ -30,7 +36,15 @@ class Command(BaseCommand):
         )
 
     def handle(
-        self, *args: Any, path: Path, update: bool, reason: str, user: str, remove_missing: bool, **options: Any
+        self,
+        *args: Any,
+        path: Path,
+        update: bool,
+        reason: str,
+        user: str,
+        remove_missing: bool,
+        max_rows: int | None,
+        **options: Any,
     ) -> None:
         if not path.exists():
             raise CommandError(f"{path}: no such file or folder")
@@ -49,12 +63,18 @@ class Command(BaseCommand):
                 raise CommandError(f"--user {user}: this user may not enter or correct clinical data")
         try:
             result = import_bundle(
-                path, user=actor, update_reason=reason if update else "", remove_missing=remove_missing
+                path,
+                user=actor,
+                update_reason=reason if update else "",
+                remove_missing=remove_missing,
+                limits=Limits.from_settings(max_rows=max_rows),
             )
         except BundleError as exc:
-            self.stderr.write(f"The bundle was refused; nothing was imported. {len(exc.problems)} problem(s):")
+            self.stderr.write(f"The bundle was refused; nothing was imported. {exc.total} problem(s):")
             for problem in exc.problems:
                 self.stderr.write(f"  {problem}")
+            if exc.unlisted:
+                self.stderr.write(f"  ... and {exc.unlisted} more problem(s), not listed")
             raise CommandError("import refused") from exc
         counts = ", ".join(f"{n} {name}" for name, n in result.counts.items() if n) or "nothing new"
         changed = ", ".join(f"{n} {name}" for name, n in result.updated.items() if n)
