@@ -8,7 +8,18 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 LINT = Path(sys.executable).with_name("lint-imports")
-APPS = ["registry", "accounts", "audit", "patients", "procedures", "outcomes", "dashboard", "exchange", "oversight"]
+APPS = [
+    "registry",
+    "accounts",
+    "audit",
+    "patients",
+    "procedures",
+    "outcomes",
+    "dashboard",
+    "exchange",
+    "oversight",
+    "selfreport",
+]
 
 
 def lint(tree: Path) -> subprocess.CompletedProcess[str]:
