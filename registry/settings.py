@@ -65,6 +65,7 @@ INSTALLED_APPS = [
     "oversight",
     "django_tasks_db",
     "selfreport",
+    "api",
 ]
 
 MIDDLEWARE = [

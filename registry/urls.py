@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 
 from accounts import views as account_views
+from api.api import api
 from outcomes.urls import case_urlpatterns
 from patients.urls import urlpatterns as patient_urlpatterns
 
@@ -17,6 +18,8 @@ urlpatterns = [
     path("exports/", include("exchange.urls")),
     path("audit/", include("oversight.urls")),
     path("", include("selfreport.urls")),
+    path("api/tokens/", include("api.urls")),
+    path("api/v1/", api.urls),
     path("admin/", admin.site.urls),
 ]
 

@@ -83,6 +83,13 @@ MATRIX: dict[str, tuple[str, dict[str, Any]]] = {
     "dashboard/report.pdf": ("/dashboard/report.pdf", ANYONE_LOGGED_IN),
     "dashboard/report/figure/<slug:name>.svg": ("/dashboard/report/figure/vas.svg", ANYONE_LOGGED_IN),
     "dashboard/report/table/<slug:name>.csv": ("/dashboard/report/table/outcomes.csv", ANYONE_LOGGED_IN),
+    # the token API (api/): token pages for every logged-in user; the endpoints answer a bearer token only
+    "api/tokens/": ("/api/tokens/", ANYONE_LOGGED_IN),
+    "api/tokens/<int:pk>/revoke/": ("/api/tokens/1/revoke/", _answers(LOGIN, 405, 405, 405, 405, 405)),  # POST only
+    "api/v1/": ("/api/v1/", _answers(404, 404, 404, 404, 404, 404)),
+    "api/v1/openapi.json": ("/api/v1/openapi.json", _answers(200, 200, 200, 200, 200, 200)),
+    "api/v1/summary": ("/api/v1/summary", _answers(401, 401, 401, 401, 401, 401)),
+    "api/v1/records": ("/api/v1/records", _answers(401, 401, 401, 401, 401, 401)),
     # exports (investigators and admins; nurses enter data but do not export)
     "exports/": ("/exports/", _answers(LOGIN, 403, 403, 200, 200, 403)),
     "exports/log/": ("/exports/log/", ADMIN_ONLY),
