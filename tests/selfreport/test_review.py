@@ -106,3 +106,16 @@ def test_a_rejected_report_never_becomes_a_visit(client, nurse, report):
     assert response.status_code == 302
     report.refresh_from_db()
     assert report.status == "rejected" and not FollowUp.objects.exists()
+
+
+def test_admins_read_the_message_log_and_links_in_the_django_admin_without_editing(client, admin_user, report):
+    from selfreport.messaging import queue
+    from selfreport.models import Kind, Message
+
+    queue(key="invitation:test", kind=Kind.INVITATION, to_address="rosa@example.org", link=report.link)
+    client.force_login(admin_user)
+    page = client.get("/admin/selfreport/message/")
+    assert page.status_code == 200 and "rosa@example.org" in page.content.decode()
+    assert client.get(f"/admin/selfreport/message/{Message.objects.get().pk}/delete/").status_code == 403
+    assert client.get("/admin/selfreport/selfreportlink/").status_code == 200
+    assert client.get("/admin/selfreport/message/add/").status_code == 403
