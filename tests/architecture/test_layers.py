@@ -19,6 +19,7 @@ APPS = [
     "exchange",
     "oversight",
     "selfreport",
+    "api",
 ]
 
 
