@@ -7,7 +7,7 @@ from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.utils import translation
+from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
@@ -96,6 +96,18 @@ def send(request: HttpRequest) -> HttpResponse:
 
 
 @data_entry_required
+def links(request: HttpRequest) -> HttpResponse:
+    """The links of the nurse's sites still waiting for the patient, with their e-mails' delivery."""
+    now = timezone.now()
+    waiting = (
+        selectors.links_of_sites(request.user)
+        .filter(revoked_at__isnull=True, submitted_at__isnull=True, expires_at__gt=now)
+        .order_by("expires_at")[:200]
+    )
+    return render(request, "selfreport/links.html", {"links": waiting})
+
+
+@data_entry_required
 @require_POST
 def revoke(request: HttpRequest, pk: int) -> HttpResponse:
     link = get_object_or_404(selectors.links_of_sites(request.user), pk=pk)
@@ -108,7 +120,7 @@ def revoke(request: HttpRequest, pk: int) -> HttpResponse:
             messages.error(request, " ".join(exc.messages))
     else:
         messages.error(request, _("Reason: give the reason for revoking the link."))
-    return redirect("patients:worklist")
+    return redirect("selfreport:links")
 
 
 def _initial(report: SelfReport) -> dict[str, object]:

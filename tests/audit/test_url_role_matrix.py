@@ -130,6 +130,7 @@ MATRIX: dict[str, tuple[str, dict[str, Any]]] = {
     # self-report: the patient's page answers a wrong token with the same 404 for everyone
     "r/<str:token>/": ("/r/" + "x" * 43 + "/", _answers(404, 404, 404, 404, 404, 404)),
     "selfreport/send/": ("/selfreport/send/", DATA_ENTRY),
+    "selfreport/links/": ("/selfreport/links/", DATA_ENTRY),
     "selfreport/links/<int:pk>/revoke/": (
         "/selfreport/links/{link}/revoke/",
         _answers(LOGIN, 405, 405, 403, 405, 403),

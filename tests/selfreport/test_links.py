@@ -182,3 +182,25 @@ def test_a_chinese_site_patient_gets_the_page_in_chinese(client, settings, site,
     assert "Wei，您好" in body and "提交我的回答" in body and "跳过此部分" in body
     assert "占位文本" in body and "行走" in body  # the Chinese placeholder ODI wording
     assert '<html lang="zh-hans">' in body
+
+
+def test_the_nurse_sees_her_sites_waiting_links_and_revokes_one_with_a_reason(
+    client, link_and_token, nurse, other_nurse
+):
+    link, raw = link_and_token
+    client.force_login(other_nurse)
+    assert f'<th scope="row">{link.pk}</th>' not in client.get("/selfreport/links/").content.decode()
+    client.force_login(nurse)
+    page = client.get("/selfreport/links/").content.decode()
+    assert f'<th scope="row">{link.pk}</th>' in page and link.patient.study_id in page
+    client.post(f"/selfreport/links/{link.pk}/revoke/", {"reason": ""})
+    link.refresh_from_db()
+    assert link.revoked_at is None  # no reason, no revocation
+    client.post(f"/selfreport/links/{link.pk}/revoke/", {"reason": "Patient asked for a call instead"})
+    link.refresh_from_db()
+    assert link.revoked_by == nurse and link.revoke_reason == "Patient asked for a call instead"
+    assert "No links are waiting" in client.get("/selfreport/links/").content.decode()
+    client.logout()
+    assert client.get(f"/r/{raw}/").status_code == 404
+    event = AuditEvent.objects.get(model="selfreport.SelfReportLink", action="update")
+    assert event.reason == "Patient asked for a call instead" and event.user == nurse
