@@ -83,7 +83,8 @@ class Problem:
     message: str
 
     def __str__(self) -> str:
-        where = f"{self.file}.csv" + (f", row {self.row}" if self.row else "")
+        name = f"{self.file}.csv" if self.file in dictionary.FILES else self.file  # else: the bundle itself
+        where = name + (f", row {self.row}" if self.row else "")
         what = f", {self.variable}" if self.variable else ""
         value = f" = {self.value!r}" if self.value else ""
         return f"{where}{what}{value}: {self.message}"
@@ -202,14 +203,14 @@ def open_sources(path: Path, limits: Limits, stack: contextlib.ExitStack) -> dic
     total = sum(s.declared for s in found.values())
     if total > limits.max_total_bytes:
         raise _refuse(
-            path.stem,
+            path.name,
             f"the bundle expands to {_mib(total)}, more than the limit of {_mib(limits.max_total_bytes)}; refused",
         )
     return found
 
 
 def _zip_sources(path: Path, wanted: set[str], limits: Limits, stack: contextlib.ExitStack) -> dict[str, _Source]:
-    name = path.stem
+    name = path.name
     try:
         with path.open("rb") as fh:
             end = zipfile._EndRecData(fh)  # type: ignore[attr-defined]  # the directory's entry count, before it is read
@@ -378,9 +379,7 @@ def _records(
         line = 1
         try:
             for line, cells in enumerate(reader, start=2):
-                if not any(c.strip() for c in cells):
-                    continue
-                count += 1
+                count += 1  # blank rows count too: a million empty lines is no bundle either
                 if count > cap:
                     raise _refuse(
                         name,
@@ -388,6 +387,8 @@ def _records(
                         + (" (IMPORT_MAX_ROWS)" if cap == limits.max_rows else "")
                         + "; refused (split the bundle, or raise the limit)",
                     )
+                if not any(c.strip() for c in cells):
+                    continue
                 if len(cells) != len(header):
                     problems.append(
                         Problem(name, line, "", "", f"the row has {len(cells)} cells; the header has {len(header)}")
@@ -412,10 +413,15 @@ class _StreamReader:
     def __init__(self, blocks: Iterator[str]) -> None:
         self.blocks = blocks
         self.buffer = ""
+        self.error: BundleError | None = None  # raised by the caller once COPY has returned
 
     def read(self, size: int = -1) -> str:
-        while size < 0 or len(self.buffer) < size:
-            block = next(self.blocks, None)
+        while (size < 0 or len(self.buffer) < size) and self.error is None:
+            try:
+                block = next(self.blocks, None)
+            except BundleError as exc:  # psycopg2 would turn it into QueryCanceled; what is buffered ends its line
+                self.error = exc
+                break
             if block is None:
                 break
             self.buffer += block
@@ -498,11 +504,10 @@ def stage_bundle(
                         stage.rows += 1
                         yield [line, cells[sid].strip(), *cells]
 
-                cursor.copy_expert(
-                    f"COPY {stage.table} FROM STDIN WITH (FORMAT csv)",
-                    _StreamReader(_csv_blocks(tagged())),
-                    1 << 16,
-                )
+                reader = _StreamReader(_csv_blocks(tagged()))
+                cursor.copy_expert(f"COPY {stage.table} FROM STDIN WITH (FORMAT csv)", reader, 1 << 16)
+                if reader.error is not None:
+                    raise reader.error
                 cursor.execute(f"CREATE INDEX ON {stage.table} (sid)")
                 cursor.execute(f"ANALYZE {stage.table}")
                 staged[name] = stage
@@ -1509,7 +1514,10 @@ def _spec(model: type[models.Model]) -> _ModelSpec:
 
 def _copy(cursor: Any, table: str, columns: str, lines: Iterable[str]) -> None:
     blocks = ("".join(batch) for batch in itertools.batched(lines, 2000))
-    cursor.copy_expert(f"COPY {table} ({columns}) FROM STDIN", _StreamReader(blocks), 1 << 16)
+    reader = _StreamReader(blocks)
+    cursor.copy_expert(f"COPY {table} ({columns}) FROM STDIN", reader, 1 << 16)
+    if reader.error is not None:
+        raise reader.error
 
 
 _EVENT_COLUMNS = (
@@ -1608,7 +1616,7 @@ def import_bundle(
         raise ValueError("an update needs the acting user")
     limits = limits or Limits.from_settings()
     if not path.exists():
-        raise _refuse(path.stem, "no such file or folder")
+        raise _refuse(path.name, "no such file or folder")
     problems = Problems(limits.max_problems)
     start = AuditEvent.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
     try:
