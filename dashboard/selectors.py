@@ -19,6 +19,7 @@ Exact values: VAS comes as integer tenths; ODI as an integer number of
 every read sees the last saved visit.
 """
 
+import io
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -42,83 +43,90 @@ ODI_UNITS = 126  # ODI points are multiples of 1/126 (see module docstring)
 NONE = -1  # a missing integer value
 SPAGHETTI_MAX = 100  # patients drawn one line each on the page (the first by study ID)
 
-# (name, SQL expression, kind): kind i = int4, f = float8. NULL ints become NONE, NULL floats NaN.
+# The patient rows: (name, SQL expression); every value an int4, NULL as NONE.
 _INDEX_COLUMNS = [
-    ("has_index", "(ix.id IS NOT NULL)::int", "i"),
-    ("levels_mask", "coalesce(ix.levels_mask, {none})", "i"),
-    ("technical_success", "coalesce(ix.technical_success::int, {none})", "i"),
-    ("operation_time_min", "coalesce(ix.operation_time_min, {none})", "i"),
-    ("cement10", "coalesce(round(ix.cement_volume_ml * 10)::int, {none})", "i"),
-    ("stay_days", "coalesce(ix.discharge_date - ix.admission_date, {none})", "i"),
-    ("imaging_days", "coalesce(ix.procedure_date - pop.imaging_date, {none})", "i"),
-    ("symptom_days", "coalesce(ix.procedure_date - pop.symptom_onset_date, {none})", "i"),
-    ("leakage", "coalesce(ix.leakage::int, {none})", "i"),
-    ("approach", "coalesce(array_position(%(approaches)s::text[], ix.approach::text) - 1, {none})", "i"),
-    ("leak_mask", "coalesce(lk.mask, 0)", "i"),
-    ("leak_symptomatic", "coalesce(lk.symptomatic::int, 0)", "i"),
-    ("complication_mask", "coalesce(cx.mask, 0)", "i"),
-    ("major", "coalesce(cx.major::int, 0)", "i"),
-    ("minor", "coalesce(cx.minor::int, 0)", "i"),
+    ("has_index", "(ix.id IS NOT NULL)::int"),
+    ("levels_mask", "coalesce(ix.levels_mask, {none})"),
+    ("technical_success", "coalesce(ix.technical_success::int, {none})"),
+    ("operation_time_min", "coalesce(ix.operation_time_min::int, {none})"),
+    ("cement10", "coalesce(round(ix.cement_volume_ml * 10)::int, {none})"),
+    ("stay_days", "coalesce(ix.discharge_date - ix.admission_date, {none})"),
+    ("imaging_days", "coalesce(ix.procedure_date - pop.imaging_date, {none})"),
+    ("symptom_days", "coalesce(ix.procedure_date - pop.symptom_onset_date, {none})"),
+    ("leakage", "coalesce(ix.leakage::int, {none})"),
+    ("approach", "coalesce(array_position(%(approaches)s::text[], ix.approach::text) - 1, {none})"),
+    ("leak_mask", "coalesce(lk.mask, 0)"),
+    ("leak_symptomatic", "coalesce(lk.symptomatic::int, 0)"),
+    ("complication_mask", "coalesce(cx.mask, 0)"),
+    ("major", "coalesce(cx.major::int, 0)"),
+    ("minor", "coalesce(cx.minor::int, 0)"),
 ]
 _PATIENT_COLUMNS = [
-    ("age", "pop.age_at_enrolment", "i"),
-    ("sex", "array_position(%(sexes)s::text[], pop.sex::text) - 1", "i"),
-    ("tumour", "array_position(%(tumours)s::text[], pop.primary_tumour::text) - 1", "i"),
-    ("procedures", "coalesce(pp.n, 0)::int", "i"),
+    ("id", "pop.id::int"),
+    ("age", "pop.age_at_enrolment::int"),
+    ("sex", "array_position(%(sexes)s::text[], pop.sex::text) - 1"),
+    ("tumour", "array_position(%(tumours)s::text[], pop.primary_tumour::text) - 1"),
+    ("procedures", "coalesce(pp.n, 0)::int"),
     *_INDEX_COLUMNS,
-    ("event", "(pop.death_date IS NOT NULL)::int", "i"),
+    ("event", "(pop.death_date IS NOT NULL)::int"),
+    ("index_day", "coalesce(ix.procedure_date - DATE '1970-01-01', {none})"),
+    ("death_days", "coalesce(pop.death_date - ix.procedure_date, {none})"),
+    # last known alive from procedures, discharges and consents (visits are added from the visit rows)
     (
-        "time_days",
-        "coalesce(coalesce(pop.death_date, greatest(pp.last_known, fu.last_visit, pop.last_signed,"
-        " pop.last_withdrawn)) - ix.procedure_date, {none})",
-        "i",
+        "known_days",
+        "coalesce(greatest(pp.last_known, pop.last_signed, pop.last_withdrawn) - ix.procedure_date, {none})",
     ),
 ]
-_MEASURE_COLUMNS = [
-    (f"{measure}_{tp}", f"coalesce(fu.{measure}_{tp}, {default})", kind)
-    for tp in TIMEPOINTS
-    for measure, kind, default in (
-        ("vas10", "i", "{none}"),
-        ("odiu", "i", "{none}"),
-        ("opioids", "i", "{none}"),
-        ("mme", "f", "'NaN'::float8"),
-    )
-]
-COLUMNS = _PATIENT_COLUMNS + _MEASURE_COLUMNS
-DTYPE = np.dtype([(name, ">i4" if kind == "i" else ">f8") for name, _, kind in COLUMNS])
+# The completed visits: patient, timepoint number (1 = baseline), day, values in exact units; mme float8.
+_VISIT_COLUMNS = [("patient_id", "i"), ("t", "i"), ("day", "i"), ("vas10", "i"), ("odiu", "i"), ("opioids", "i"),
+                  ("mme", "f")]  # fmt: skip
+MEASURES = (("vas10", "i"), ("odiu", "i"), ("opioids", "i"), ("mme", "f"))
+_MEASURE_COLUMNS = [(f"{measure}_{tp}", kind) for tp in TIMEPOINTS for measure, kind in MEASURES]
+DTYPE = np.dtype(
+    [(name, np.int32) for name, _ in _PATIENT_COLUMNS if name not in ("id", "index_day", "death_days", "known_days")]
+    + [("time_days", np.int32)]
+    + [(name, np.int32 if kind == "i" else np.float64) for name, kind in _MEASURE_COLUMNS]
+)
 
-_ODI_SUM = " + ".join(f"coalesce(f.odi_q{i}, 0)" for i in range(1, 11))
-_ODI_ANSWERED = ", ".join(f"f.odi_q{i}" for i in range(1, 11))
-
-
-def _visit_aggregates() -> str:
-    parts = []
-    for i, tp in enumerate(TIMEPOINTS):
-        where = f"FILTER (WHERE v.t = {i + 1})"
-        parts += [
-            f"max(v.vas10) {where} AS vas10_{tp}",
-            f"max(v.odiu) {where} AS odiu_{tp}",
-            f"max(v.opioids) {where} AS opioids_{tp}",
-            f"max(v.mme) {where} AS mme_{tp}",
-        ]
-    return ",\n".join(parts)
-
-
-# Each completed visit's values in exact units, its timepoint as a number (1 = baseline).
+# ODI = 20 x sum / answered, so ODI x 126 = sum x 2520 / answered is an integer: the stored score
+# times 126, rounded, is that integer exactly (the float's error is far below 0.5).
 _VISITS = f"""
-    SELECT f.patient_id, f.visit_date, array_position(%(timepoints)s::text[], f.timepoint::text) AS t,
-           round(f.vas * 10)::int AS vas10,
-           CASE WHEN f.odi_score IS NOT NULL THEN ({_ODI_SUM}) * (2520 / num_nonnulls({_ODI_ANSWERED})) END AS odiu,
-           f.opioid_count AS opioids, f.mme_per_day AS mme
-    FROM outcomes_followup f WHERE f.status = %(completed)s
+    SELECT f.patient_id::int, array_position(%(timepoints)s::text[], f.timepoint::text) AS t,
+           f.visit_date - DATE '1970-01-01' AS day, coalesce(round(f.vas * 10)::int, {NONE}) AS vas10,
+           coalesce(round(f.odi_score * {ODI_UNITS})::int, {NONE}) AS odiu,
+           coalesce(f.opioid_count::int, {NONE}) AS opioids, coalesce(f.mme_per_day, 'NaN'::float8) AS mme
+    FROM outcomes_followup f
+    WHERE f.status = %(completed)s {{scope}}
 """
 
 
-# The consents of each patient in one pass: removed, latest consent's answer (signed date, then id), dates.
+def _binary_dtype(fields: list[tuple[str, str]]) -> np.dtype:
+    """One row of COPY ... (FORMAT binary) whose fields are all non-NULL int4 ('i') or float8 ('f')."""
+    layout: list[tuple[str, str]] = [("_count", ">i2")]
+    for name, kind in fields:
+        layout += [(f"_len_{name}", ">i4"), (name, ">i4" if kind == "i" else ">f8")]
+    return np.dtype(layout)
+
+
+def _copy_rows(cursor: Any, sql: str, params: dict[str, Any], fields: list[tuple[str, str]]) -> np.ndarray:
+    """Run `sql` as a binary COPY (one logged query) and read its rows without a Python object per value."""
+    statement = cursor.cursor.mogrify(sql, params).decode()
+    sink = io.BytesIO()
+    cursor.copy_expert(f"COPY ({statement}) TO STDOUT (FORMAT binary)", sink)
+    data = sink.getbuffer()
+    dtype = _binary_dtype(fields)
+    header = 19  # signature, flags, extension length
+    n = (len(data) - header - 2) // dtype.itemsize
+    return np.frombuffer(data, dtype=dtype, count=n, offset=header)
+
+
+# The consents of each patient in one pass: removed, the latest consent's answer (signed date, then id:
+# packed into one sortable bigint whose lowest bit is the answer), the dates.
 _CONSENTS = """
     SELECT c.patient_id,
            bool_or(c.withdrawal_scope = %(remove)s) AS removed,
-           (array_agg(c.scope_registry ORDER BY c.signed_date DESC, c.id DESC))[1] AS consented,
+           (max((((c.signed_date - DATE '1970-01-01')::bigint << 32) | c.id::bigint) << 1
+                | c.scope_registry::int) & 1) = 1 AS consented,
            max(c.signed_date) AS last_signed, max(c.withdrawn_date) AS last_withdrawn
     FROM patients_consent c GROUP BY c.patient_id
 """
@@ -159,6 +167,9 @@ def _population_sql(user: User | None, filters: dict[str, Any]) -> tuple[str, di
             " AND EXISTS (SELECT 1 FROM procedures_procedure x WHERE x.patient_id = p.id AND x.procedure_number = 1"
             f" AND {' AND '.join(index)})"
         )
+    if str(filters.get("locked_only") or "").lower() in ("true", "1", "yes", "on"):  # outcomes.cohort's locked_only
+        where += " AND EXISTS (SELECT 1 FROM patients_caselock k WHERE k.patient_id = p.id AND k.timepoint = ''"
+        where += " AND k.unlocked_at IS NULL)"
     params["remove"] = Consent.WithdrawalScope.REMOVE_DATA
     sql = f"""
         WITH cons AS ({_CONSENTS}),
@@ -181,7 +192,7 @@ def _levels_mask_sql() -> str:
 
 @dataclass(frozen=True)
 class Cohort:
-    """The population as numpy columns (one entry per patient; see COLUMNS), and the counts left out."""
+    """The population as numpy columns (one entry per patient; see DTYPE), and the counts left out."""
 
     columns: np.ndarray  # structured array of DTYPE
     excluded_withdrawn: int
@@ -191,12 +202,14 @@ class Cohort:
         return len(self.columns)
 
     def __getitem__(self, name: str) -> np.ndarray:
-        return self.columns[name].astype(np.float64 if self.columns.dtype[name].kind == "f" else np.int64)
+        return self.columns[name]
 
 
 def cohort_columns(user: User | None, filters: dict[str, Any]) -> Cohort:
-    """The population (shared cohort filters; `user=None` = study-wide) as columns. Two queries."""
+    """The population (shared cohort filters; `user=None` = study-wide) as columns. Three queries:
+    the patient rows and the completed visits (binary COPY), the counts of those left out."""
     pop_sql, params = _population_sql(user, filters)
+    scope, scope_params = _scope(user)
     params.update(
         {
             "completed": FollowUp.Status.COMPLETED,
@@ -210,9 +223,7 @@ def cohort_columns(user: User | None, filters: dict[str, Any]) -> Cohort:
             "timepoints": TIMEPOINTS,
         }
     )
-    packed = " || ".join(
-        ("int4send(" if kind == "i" else "float8send(") + expr.format(none=NONE) + ")" for _, expr, kind in COLUMNS
-    )
+    columns = ", ".join(f"{expr.format(none=NONE)} AS {name}" for name, expr in _PATIENT_COLUMNS)
     sql = f"""
         {pop_sql},
         pp AS (
@@ -232,23 +243,18 @@ def cohort_columns(user: User | None, filters: dict[str, Any]) -> Cohort:
             SELECT c.procedure_id, bit_or(1 << (array_position(%(types)s::text[], c.type::text) - 1)) AS mask,
                    bool_or(c.severity = %(major)s) AS major, bool_or(c.severity = %(minor)s) AS minor
             FROM procedures_complication c GROUP BY c.procedure_id
-        ),
-        fu AS (
-            SELECT v.patient_id, max(v.visit_date) AS last_visit, {_visit_aggregates()}
-            FROM ({_VISITS}) v GROUP BY v.patient_id
         )
-        SELECT string_agg({packed}, ''::bytea), count(*)
+        SELECT {columns}
         FROM pop
         LEFT JOIN pp ON pp.patient_id = pop.id
         LEFT JOIN ix ON ix.patient_id = pop.id
         LEFT JOIN lk ON lk.procedure_id = ix.id
         LEFT JOIN cx ON cx.procedure_id = ix.id
-        LEFT JOIN fu ON fu.patient_id = pop.id
     """
-    scope, scope_params = _scope(user)
     with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        blob, n = cursor.fetchone()
+        patients = _copy_rows(cursor, sql, params, [(name, "i") for name, _ in _PATIENT_COLUMNS])
+        visit_scope = f" AND f.patient_id IN (SELECT p.id FROM patients_patient p WHERE true {scope})" if scope else ""
+        visits = _copy_rows(cursor, _VISITS.format(scope=visit_scope), {**params, **scope_params}, _VISIT_COLUMNS)
         cursor.execute(
             f"""WITH cons AS ({_CONSENTS})
             SELECT count(*) FILTER (WHERE coalesce(cons.removed, false)),
@@ -257,9 +263,48 @@ def cohort_columns(user: User | None, filters: dict[str, Any]) -> Cohort:
             {"remove": Consent.WithdrawalScope.REMOVE_DATA, **scope_params},
         )
         removed, awaiting = cursor.fetchone()
-    columns = np.frombuffer(bytes(blob) if blob is not None else b"", dtype=DTYPE)
-    assert len(columns) == n
-    return Cohort(columns, excluded_withdrawn=removed, awaiting_consent=awaiting)
+    return Cohort(_pivot(patients, visits), excluded_withdrawn=removed, awaiting_consent=awaiting)
+
+
+def _native(rows: np.ndarray) -> np.ndarray:
+    return rows.astype(np.dtype([(name, rows.dtype[name].newbyteorder("=")) for name in rows.dtype.names or ()]))
+
+
+def _pivot(patients: np.ndarray, visits: np.ndarray) -> np.ndarray:
+    """One structured row per patient (ordered by id): the patient columns, the survival time and, per
+    timepoint, the completed visit's values (NONE / NaN without one)."""
+    patients = _native(patients)
+    patients = patients[np.argsort(patients["id"], kind="stable")]
+    visits = _native(visits)
+    ids = patients["id"]
+    n, k = len(ids), len(TIMEPOINTS)
+    out = np.empty(n, dtype=DTYPE)
+    for name in DTYPE.names or ():
+        if name in (patients.dtype.names or ()):
+            out[name] = patients[name]
+    pos = np.searchsorted(ids, visits["patient_id"])
+    mine = pos < n
+    mine[mine] = ids[pos[mine]] == visits["patient_id"][mine]
+    cell = pos[mine] * k + (visits["t"][mine] - 1)  # (patient, timepoint) as one flat index
+    for measure, kind in MEASURES:
+        grid = np.full(n * k, NONE if kind == "i" else np.nan, dtype=np.int32 if kind == "i" else np.float64)
+        grid[cell] = visits[measure][mine]
+        grid = grid.reshape(n, k)
+        for i, tp in enumerate(TIMEPOINTS):
+            out[f"{measure}_{tp}"] = grid[:, i]
+    # last known alive: the latest of the procedure/consent dates and every completed visit
+    last_visit = np.full(n * k, np.iinfo(np.int32).min, dtype=np.int64)
+    last_visit[cell] = visits["day"][mine]
+    last_visit_day = last_visit.reshape(n, k).max(axis=1)
+    with_visit = last_visit_day > np.iinfo(np.int32).min
+    known = patients["known_days"].astype(np.int64)
+    has_index = patients["has_index"] == 1
+    visit_days = last_visit_day - patients["index_day"]
+    update = with_visit & has_index
+    known[update] = np.maximum(known[update], visit_days[update])
+    out["time_days"] = np.where(patients["event"] == 1, patients["death_days"], known)
+    out["time_days"][~has_index] = NONE
+    return out
 
 
 def complication_rows(user: User | None, filters: dict[str, Any]) -> list[tuple[str, str, int, int, int]]:
