@@ -227,3 +227,18 @@ def test_only_investigators_sign_and_only_admins_unlock(case, monitor, nurse, in
     lock = services.sign_lock(patient=patient, user=investigator, password=PASSWORD, meaning=CaseLock.MEANING)
     with pytest.raises(PermissionDenied):
         services.unlock(lock=lock, user=nurse, reason="please")
+
+
+def test_rules_run_from_the_page_and_the_task_open_queries_once(client, case, monitor):
+    from oversight.tasks import run_quality_rules
+
+    patient, procedure, _visit = case
+    procedure.__class__.objects.filter(pk=procedure.pk).update(cement_volume_ml=Decimal("25.0"))  # 12.5 mL per level
+    client.force_login(monitor)
+    page = client.get("/audit/quality/").content.decode()
+    assert "12.5 mL per level" in page and patient.study_id in page
+    client.post("/audit/quality/", {"as_rule": "1"})
+    queries = DataQuery.objects.filter(rule_code="cement_implausible")
+    assert [(q.patient, q.field, q.raised_by) for q in queries] == [(patient, "cement_volume_ml", None)]
+    assert run_quality_rules.call() >= 1  # the nightly task: same rules, no second query on the same value
+    assert DataQuery.objects.filter(rule_code="cement_implausible").count() == 1
