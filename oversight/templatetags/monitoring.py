@@ -12,6 +12,24 @@ from registry import dates
 
 register = template.Library()
 
+# The values offered as one-click "Raise a query" links on the patient page (any other through the form).
+QUICK_FIELDS = {
+    "patients.Patient": ["enrolment_date", "date_of_birth", "death_date", "ecog", "primary_tumour"],
+    "procedures.Procedure": ["procedure_date", "levels_treated", "cement_volume_ml", "leakage", "discharge_date"],
+    "outcomes.FollowUp": ["visit_date", "status", "vas", "odi_score", "no_opioids", "deviation_note"],
+}
+
+
+def _quick_links(record: Any, label: str) -> dict[str, Any]:
+    key = record._meta.label
+    names = {f.name: f for f in record._meta.concrete_fields}
+    values = []
+    for name in QUICK_FIELDS[key]:
+        value = getattr(record, name)
+        shown = record._get_FIELD_display(names[name]) if names[name].choices else value
+        values.append({"field": name, "label": str(names[name].verbose_name), "value": shown})
+    return {"record": f"{key}:{record.pk}", "label": label, "values": values}
+
 
 @register.inclusion_tag("oversight/_case_monitoring.html", takes_context=True)
 def case_monitoring(context: Any, patient: Any) -> dict[str, Any]:
@@ -34,6 +52,11 @@ def case_monitoring(context: Any, patient: Any) -> dict[str, Any]:
         "active_locks": [lk for lk in patient.locks.all() if lk.unlocked_at is None],
         "verifications": list(patient.verifications.select_related("verified_by")),
         "records": records,
+        "quick": [
+            _quick_links(patient, "Patient"),
+            *(_quick_links(p, f"Procedure {p.procedure_number}") for p in patient.procedures.all()),
+            *(_quick_links(v, f"{v.get_timepoint_display().split(' (')[0]} visit") for v in patient.followups.all()),
+        ],
         "procedures": list(patient.procedures.all()),
         "visits": list(patient.followups.all()),
         "csrf_token": context.get("csrf_token"),

@@ -30,9 +30,10 @@ def test_monitor_queries_a_vas_nurse_answers_and_corrects_monitor_closes(
     log_in("monitor")
     page.goto(f"{live_server.url}/patients/{patient.study_id}/")
     expect(page.locator("#open-query-count")).to_have_text("0 open queries")
-    page.get_by_role("link", name="Raise a query").click()
-    page.get_by_label("Record").select_option(label="1 month visit")
-    page.get_by_label("Value", exact=True).select_option(label="Pain, visual analogue scale (0-10)")
+    page.get_by_text("Raise a query on a value").click()  # the value's own link
+    page.get_by_role("link", name="Raise a query on Pain, visual analogue scale (0-10) of 1 month visit").click()
+    expect(page.get_by_label("Record")).to_have_value(f"outcomes.FollowUp:{visit.pk}")
+    expect(page.get_by_label("Value", exact=True)).to_have_value("vas")
     page.get_by_label("Question for the site").fill("The source note says VAS 6. Please check.")
     page.get_by_role("button", name="Raise the query").click()
     expect(page.locator("#query-state")).to_have_text("Open")
