@@ -20,7 +20,7 @@ from patients.models import Consent, Patient
 from patients.services import current_version
 from registry import dates
 from selfreport import messaging
-from selfreport.models import Kind, Message, ScanCursor, SelfReportLink
+from selfreport.models import Kind, Message, ScanCursor, SelfReportLink, TokenFailure
 from selfreport.services import SELF_REPORT_TIMEPOINTS, contact_block_reason, create_link, window_of
 
 PERIOPERATIVE_DAYS = 30
@@ -200,6 +200,8 @@ def _reconsent(today: datetime.date) -> int:
 
 def run_once(today: datetime.date | None = None) -> dict[str, int]:
     today = today or dates.today()
+    # The rate limit counts the last hour; older failed-token rows serve nothing.
+    TokenFailure.objects.filter(at__lt=timezone.now() - datetime.timedelta(days=1)).delete()
     return {
         "invitations": _invitations(today),
         "reminders": _reminders(today),

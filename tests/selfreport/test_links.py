@@ -204,3 +204,12 @@ def test_the_nurse_sees_her_sites_waiting_links_and_revokes_one_with_a_reason(
     assert client.get(f"/r/{raw}/").status_code == 404
     event = AuditEvent.objects.get(model="selfreport.SelfReportLink", action="update")
     assert event.reason == "Patient asked for a call instead" and event.user == nurse
+
+
+def test_the_schedule_prunes_failed_token_rows_older_than_a_day(client):
+    from selfreport import scheduler
+
+    client.get("/r/" + "B" * 43 + "/")
+    TokenFailure.objects.create(address="10.1.1.1", at=timezone.now() - datetime.timedelta(days=2))
+    scheduler.run_once()
+    assert list(TokenFailure.objects.values_list("address", flat=True)) == ["127.0.0.1"]
