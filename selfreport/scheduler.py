@@ -29,7 +29,8 @@ PERIOPERATIVE_DAYS = 30
 def _invitations(today: datetime.date) -> int:
     """A link and an invitation for every visit whose window is open, for patients with an e-mail address."""
     queued = 0
-    patients = Patient.objects.exclude(email="").filter(death_date__isnull=True).select_related("site")
+    patients = Patient.objects.exclude(email="").filter(death_date__isnull=True, follow_up_ended__isnull=True)
+    patients = patients.select_related("site")
     for patient in patients.prefetch_related("consents"):
         if contact_block_reason(patient):
             continue
