@@ -144,10 +144,13 @@ def exact_value(visit, measure):
     drugs = [m.drug for m in visit.medications.all()]
     if measure == "opioid_count":
         return len(drugs)
-    factors = {"morphine": 1, "oxycodone": 1.5, "tramadol": 0.2, "fentanyl_td": 2.4, "codeine": 0.15}
-    if any(d not in factors for d in drugs):
+    # CDC 2022 oral MME factors (fentanyl patches per mcg/h); a dose by another route has no factor
+    factors = {"codeine": "0.15", "hydrocodone": "1", "hydromorphone": "5", "methadone": "4.7", "morphine": "1",
+               "oxycodone": "1.5", "oxymorphone": "3", "tapentadol": "0.4", "tramadol": "0.2", "fentanyl_td": "2.4"}  # fmt: skip
+    meds = list(visit.medications.all())
+    if any(m.drug not in factors or m.route != ("transdermal" if m.drug == "fentanyl_td" else "oral") for m in meds):
         return None
-    return sum(Fraction(str(factors[m.drug])) * Fraction(m.daily_dose) for m in visit.medications.all())
+    return sum(Fraction(factors[m.drug]) * Fraction(m.daily_dose) for m in meds)
 
 
 def whole_years(born, on):
@@ -362,3 +365,24 @@ def assert_the_cohort_has_the_hard_cases():
     assert visits.filter(status="completed", odi_score__isnull=True).exists()
     assert visits.filter(status="completed", mme_per_day__isnull=True).exists()
     assert Patient.objects.filter(procedures__isnull=True).exists()
+
+
+def test_a_generated_synthetic_cohort_equals_the_reference(db):
+    """`generate_synthetic` (the benchmarks' cohort) analysed by the command and by the reference: 0 differences."""
+    out = io.StringIO()
+    call_command("generate_synthetic", "--patients", "160", "--seed", "5", "--today", "2026-06-30", stdout=out)
+    assert "160 patients" in out.getvalue()
+    patients = list(Patient.objects.all())
+    assert any(ref_removed(p) for p in patients) and any(not p.consents.exists() for p in patients)
+    assert any(not ref_removed(p) and not ref_consented(p) for p in patients)
+    assert FollowUp.objects.filter(status="completed", odi_score__isnull=True).exists()
+    assert FollowUp.objects.filter(status="completed", mme_per_day__isnull=True).exists()
+    assert Patient.objects.filter(death_date__isnull=False).exists()
+    for filters in ({}, {"site": "BJ"}, {"approach": "interpedicular", "procedure_from": "2023-01-01"}):
+        args = [part for key, value in filters.items() for part in (OPTION[key], value)]
+        out = io.StringIO()
+        call_command("registry_summary", "--json", *args, stdout=out)
+        summary = json.loads(out.getvalue())
+        del summary["generated_at"]
+        assert summary["cohort"]["patients"] > 0, filters
+        assert_same(summary, reference_summary(filters), f"{filters}$")
