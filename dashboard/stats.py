@@ -178,8 +178,24 @@ def wilcoxon_p(
     diffs = differences(baseline, followup) if exact_diffs is None else np.asarray(exact_diffs)
     if len(diffs) < 2 or not np.any(diffs != 0):
         return None
+    if diffs.dtype.kind in "iu":
+        return _signed_rank_p(diffs)
     result = sps.wilcoxon(diffs.astype(float), zero_method="wilcox", correction=False, method="approx")
     return float(result.pvalue)
+
+
+def _signed_rank_p(diffs: np.ndarray) -> float:
+    """scipy.stats.wilcoxon(zero_method="wilcox", correction=False, method="approx")'s p for exact integer
+    differences, from the counts of each absolute value (average ranks of ties) instead of a rank sort."""
+    d = diffs[diffs != 0].astype(np.int64)
+    n = len(d)
+    values, inverse, counts = np.unique(np.abs(d), return_inverse=True, return_counts=True)
+    average_rank = np.cumsum(counts) - (counts - 1) / 2
+    r_plus = float(np.dot(average_rank, np.bincount(inverse[d > 0], minlength=len(values))))
+    t = counts.astype(np.float64)
+    variance = (n * (n + 1) * (2 * n + 1) - 0.5 * float(np.sum(t * (t * t - 1)))) / 24
+    z = (r_plus - n * (n + 1) / 4) / math.sqrt(variance)
+    return float(2 * sps.norm.sf(abs(z)))
 
 
 def paired_comparison(

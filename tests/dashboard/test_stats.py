@@ -103,3 +103,15 @@ def test_complete_pairs_leave_out_missing_values():
     base = {1: 7.0, 2: None, 3: 6.0, 4: 5.0}
     follow = {1: 3.0, 2: 4.0, 3: None, 5: 1.0}
     assert stats.complete_pairs(base, follow) == ([7.0], [3.0])
+
+
+def test_the_signed_rank_p_of_integer_differences_is_scipys():
+    rng = np.random.default_rng(4)
+    for size in (2, 3, 17, 500):
+        base = rng.integers(0, 100, size)
+        follow = np.clip(base + rng.integers(-30, 10, size), 0, 100)
+        if not np.any(follow != base):
+            continue
+        expected = sps.wilcoxon((follow - base) / 10, zero_method="wilcox", correction=False, method="approx").pvalue
+        block = stats.paired_comparison(base / 10, follow / 10, follow - base)
+        assert block["p_wilcoxon"] == pytest.approx(expected, rel=1e-12, abs=1e-300)
