@@ -28,6 +28,7 @@ member in the zip before building anything from it.
 """
 
 import csv
+import dataclasses
 import datetime
 import hashlib
 import io
@@ -350,3 +351,267 @@ def write_members(
         chunk = take()
         if chunk:
             yield chunk
+
+
+# ----------------------------------------------------------------------------- CDISC ODM 1.3.2
+
+ODM_NS = "http://www.cdisc.org/ns/odm/v1.3"
+ODM_FILE = "cdisc_odm.xml"
+ODM_TYPES = {"integer": "integer", "decimal": "float", "date": "date"}
+# (file, its study event, repeating event?, repeating item group?, keys linking a row to its event)
+ODM_FORMS = (
+    ("patients", "SE.ENROLMENT", False, False),
+    ("consents", "SE.ENROLMENT", False, True),
+    ("procedures", "SE.PROCEDURE", True, False),
+    ("leakages", "SE.PROCEDURE", True, True),
+    ("complications", "SE.PROCEDURE", True, True),
+    ("followups", "SE.VISIT", True, False),
+    ("medications", "SE.VISIT", True, True),
+)
+ODM_EVENTS = (
+    ("SE.ENROLMENT", "Enrolment and consent", False),
+    ("SE.PROCEDURE", "Procedure (repeat key: procedure_number)", True),
+    ("SE.VISIT", "Follow-up visit (repeat key: timepoint)", True),
+)
+
+
+def _oid(*parts: str) -> str:
+    return ".".join(re.sub(r"[^A-Za-z0-9_]", "_", p) for p in parts)
+
+
+def _event_key(file: str, row: dict[str, str]) -> str:
+    if file in ("procedures", "leakages", "complications"):
+        return row.get("procedure_number", "")
+    if file in ("followups", "medications"):
+        return row.get("timepoint", "")
+    return ""
+
+
+def odm_bytes(
+    tables: dict[str, tuple[Sequence[Described], list[dict[str, str]]]],
+    when: datetime.datetime,
+    file_oid: str = "PSP-REGISTRY-EXPORT",
+) -> bytes:
+    """CDISC ODM 1.3.2 (Snapshot): the study's metadata from the export's dictionary and each
+    subject's data, per event (enrolment, each procedure, each visit), from the export's CSV cells."""
+    from xml.etree import ElementTree as ET
+
+    ET.register_namespace("", ODM_NS)
+
+    def el(parent: Any, tag: str, **attrs: str) -> Any:
+        return ET.SubElement(parent, f"{{{ODM_NS}}}{tag}", {k: v for k, v in attrs.items()})
+
+    def text(parent: Any, tag: str, value: str) -> None:
+        node = el(el(parent, tag), "TranslatedText", **{"{http://www.w3.org/XML/1998/namespace}lang": "en"})
+        node.text = value
+
+    stamp = when.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S+00:00")
+    root = ET.Element(
+        f"{{{ODM_NS}}}ODM",
+        {"ODMVersion": "1.3.2", "FileType": "Snapshot", "FileOID": file_oid, "CreationDateTime": stamp},
+    )
+    study = el(root, "Study", OID="PSP")
+    glob = el(study, "GlobalVariables")
+    el(glob, "StudyName").text = "Percutaneous sacroplasty registry"
+    el(glob, "StudyDescription").text = "Prospective registry of percutaneous sacroplasty for sacral metastases"
+    el(glob, "ProtocolName").text = "PSP registry"
+    mdv = el(study, "MetaDataVersion", OID="MDV.1", Name="Registry data dictionary")
+    protocol = el(mdv, "Protocol")
+    forms = [f for f in ODM_FORMS if f[0] in tables]
+    for i, (event, _name, _rep) in enumerate(ODM_EVENTS, start=1):
+        el(protocol, "StudyEventRef", StudyEventOID=event, OrderNumber=str(i), Mandatory="No")
+    for event, name, repeating in ODM_EVENTS:
+        se = el(mdv, "StudyEventDef", OID=event, Name=name, Repeating="Yes" if repeating else "No", Type="Common")
+        for file, form_event, _, _ in forms:
+            if form_event == event:
+                el(se, "FormRef", FormOID=_oid("F", file), Mandatory="No")
+    for file, _, _, _ in forms:
+        form = el(mdv, "FormDef", OID=_oid("F", file), Name=file, Repeating="No")
+        el(form, "ItemGroupRef", ItemGroupOID=_oid("IG", file), Mandatory="No")
+    for file, _, _, repeating_group in forms:
+        group = el(mdv, "ItemGroupDef", OID=_oid("IG", file), Name=file, Repeating="Yes" if repeating_group else "No")
+        for c in tables[file][0]:
+            el(group, "ItemRef", ItemOID=_oid("I", file, c.name), Mandatory="No")
+    code_lists: list[tuple[str, Described]] = []
+    for file, _, _, _ in forms:
+        for c in tables[file][0]:
+            item = el(mdv, "ItemDef", OID=_oid("I", file, c.name), Name=c.name, DataType=ODM_TYPES.get(c.type, "text"))
+            text(item, "Question", variable_label(c))
+            if choices_of(c):
+                el(item, "CodeListRef", CodeListOID=_oid("CL", file, c.name))
+                code_lists.append((file, c))
+    for file, c in code_lists:
+        cl = el(mdv, "CodeList", OID=_oid("CL", file, c.name), Name=f"{file}.{c.name}", DataType="text")
+        for code, label in choices_of(c):
+            text(el(cl, "CodeListItem", CodedValue=code), "Decode", label)
+
+    clinical = el(root, "ClinicalData", StudyOID="PSP", MetaDataVersionOID="MDV.1")
+    subjects = [r["study_id"] for r in tables["patients"][1]] if "patients" in tables else []
+    by_subject: dict[str, dict[tuple[str, str], list[tuple[str, dict[str, str]]]]] = {s: {} for s in subjects}
+    for file, event, _, _ in forms:
+        for row in tables[file][1]:
+            events = by_subject.setdefault(row["study_id"], {})
+            events.setdefault((event, _event_key(file, row)), []).append((file, row))
+    for subject in by_subject:
+        sd = el(clinical, "SubjectData", SubjectKey=subject)
+        for (event, key), rows in by_subject[subject].items():
+            attrs = {"StudyEventOID": event}
+            if key:
+                attrs["StudyEventRepeatKey"] = key
+            se = el(sd, "StudyEventData", **attrs)
+            forms_here: dict[str, Any] = {}
+            counts: dict[str, int] = {}
+            for file, row in rows:
+                if file not in forms_here:
+                    forms_here[file] = el(se, "FormData", FormOID=_oid("F", file))
+                repeating = next(f[3] for f in forms if f[0] == file)
+                group_attrs = {"ItemGroupOID": _oid("IG", file)}
+                if repeating:
+                    counts[file] = counts.get(file, 0) + 1
+                    group_attrs["ItemGroupRepeatKey"] = str(counts[file])
+                group = el(forms_here[file], "ItemGroupData", **group_attrs)
+                for c in tables[file][0]:
+                    if row.get(c.name, "") != "":
+                        el(group, "ItemData", ItemOID=_oid("I", file, c.name), Value=row[c.name])
+    ET.indent(root)
+    return ET.tostring(root, encoding="utf-8", xml_declaration=True) + b"\n"
+
+
+# ----------------------------------------------------------------------------- REDCap
+
+REDCAP_DICTIONARY = "redcap/data_dictionary.csv"
+REDCAP_RECORDS = "redcap/records.csv"
+REDCAP_HEADER = [
+    "Variable / Field Name", "Form Name", "Section Header", "Field Type", "Field Label",
+    "Choices, Calculations, OR Slider Labels", "Field Note", "Text Validation Type OR Show Slider Number",
+    "Text Validation Min", "Text Validation Max", "Identifier?", "Branching Logic (Show field only if...)",
+    "Required Field?", "Custom Alignment", "Question Number (surveys only)", "Matrix Group Name",
+    "Matrix Ranking?", "Field Annotation",
+]  # fmt: skip
+REDCAP_FORMS = ("patients", "consents", "procedures", "leakages", "complications", "followups", "medications")
+REDCAP_VALIDATION = {"integer": "integer", "decimal": "number", "date": "date_ymd"}
+
+
+def redcap_name(file: str, name: str) -> str:
+    """A REDCap field name (lower case, letters, digits and _); study_id stays the record ID."""
+    return "study_id" if name == "study_id" else re.sub(r"[^a-z0-9_]", "_", f"{file[:4]}_{name}".lower())
+
+
+def redcap_dictionary(tables: dict[str, tuple[Sequence[Described], list[dict[str, str]]]]) -> bytes:
+    """REDCap's data dictionary: one instrument per registry file (repeating instruments in REDCap)."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(REDCAP_HEADER)
+    writer.writerow(
+        ["study_id", "patients", "", "text", "Study ID", "", "", "", "", "", "", "", "y", "", "", "", "", ""]
+    )
+    for file in REDCAP_FORMS:
+        if file not in tables:
+            continue
+        for c in tables[file][0]:
+            if c.name == "study_id":
+                continue
+            pairs = choices_of(c)
+            kind = (
+                "yesno"
+                if c.type == "yesno"
+                else "checkbox"
+                if c.type == "multichoice"
+                else "dropdown"
+                if pairs
+                else "text"
+            )
+            if c.type == "multichoice":
+                pairs = parse_choices(c.choices)
+            choices = (
+                " | ".join(f"{code}, {label}" for code, label in pairs) if kind in ("dropdown", "checkbox") else ""
+            )
+            validation = REDCAP_VALIDATION.get(c.type, "") if kind == "text" else ""
+            writer.writerow(
+                [redcap_name(file, c.name), file, "", kind, variable_label(c), choices, c.unit, validation,
+                 "", "", "", "", "", "", "", "", "", f"registry: {file}.{c.name}"]
+            )  # fmt: skip
+    return out.getvalue().encode("utf-8")
+
+
+def redcap_records(tables: dict[str, tuple[Sequence[Described], list[dict[str, str]]]]) -> bytes:
+    """REDCap's flat import layout: one row per record and instrument instance
+    (study_id, redcap_repeat_instrument, redcap_repeat_instance, fields...); yes/no as 1/0,
+    checkboxes as field___code columns."""
+    fields: list[str] = []
+    for file in REDCAP_FORMS:
+        for c in tables.get(file, ((), []))[0]:
+            if c.name == "study_id":
+                continue
+            if c.type == "multichoice":
+                fields += [f"{redcap_name(file, c.name)}___{code.lower()}" for code, _ in parse_choices(c.choices)]
+            else:
+                fields.append(redcap_name(file, c.name))
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["study_id", "redcap_repeat_instrument", "redcap_repeat_instance", *fields])
+    index = {f: i for i, f in enumerate(fields)}
+    for file in REDCAP_FORMS:
+        if file not in tables:
+            continue
+        columns, rows = tables[file]
+        instance: dict[str, int] = {}
+        for row in rows:
+            cells = [""] * len(fields)
+            for c in columns:
+                value = row.get(c.name, "")
+                if c.name == "study_id" or value == "":
+                    continue
+                if c.type == "multichoice":
+                    ticked = set(value.split("|"))
+                    for code, _ in parse_choices(c.choices):
+                        cells[index[f"{redcap_name(file, c.name)}___{code.lower()}"]] = "1" if code in ticked else "0"
+                elif c.type == "yesno":
+                    cells[index[redcap_name(file, c.name)]] = {"yes": "1", "no": "0"}.get(value, value)
+                else:
+                    cells[index[redcap_name(file, c.name)]] = value
+            sid = row["study_id"]
+            if file == "patients":
+                writer.writerow([sid, "", "", *cells])
+            else:
+                instance[sid] = instance.get(sid, 0) + 1
+                writer.writerow([sid, file, instance[sid], *cells])
+    return out.getvalue().encode("utf-8")
+
+
+# ----------------------------------------------------------------------------- from a finished export
+
+
+@dataclasses.dataclass(frozen=True)
+class DictionaryColumn:
+    """A column as the export's data_dictionary.csv describes it."""
+
+    name: str
+    label: str
+    type: str
+    unit: str
+    choices: str
+    max: str
+
+
+def interchange_files(export: bytes, when: datetime.datetime) -> dict[str, bytes]:
+    """CDISC ODM 1.3.2 and REDCap files (name -> bytes) of an export zip (long or both shapes),
+    built from its CSVs and its own data dictionary: the same cells, the same de-identification."""
+    zf = zipfile.ZipFile(io.BytesIO(export))
+    described: dict[str, list[DictionaryColumn]] = {}
+    for r in csv.DictReader(io.StringIO(zf.read("data_dictionary.csv").decode("utf-8"), newline="")):
+        described.setdefault(r["file"], []).append(
+            DictionaryColumn(r["variable"], r["label"], r["type"], r["unit"], r["choices"], r["max"])
+        )
+    tables: dict[str, tuple[Sequence[Described], list[dict[str, str]]]] = {}
+    for file in REDCAP_FORMS:
+        if f"{file}.csv" in zf.namelist():
+            rows = list(csv.DictReader(io.StringIO(zf.read(f"{file}.csv").decode("utf-8"), newline="")))
+            tables[file] = (described[file], rows)
+    if "patients" not in tables:
+        raise ValueError("the export has no long files (patients.csv): export the long or both shapes")
+    return {
+        ODM_FILE: odm_bytes(tables, when),
+        REDCAP_DICTIONARY: redcap_dictionary(tables),
+        REDCAP_RECORDS: redcap_records(tables),
+    }
