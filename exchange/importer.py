@@ -67,7 +67,7 @@ from procedures.services import record_procedure
 from registry import dates
 from registry.csv_safety import DANGEROUS_FIRST
 from registry.errors import StaleEditError
-from registry.fields import join_codes
+from registry.fields import join_codes, not_in_future
 
 INTEGER = re.compile(r"[+-]?\d+")
 DECIMAL = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)")
@@ -662,6 +662,7 @@ class _Import:
         """`head`: the import's first job (sites and consent versions); a job per chunk of patients shares
         its sites, versions and problems, and the MRNs seen so far."""
         self.tables = tables
+        self.today = dates.today()
         self.user = user
         self.source = source
         self.update_reason = update_reason  # non-empty: study IDs already in the registry are updated
@@ -702,6 +703,8 @@ class _Import:
     def clean(
         self, row: Row, instance: models.Model, renames: dict[str, str] | None = None, exclude: Iterable[str] = ()
     ) -> bool:
+        if _passes_full_clean(instance, tuple(exclude), self.today):
+            return True  # (else full_clean below gives the messages)
         try:
             instance.full_clean(exclude=list(exclude), validate_unique=False, validate_constraints=False)
         except ValidationError as exc:
@@ -1313,6 +1316,75 @@ class _Operation:
         if self.row is None:
             return Problem(self.file, None, variable, f"record_id {self.record.pk}", message)
         return Problem(self.row.file, self.row.line, variable, self.row.raw.get(variable, ""), message)
+
+
+_SIMPLE_FIELDS: dict[type, tuple[type, ...]] = {
+    models.CharField: (str,),
+    models.TextField: (str,),
+    models.EmailField: (str,),
+    models.IntegerField: (int,),
+    models.SmallIntegerField: (int,),
+    models.PositiveIntegerField: (int,),
+    models.PositiveSmallIntegerField: (int,),
+    models.BigIntegerField: (int,),
+    models.BooleanField: (bool,),
+    models.DecimalField: (Decimal,),
+    models.DateField: (datetime.date,),
+}
+
+
+@functools.cache
+def _field_checks(model: type[models.Model], exclude: tuple[str, ...]) -> list[tuple[Any, ...]]:
+    """Model.clean_fields's checks of each field, prepared once: (field, attname, types it needs no
+    conversion for, choice keys, validators); types None: the field's own clean() is called."""
+    checks = []
+    for f in model._meta.fields:
+        if f.name in exclude or getattr(f, "generated", False):
+            continue
+        types = _SIMPLE_FIELDS.get(type(f))
+        keys = None
+        if f.choices is not None:
+            keys = frozenset(k for k, _ in f.flatchoices)  # type: ignore[attr-defined]
+        validators = tuple(_FUTURE if v is not_in_future else v for v in f.validators)
+        checks.append((f, f.attname, types, keys, validators))
+    return checks
+
+
+_FUTURE = object()
+
+
+def _passes_full_clean(instance: models.Model, exclude: tuple[str, ...], today: datetime.date) -> bool:
+    """True if `instance.full_clean(exclude, validate_unique=False, validate_constraints=False)` would pass:
+    the same field checks (null, blank, choices, validators such as max_length and ranges) and the model's
+    clean(), without building error lists. On False the caller runs full_clean itself for the messages."""
+    for f, attname, types, keys, validators in _field_checks(type(instance), exclude):
+        value = getattr(instance, attname)
+        if value is None or value == "" or (type(value) in (list, tuple, dict) and not value):
+            if f.blank:
+                continue
+            return False  # null or blank where the field allows neither
+        if types is None or type(value) not in types:
+            try:
+                f.clean(value, instance)
+            except ValidationError:
+                return False
+            continue
+        if keys is not None and value not in keys:
+            return False
+        try:
+            for validator in validators:
+                if validator is _FUTURE:
+                    if value > today:  # registry.fields.not_in_future, with today read once per import
+                        return False
+                else:
+                    validator(value)
+        except ValidationError:
+            return False
+    try:
+        instance.clean()
+    except ValidationError:
+        return False
+    return True
 
 
 def _messages(exc: ValidationError) -> dict[str, list[str]]:
