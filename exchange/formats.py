@@ -615,3 +615,38 @@ def interchange_files(export: bytes, when: datetime.datetime) -> dict[str, bytes
         REDCAP_DICTIONARY: redcap_dictionary(tables),
         REDCAP_RECORDS: redcap_records(tables),
     }
+
+
+def redcap_to_bundle(dictionary_csv: bytes, records_csv: bytes) -> dict[str, bytes]:
+    """The inverse of `redcap_dictionary`/`redcap_records`: REDCap's flat records back into the
+    registry's bundle files ({"patients.csv": bytes, ...}), columns named by each field's
+    annotation ("registry: file.column"); yes/no 1/0 -> yes/no, checkboxes -> codes joined by |."""
+    fields: dict[str, list[tuple[str, str, str, tuple[tuple[str, str], ...]]]] = {}
+    for row in csv.DictReader(io.StringIO(dictionary_csv.decode("utf-8-sig"), newline="")):
+        note = row["Field Annotation"]
+        if not note.startswith("registry: "):
+            continue
+        file, _, column = note[len("registry: ") :].partition(".")
+        choices = parse_choices(row["Choices, Calculations, OR Slider Labels"])
+        fields.setdefault(file, []).append((row["Variable / Field Name"], column, row["Field Type"], choices))
+    out: dict[str, list[list[str]]] = {f: [["study_id", *(c for _, c, _, _ in cols)]] for f, cols in fields.items()}
+    for record in csv.DictReader(io.StringIO(records_csv.decode("utf-8-sig"), newline="")):
+        file = record.get("redcap_repeat_instrument") or "patients"
+        if file not in fields:
+            raise ValueError(f"REDCap records: instrument {file!r} is not in the data dictionary")
+        cells = [record["study_id"]]
+        for name, _, kind, choices in fields[file]:
+            if kind == "checkbox":
+                ticked = [code for code, _ in choices if record.get(f"{name}___{code.lower()}") == "1"]
+                cells.append("|".join(ticked))
+            elif kind == "yesno":
+                cells.append({"1": "yes", "0": "no"}.get(record.get(name, ""), record.get(name, "")))
+            else:
+                cells.append(record.get(name, ""))
+        out[file].append(cells)
+    files = {}
+    for file, rows in out.items():
+        text = io.StringIO()
+        csv.writer(text, lineterminator="\n").writerows(rows)
+        files[f"{file}.csv"] = text.getvalue().encode("utf-8")
+    return files
