@@ -589,7 +589,7 @@ def parse_cell(var: Variable, raw: str, today: datetime.date) -> tuple[Any, str]
             return None, "is not a real calendar date"
     else:  # pragma: no cover - the dictionary has no other type
         return text, ""
-    low, high = dictionary.bound(var.min, today), dictionary.bound(var.max, today)
+    low, high = _bound(var.min, today), _bound(var.max, today)
     if low is not None and value < low:  # type: ignore[operator]
         return None, f"below the minimum {var.min}"
     if high is not None and value > high:  # type: ignore[operator]
@@ -615,25 +615,38 @@ def is_required(var: Variable, values: dict[str, Any]) -> bool:
     return current not in (None, "")
 
 
+@functools.cache
+def _bound(text: str, today: datetime.date) -> object:
+    return dictionary.bound(text, today)
+
+
+@functools.cache
+def _parse_plan(file: str) -> tuple[Variable, ...]:
+    return tuple(v for v in dictionary.variables_for(file) if not v.is_derived)
+
+
 def _parse_rows(rows: list[Row], today: datetime.date, problems: list[Problem]) -> None:
+    """Parse every cell (parse_cell's rules, blank cells short-cut), then check what is required."""
     for row in rows:
-        variables = [v for v in dictionary.variables_for(row.file) if not v.is_derived]
+        variables = _parse_plan(row.file)
+        raw_cells, values = row.raw, row.values
+        blank = []
         for var in variables:
-            raw = row.raw.get(var.name, "")
+            raw = raw_cells.get(var.name, "")
+            if not raw or raw.isspace():
+                values[var.name] = None
+                blank.append(var)
+                continue
             value, message = parse_cell(var, raw, today)
             if message:
                 problems.append(Problem(row.file, row.line, var.name, raw, message))
-            row.values[var.name] = value
-        for var in variables:
-            if (
-                row.values.get(var.name) is None
-                and not row.raw.get(var.name, "").strip()
-                and is_required(var, row.values)
-            ):
+            values[var.name] = value
+        for var in blank:
+            if var.required and is_required(var, values):
                 condition = "" if var.required == "y" else f" ({var.required})"
                 problems.append(Problem(row.file, row.line, var.name, "", f"is required{condition}"))
         for name in dictionary.KEY_COLUMNS:
-            text = row.raw.get(name, "").strip()
+            text = raw_cells.get(name, "").strip()
             if not text:
                 row.keys[name] = None
             elif not text.isdigit() or int(text) < 1:
@@ -1559,7 +1572,11 @@ class _ModelSpec:
         skip = {"id", "version"}
         if not has_version_token(model):  # type: ignore[arg-type]
             skip.discard("version")
-        self.trail = [f for f in self.fields if f.name not in skip]
+        self.trail = [
+            (f, not isinstance(f, (models.DecimalField, models.FloatField, models.FileField)))
+            for f in self.fields
+            if f.name not in skip
+        ]
 
     def sequence_ids(self, cursor: Any, n: int) -> list[int]:
         cursor.execute("SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)", [self.table, n])
@@ -1576,7 +1593,14 @@ class _ModelSpec:
 
     def changes(self, obj: models.Model) -> dict[str, list[Any]]:
         """{field: [None, value]} exactly as audit.services.row_values gives the created row."""
-        return {f.name: [None, _plain(_field_value(f, getattr(obj, f.attname)))] for f in self.trail}
+        out = {}
+        for f, plain_kind in self.trail:
+            value = getattr(obj, f.attname)
+            if plain_kind and (value is None or type(value) in (str, int, bool)):
+                out[f.name] = [None, value]  # what _plain(_field_value(...)) gives these unchanged
+            else:
+                out[f.name] = [None, _plain(_field_value(f, value))]
+        return out
 
 
 @functools.cache
