@@ -136,7 +136,7 @@ def _scope(user: User | None) -> tuple[str, dict[str, Any]]:
     if user is None or user.sees_all_sites:
         return "", {}
     return (
-        " AND p.site_id IN (SELECT us.site_id FROM accounts_user_sites us WHERE us.user_id = %(user)s)",
+        " AND p.site_id = ANY(ARRAY(SELECT us.site_id FROM accounts_user_sites us WHERE us.user_id = %(user)s))",
         {"user": user.pk},
     )
 
@@ -172,7 +172,7 @@ def _population_sql(user: User | None, filters: dict[str, Any]) -> tuple[str, di
         where += " AND k.unlocked_at IS NULL)"
     params["remove"] = Consent.WithdrawalScope.REMOVE_DATA
     sql = f"""
-        WITH cons AS ({_CONSENTS}),
+        WITH cons AS MATERIALIZED ({_CONSENTS}),
         pop AS (
             SELECT p.id, p.study_id, p.age_at_enrolment, p.sex, p.primary_tumour, p.symptom_onset_date,
                    p.imaging_date, p.death_date, cons.last_signed, cons.last_withdrawn
@@ -256,7 +256,7 @@ def cohort_columns(user: User | None, filters: dict[str, Any]) -> Cohort:
         visit_scope = f" AND f.patient_id IN (SELECT p.id FROM patients_patient p WHERE true {scope})" if scope else ""
         visits = _copy_rows(cursor, _VISITS.format(scope=visit_scope), {**params, **scope_params}, _VISIT_COLUMNS)
         cursor.execute(
-            f"""WITH cons AS ({_CONSENTS})
+            f"""WITH cons AS MATERIALIZED ({_CONSENTS})
             SELECT count(*) FILTER (WHERE coalesce(cons.removed, false)),
                    count(*) FILTER (WHERE NOT coalesce(cons.removed, false) AND NOT coalesce(cons.consented, false))
             FROM patients_patient p LEFT JOIN cons ON cons.patient_id = p.id WHERE true {scope}""",

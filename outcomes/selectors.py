@@ -165,7 +165,7 @@ def _scope_sql(user: User, site_id: int | None) -> tuple[str, str, dict[str, obj
     """(patients filter, visits filter, params) for the user's sites and the site filter."""
     sql, params = "", {}
     if not user.sees_all_sites:
-        sql += " AND p.site_id IN (SELECT us.site_id FROM accounts_user_sites us WHERE us.user_id = %(user)s)"
+        sql += " AND p.site_id = ANY(ARRAY(SELECT us.site_id FROM accounts_user_sites us WHERE us.user_id = %(user)s))"
         params["user"] = user.pk
     if site_id is not None:
         sql += " AND p.site_id = %(site)s"
