@@ -137,6 +137,7 @@ class Limits:
     max_line_chars: int = 1024**2  # one physical line
     max_cell_chars: int = 65_536  # one cell
     max_zip_entries: int = 10_000
+    max_rows_per_patient: int = 1_000  # rows of one study ID (or none) in one file: a chunk stays bounded
     max_problems: int = 200  # problems listed in a report (the rest are counted)
 
     @classmethod
@@ -510,6 +511,18 @@ def stage_bundle(
                     raise reader.error
                 cursor.execute(f"CREATE INDEX ON {stage.table} (sid)")
                 cursor.execute(f"ANALYZE {stage.table}")
+                cursor.execute(
+                    f"SELECT sid, count(*) FROM {stage.table} GROUP BY sid HAVING count(*) > %s ORDER BY 2 DESC LIMIT 1",
+                    [limits.max_rows_per_patient],
+                )
+                crowded = cursor.fetchone()
+                if crowded is not None:
+                    who = f"study ID {crowded[0]!r}" if crowded[0] else "no study_id"
+                    raise _refuse(
+                        name,
+                        f"{crowded[1]:,} rows have {who}, more than the limit of {limits.max_rows_per_patient:,} "
+                        "rows per patient in one file; refused",
+                    )
                 staged[name] = stage
     return small, staged
 

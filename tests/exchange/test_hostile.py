@@ -250,3 +250,16 @@ def test_the_report_lists_200_problems_and_counts_the_rest(tmp_path):
     with pytest.raises(CommandError):
         call_command("import_bundle", str(folder), stdout=StringIO(), stderr=err)
     assert f"... and {exc.total - 200} more problem(s), not listed" in err.getvalue()
+
+
+def test_a_file_of_one_patient_repeated_is_refused_before_any_chunk_is_read(tmp_path):
+    """One study ID on 5,000 rows would make one unbounded chunk: refused after staging, naming it."""
+    folder = tmp_path / "bundle"
+    shutil.copytree(DEMO_BUNDLE, folder)
+    path = folder / "medications.csv"
+    lines = path.read_text(encoding="utf-8").splitlines()
+    path.write_text("\n".join([lines[0], *[lines[1]] * 5000]) + "\n", encoding="utf-8")
+    exc = refused(folder)
+    assert "medications.csv: 5,000 rows have study ID 'PSP-0001', more than the limit of 1,000 rows per patient" in (
+        report(exc)
+    )
