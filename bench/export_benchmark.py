@@ -1,8 +1,8 @@
 """Export benchmark: time, time to first byte and memory of the streamed export.
 
-Fills a scratch PostgreSQL database with N synthetic patients (bulk inserts:
-consent, index procedure, baseline and post visits, opioid rows), then runs the
-same generator the /exports/ page streams, into a byte counter.
+Fills a scratch PostgreSQL database with N patients (`manage.py generate_synthetic`, or with
+`--fill simple` this script's uniform bulk fill: consent, index procedure, baseline and post
+visits, opioid rows), then runs the same generator the /exports/ page streams, into a byte counter.
 
     runuser -u postgres -- createdb -O registry registry_bench
     export DATABASE_URL=postgres://registry:registry@127.0.0.1:5432/registry_bench
@@ -191,6 +191,13 @@ def main() -> None:
         "--no-package", action="store_true", help="leave out the SPSS/Stata/R files (exchange/formats.py)"
     )
     parser.add_argument("--trace-memory", action="store_true", help="also trace Python allocations (slows the run ~3x)")
+    parser.add_argument(
+        "--fill",
+        choices=["synthetic", "simple"],
+        default="synthetic",
+        help="synthetic: manage.py generate_synthetic (messy, multi-site); simple: this script's uniform fill",
+    )
+    parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
@@ -204,7 +211,16 @@ def main() -> None:
     if not args.child:
         if Patient.objects.count() != args.patients:
             started = time.perf_counter()
-            fill(args.patients)
+            if args.fill == "synthetic":
+                from django.core.management import call_command
+
+                call_command("generate_synthetic", patients=args.patients, seed=args.seed, flush=True)
+            else:
+                fill(args.patients)
+            from django.db import connection
+
+            with connection.cursor() as cursor:  # planner statistics of the new rows, as autovacuum would
+                cursor.execute("ANALYZE")
             print(f"filled the database in {time.perf_counter() - started:.0f} s", file=sys.stderr)
         copy_s, deflate_s, copy_bytes = copy_floor()
         # measure the export in a fresh process (max RSS survives exec, so not os.execv)

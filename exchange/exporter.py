@@ -1,11 +1,18 @@
 """Export the registry as a zip, streamed: the CSV bundle, a wide analysis file,
 the data dictionary of the exported columns and a manifest.
 
-Every file is a generator of rows read with `.iterator()` (one query per file,
-a server-side cursor on PostgreSQL), written through the one CSV guard
-(`registry.csv_safety`) into a zip that is itself yielded chunk by chunk, so
-memory stays flat whatever the number of patients. The view and the
-`export_bundle` command use the same `export_zip` generator.
+On PostgreSQL every file is one `COPY (SELECT ...) TO STDOUT WITH CSV HEADER`
+whose SELECT formats each cell exactly as the Python writer would (`sql_cell`:
+de-identification, yes/no, ISO dates, Python's float repr, and the formula
+guard of `registry.csv_safety` as a CASE on the first character); the exported
+patients are read once (the cohort's rules) and joined by each file in study ID
+order. The COPY's bytes are deflated into the zip, hashed as they pass and
+yielded chunk by chunk, so memory stays flat whatever the number of patients.
+Elsewhere (SQLite, the local demo) the same files come from rows read with
+`.iterator()` and written through `registry.csv_safety.stream_csv`; the tests
+check that both engines write the same bytes. The view and the `export_bundle`
+command use the same `export_zip` generator; `export_members` is the list of
+CSV files written.
 
 De-identified (the default), so that no value, alone or combined with the
 filters (whole calendar years only, see `exchange.services`), places a date
@@ -28,7 +35,7 @@ import functools
 import hashlib
 import io
 import json
-import queue
+import os
 import threading
 import time
 import zipfile
@@ -39,8 +46,19 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Case, DecimalField, F, IntegerField, OuterRef, QuerySet, Subquery, Value, When
-from django.db.models.expressions import RawSQL
+from django.db.models import (
+    BooleanField,
+    Case,
+    DecimalField,
+    F,
+    Func,
+    IntegerField,
+    OuterRef,
+    QuerySet,
+    Subquery,
+    Value,
+    When,
+)
 from django.utils import timezone
 
 from accounts.models import Site
@@ -445,11 +463,18 @@ def _source_queries(spec: ExportSpec, population: str | None = None) -> dict[str
             return {"index_date": _index_date(path)}
 
     else:
-        ids = RawSQL("SELECT unnest(%s::bigint[])", [population])
-        patients = Patient.objects.filter(pk__in=ids)
+        patients = Patient.objects.filter(_InArray(F("pk"), Value(population)))
+        ids = patients.values("pk")
 
         def index(path: str) -> dict[str, Any]:
             return {}
+
+    def of_population(model: Any, path: str) -> QuerySet[Any]:
+        """The rows of the exported patients (SQL engine: all rows; `file_sql` joins the population)."""
+        return model.objects.filter(**{f"{path}__in": ids}) if population is None else model.objects.all()
+
+    def patient_ref(path: str) -> dict[str, Any]:
+        return {} if population is None else {"patient_ref": F(f"{path}_id")}
 
     return {
         "sites": Source(Site.objects.filter(pk__in=patients.values("site_id")), ["code"], ["code"]),
@@ -457,10 +482,14 @@ def _source_queries(spec: ExportSpec, population: str | None = None) -> dict[str
             ConsentVersion.objects.filter(consents__patient__in=ids).distinct(), ["version"], ["version"]
         ),
         "patients": Source(
-            patients, ["study_id"], ["study_id"], {"site_code": F("site__code"), **index("pk")}, patient_key="id"
+            patients if population is None else Patient.objects.all(),
+            ["study_id"],
+            ["study_id"],
+            {"site_code": F("site__code"), **index("pk")},
+            patient_key="id",
         ),
         "consents": Source(
-            Consent.objects.filter(patient__in=ids),
+            of_population(Consent, "patient"),
             ["patient__study_id", "signed_date", "id"],
             ["study_id", "signed_date", "id"],
             {
@@ -471,32 +500,37 @@ def _source_queries(spec: ExportSpec, population: str | None = None) -> dict[str
             patient_key="patient_id",
         ),
         "procedures": Source(
-            Procedure.objects.filter(patient__in=ids),
+            of_population(Procedure, "patient"),
             ["patient__study_id", "procedure_number"],
             ["study_id", "procedure_number"],
             {"study_id": F("patient__study_id"), **index("patient_id")},
             patient_key="patient_id",
         ),
         "leakages": Source(
-            Leakage.objects.filter(procedure__patient__in=ids),
+            of_population(Leakage, "procedure__patient"),
             ["procedure__patient__study_id", "procedure__procedure_number", "site"],
             ["study_id", "procedure_number", "site"],
-            {"study_id": F("procedure__patient__study_id"), "procedure_number": F("procedure__procedure_number")},
+            {
+                "study_id": F("procedure__patient__study_id"),
+                "procedure_number": F("procedure__procedure_number"),
+                **patient_ref("procedure__patient"),
+            },
+            patient_key="patient_ref",
         ),
         "complications": Source(
-            Complication.objects.filter(procedure__patient__in=ids),
+            of_population(Complication, "procedure__patient"),
             ["procedure__patient__study_id", "procedure__procedure_number", "onset_date", "type", "id"],
             ["study_id", "procedure_number", "onset_date", "type", "id"],
             {
                 "study_id": F("procedure__patient__study_id"),
                 "procedure_number": F("procedure__procedure_number"),
                 **index("procedure__patient_id"),
-                **({} if population is None else {"patient_ref": F("procedure__patient_id")}),
+                **patient_ref("procedure__patient"),
             },
             patient_key="patient_ref",
         ),
         "followups": Source(
-            FollowUp.objects.filter(patient__in=ids),
+            of_population(FollowUp, "patient"),
             ["patient__study_id", "timepoint_order"],
             ["study_id", "timepoint_order"],
             {
@@ -507,21 +541,34 @@ def _source_queries(spec: ExportSpec, population: str | None = None) -> dict[str
             patient_key="patient_id",
         ),
         "medications": Source(
-            Medication.objects.filter(followup__patient__in=ids),
+            of_population(Medication, "followup__patient"),
             ["followup__patient__study_id", "timepoint_order", "id"],
             ["study_id", "timepoint_order", "id"],
             {
                 "study_id": F("followup__patient__study_id"),
                 "timepoint": F("followup__timepoint"),
                 "timepoint_order": _timepoint_order("followup__timepoint"),
+                **patient_ref("followup__patient"),
             },
+            patient_key="patient_ref",
         ),
     }
 
 
+class _InArray(Func):
+    """`column = ANY(array)`: a hashed look-up of each row's patient in the exported ids (an IN
+    over unnest() is estimated at 200 rows and planned as one index probe per patient)."""
+
+    arg_joiner = " = ANY("
+    template = "(%(expressions)s::bigint[]))"
+    output_field = BooleanField()
+
+
 def population_literal(spec: ExportSpec) -> str:
-    """The exported patients' ids as a PostgreSQL array literal: one query, the cohort's rules."""
-    ids = filtered_patients(spec.user, spec.filters).order_by().values_list("pk", flat=True)
+    """The exported patients' ids as a PostgreSQL array literal, in study ID order (the database's
+    collation, sorted once): one query, the cohort's rules. Each file joins it `WITH ORDINALITY` and
+    sorts by that integer rank instead of comparing study IDs by collation again."""
+    ids = filtered_patients(spec.user, spec.filters).order_by("study_id").values_list("pk", flat=True)
     return "{" + ",".join(str(pk) for pk in ids.iterator(chunk_size=10_000)) + "}"
 
 
@@ -690,16 +737,17 @@ def wide_sql(spec: ExportSpec, columns: list[Column], mogrify: Callable[[str, An
     index procedure and to its visit at each time point (at most one: a unique constraint)."""
     patients = _source_queries(spec, population)["patients"].sql(mogrify)
     joins = [
-        f'LEFT JOIN {Procedure._meta.db_table} ix ON ix."patient_id" = p."id" AND ix."procedure_number" = 1',
+        f'JOIN ({patients}) p ON p."id" = pop.id',
+        f'LEFT JOIN {Procedure._meta.db_table} ix ON ix."patient_id" = pop.id AND ix."procedure_number" = 1',
         *[
-            f'LEFT JOIN {FollowUp._meta.db_table} v{i} ON v{i}."patient_id" = p."id"'
+            f'LEFT JOIN {FollowUp._meta.db_table} v{i} ON v{i}."patient_id" = pop.id'
             f' AND v{i}."timepoint" = {_sql_literal(tp)}'
             for i, tp in enumerate(Timepoint.values)
         ],
     ]
     return (
-        f"SELECT {_select_list(columns, _with_index_date('p', 'ix'))} FROM ({patients}) p {' '.join(joins)}"
-        ' ORDER BY p."study_id"'
+        f"SELECT {_select_list(columns, _with_index_date('p', 'ix'))} FROM {_population_rows(mogrify, population)}"
+        f" {' '.join(joins)} ORDER BY pop.rank"
     )
 
 
@@ -715,17 +763,30 @@ def _select_list(columns: list[Column], col: Callable[[str], str]) -> str:
 def file_sql(
     file: str, spec: ExportSpec, columns: list[Column], mogrify: Callable[[str, Any], bytes], population: str
 ) -> str:
-    """One bundle file in one SELECT: the cells of `columns` over the rows `table` reads, in its order."""
+    """One bundle file in one SELECT: the cells of `columns` over the rows `table` reads, in its order.
+
+    A file of patient rows joins the population (its ids in study ID order, see `population_literal`)
+    and the index procedure; it is sorted by the population's rank, then as `table` sorts."""
     source = _source_queries(spec, population)[file]
-    order = ", ".join(f't."{name}"' for name in source.sql_order)
-    join = ""
-    if source.patient_key:
-        join = (
-            f' LEFT JOIN {Procedure._meta.db_table} ix ON ix."patient_id" = t."{source.patient_key}"'
-            ' AND ix."procedure_number" = 1'
-        )
     select = _select_list(columns, _with_index_date("t", "ix"))
-    return f"SELECT {select} FROM ({source.sql(mogrify)}) t{join} ORDER BY {order}"
+    base = source.sql(mogrify)
+    if not source.patient_key:
+        order = ", ".join(f't."{name}"' for name in source.sql_order)
+        return f"SELECT {select} FROM ({base}) t ORDER BY {order}"
+    assert source.sql_order[0] == "study_id", file  # unique per patient, so ordered as the rank
+    order = ", ".join(["pop.rank", *(f't."{name}"' for name in source.sql_order[1:])])
+    index = ""
+    if 'ix."procedure_date"' in select:  # some cell needs the index date (see `_with_index_date`)
+        index = f' LEFT JOIN {Procedure._meta.db_table} ix ON ix."patient_id" = pop.id AND ix."procedure_number" = 1'
+    return (
+        f"SELECT {select} FROM {_population_rows(mogrify, population)}"
+        f' JOIN ({base}) t ON t."{source.patient_key}" = pop.id{index}'
+        f" ORDER BY {order}"
+    )
+
+
+def _population_rows(mogrify: Callable[[str, Any], bytes], population: str) -> str:
+    return mogrify("unnest(%s::bigint[]) WITH ORDINALITY AS pop(id, rank)", [population]).decode()
 
 
 def merge_by_study_id(
@@ -812,7 +873,8 @@ def snapshot() -> Iterator[None]:
             with connection.cursor() as cursor:
                 cursor.execute(
                     "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY; SET LOCAL jit = off;"
-                    " SET LOCAL extra_float_digits = 1"  # shortest exact floats, as Python's repr (the default)
+                    " SET LOCAL extra_float_digits = 1;"  # shortest exact floats, as Python's repr (the default)
+                    " SET LOCAL work_mem = '64MB'"  # the export's sorts (by study ID) in memory, not on disk
                 )
         yield
 
@@ -942,8 +1004,7 @@ def _package_tap(package: Any, name: str, columns: list[Column]) -> Callable[[by
     return write
 
 
-COPY_BLOCK = 256 * 1024  # bytes of COPY output handed over (deflated, hashed, yielded) at a time
-COPY_QUEUE = 8  # blocks in flight between the COPY and the zip: memory stays flat (~2 MiB)
+COPY_BLOCK = 256 * 1024  # bytes of COPY output handed over (deflated, hashed, yielded) at a time, and the pipe's size
 
 
 class _CopyOut:
@@ -951,8 +1012,11 @@ class _CopyOut:
 
     psycopg2's `copy_expert` pushes rows into a file until the COPY ends; a thread runs it
     on the export's own connection (inside its snapshot transaction; the main thread does not
-    touch the connection meanwhile) and hands blocks over a bounded queue. An abandoned
-    download cancels the COPY and waits for the thread, then the snapshot rolls back.
+    touch the connection meanwhile) into a pipe, which the export reads block by block. The
+    pipe is the bound on memory (a full pipe blocks the COPY until the zip has taken its
+    bytes), and each row is written by C code (a buffered file), not a Python call. An
+    abandoned download cancels the COPY and drains the pipe until the thread ends; the
+    snapshot then rolls back.
     """
 
     def __init__(self, sql: str) -> None:
@@ -962,51 +1026,53 @@ class _CopyOut:
     def __iter__(self) -> Iterator[bytes]:
         raw = connection.connection
         cursor = raw.cursor()
-        blocks: queue.Queue[Any] = queue.Queue(maxsize=COPY_QUEUE)
-        stop = threading.Event()
-        done = object()
-        pending: list[bytes] = []
-        size = 0
+        read_fd, write_fd = os.pipe()
+        with contextlib.suppress(AttributeError, OSError):  # Linux: a pipe of one block
+            import fcntl
 
-        class Writer:
-            def write(self, data: bytes) -> None:
-                nonlocal size
-                if stop.is_set():
-                    return
-                pending.append(data)
-                size += len(data)
-                if size >= COPY_BLOCK:
-                    blocks.put(b"".join(pending))
-                    pending.clear()
-                    size = 0
+            fcntl.fcntl(write_fd, fcntl.F_SETPIPE_SZ, COPY_BLOCK)
+        writer = open(write_fd, "wb", buffering=COPY_BLOCK)  # closed by the thread
+        reader = open(read_fd, "rb", buffering=0)  # closed below
+        errors: list[BaseException] = []
 
         def run() -> None:
             try:
-                cursor.copy_expert(self.sql, Writer())
-                if pending:
-                    blocks.put(b"".join(pending))
-                blocks.put(done)
+                cursor.copy_expert(self.sql, writer)
             except BaseException as exc:  # handed to the main thread
-                blocks.put(exc)
+                errors.append(exc)
+            finally:
+                with contextlib.suppress(OSError):
+                    writer.close()  # flushes; the reader sees the end
 
         started = time.monotonic()
         thread = threading.Thread(target=run, name="export-copy", daemon=True)
         thread.start()
+        finished = False
         try:
-            while (item := blocks.get()) is not done:
-                if isinstance(item, BaseException):
-                    with connection.wrap_database_errors:
-                        raise item
-                yield item
-        finally:
-            if thread.is_alive():  # abandoned mid-file: stop the COPY, let the thread finish
-                stop.set()
-                raw.cancel()
-                while thread.is_alive():
-                    with contextlib.suppress(queue.Empty):
-                        blocks.get(timeout=0.05)
+            pending: list[bytes] = []
+            size = 0
+            while data := reader.read(COPY_BLOCK):
+                pending.append(data)
+                size += len(data)
+                if size >= COPY_BLOCK:
+                    yield b"".join(pending)
+                    pending.clear()
+                    size = 0
             thread.join()
-            self.rows = max(cursor.rowcount, 0)
+            if errors:
+                with connection.wrap_database_errors:
+                    raise errors[0]
+            if pending:
+                yield b"".join(pending)
+            finished = True
+        finally:
+            if not finished and thread.is_alive():  # abandoned mid-file: stop the COPY, drain the pipe
+                raw.cancel()
+                while reader.read(COPY_BLOCK):
+                    pass
+            thread.join()
+            reader.close()
+            self.rows = max(cursor.rowcount, 0) if not errors else 0
             cursor.close()
             if connection.queries_logged:
                 connection.queries_log.append({"sql": self.sql, "time": f"{time.monotonic() - started:.3f}"})

@@ -177,8 +177,7 @@ def copy_threads() -> int:
 
 
 def test_an_abandoned_copy_is_cancelled_and_the_connection_stays_usable(monkeypatch):
-    monkeypatch.setattr(exporter, "COPY_BLOCK", 1024)
-    monkeypatch.setattr(exporter, "COPY_QUEUE", 1)  # the COPY waits for the zip after a few KiB
+    monkeypatch.setattr(exporter, "COPY_BLOCK", 4096)  # a one-page pipe: the COPY waits for the zip
 
     class Abandoned(Exception):
         pass
