@@ -20,7 +20,6 @@ every read sees the last saved visit.
 """
 
 import io
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -197,6 +196,7 @@ class Cohort:
     columns: np.ndarray  # structured array of DTYPE
     excluded_withdrawn: int
     awaiting_consent: int
+    ids: np.ndarray | None = None  # the patients' primary keys, in the order of `columns`
 
     def __len__(self) -> int:
         return len(self.columns)
@@ -263,14 +263,15 @@ def cohort_columns(user: User | None, filters: dict[str, Any]) -> Cohort:
             {"remove": Consent.WithdrawalScope.REMOVE_DATA, **scope_params},
         )
         removed, awaiting = cursor.fetchone()
-    return Cohort(_pivot(patients, visits), excluded_withdrawn=removed, awaiting_consent=awaiting)
+    columns, ids = _pivot(patients, visits)
+    return Cohort(columns, excluded_withdrawn=removed, awaiting_consent=awaiting, ids=ids)
 
 
 def _native(rows: np.ndarray) -> np.ndarray:
     return rows.astype(np.dtype([(name, rows.dtype[name].newbyteorder("=")) for name in rows.dtype.names or ()]))
 
 
-def _pivot(patients: np.ndarray, visits: np.ndarray) -> np.ndarray:
+def _pivot(patients: np.ndarray, visits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """One structured row per patient (ordered by id): the patient columns, the survival time and, per
     timepoint, the completed visit's values (NONE / NaN without one)."""
     patients = _native(patients)
@@ -304,44 +305,54 @@ def _pivot(patients: np.ndarray, visits: np.ndarray) -> np.ndarray:
     known[update] = np.maximum(known[update], visit_days[update])
     out["time_days"] = np.where(patients["event"] == 1, patients["death_days"], known)
     out["time_days"][~has_index] = NONE
-    return out
+    return out, ids
 
 
-def complication_rows(user: User | None, filters: dict[str, Any]) -> list[tuple[str, str, int, int, int]]:
+def complication_rows(
+    user: User | None, filters: dict[str, Any], cohort: Cohort | None = None
+) -> list[tuple[str, str, int, int, int]]:
     """(type, severity of its first record, CIRSE grade, events, patients of the type) of the
-    population's index-procedure complications. One query (the page's complications table)."""
-    pop_sql, params = _population_sql(user, filters)
-    sql = f"""{pop_sql},
-        c AS (
-            SELECT c.id, c.type, c.severity, c.cirse_grade, pr.patient_id
-            FROM procedures_complication c JOIN procedures_procedure pr ON pr.id = c.procedure_id
-            JOIN pop ON pop.id = pr.patient_id WHERE pr.procedure_number = 1
-        ),
-        t AS (
-            SELECT type, (array_agg(severity ORDER BY id))[1] AS severity, count(DISTINCT patient_id) AS patients
-            FROM c GROUP BY type
-        )
-        SELECT c.type, t.severity, c.cirse_grade, count(*), t.patients
-        FROM c JOIN t ON t.type = c.type GROUP BY c.type, t.severity, c.cirse_grade, t.patients
-        ORDER BY c.type, c.cirse_grade"""
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return cursor.fetchall()
-
-
-def vas_lines(user: User | None, filters: dict[str, Any], limit: int = SPAGHETTI_MAX) -> tuple[list[Any], int]:
-    """The first `limit` patients by study ID with a completed visit: (study ID, {timepoint: VAS}), and how
-    many patients have one. One query (the page's per-patient VAS chart)."""
-    pop_sql, params = _population_sql(user, filters)
-    params.update({"completed": FollowUp.Status.COMPLETED, "limit": limit})
-    sql = f"""{pop_sql},
-        v AS (
-            SELECT pop.study_id, json_object_agg(f.timepoint, f.vas) AS vas
-            FROM pop JOIN outcomes_followup f ON f.patient_id = pop.id AND f.status = %(completed)s
-            GROUP BY pop.study_id
-        )
-        SELECT study_id, vas::text, count(*) OVER () FROM v ORDER BY study_id LIMIT %(limit)s"""
+    population's index-procedure complications. One query (the page's complications table); given the
+    `cohort` already read, it reads only the complications and keeps those of the cohort's patients."""
+    if cohort is None:
+        cohort = cohort_columns(user, filters)
+    scope, params = _scope(user)
+    sql = f"""SELECT c.id, c.type, c.severity, c.cirse_grade, pr.patient_id
+        FROM procedures_complication c JOIN procedures_procedure pr ON pr.id = c.procedure_id
+        JOIN patients_patient p ON p.id = pr.patient_id
+        WHERE pr.procedure_number = 1 {scope} ORDER BY c.id"""
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         rows = cursor.fetchall()
-    return [(sid, json.loads(vas)) for sid, vas, _ in rows], (rows[0][2] if rows else 0)
+    members = set((cohort.ids if cohort.ids is not None else np.zeros(0, dtype=np.int64)).tolist())
+    severity: dict[str, str] = {}
+    patients: dict[str, set[int]] = {}
+    events: dict[tuple[str, int], int] = {}
+    for _, kind, sev, grade, patient in rows:
+        if patient not in members:
+            continue
+        severity.setdefault(kind, sev)
+        patients.setdefault(kind, set()).add(patient)
+        events[(kind, grade)] = events.get((kind, grade), 0) + 1
+    return [(kind, severity[kind], grade, n, len(patients[kind])) for (kind, grade), n in sorted(events.items())]
+
+
+def vas_lines(
+    user: User | None, filters: dict[str, Any], limit: int = SPAGHETTI_MAX, cohort: Cohort | None = None
+) -> tuple[list[Any], int]:
+    """The first `limit` patients recorded (by registry key) with a completed VAS: (study ID, {timepoint: VAS}),
+    and how many patients have one. One query (their study IDs), given the `cohort` already read."""
+    if cohort is None:
+        cohort = cohort_columns(user, filters)
+    vas = np.stack([cohort[f"vas10_{tp}"] for tp in TIMEPOINTS], axis=1) if len(cohort) else np.zeros((0, 7))
+    with_vas = np.nonzero((vas != NONE).any(axis=1))[0]
+    chosen = with_vas[:limit]
+    ids = cohort.ids[chosen].tolist() if cohort.ids is not None else []
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT id, study_id FROM patients_patient WHERE id = ANY(%s)", [ids])
+        study_ids = dict(cursor.fetchall())
+    lines = [
+        (study_ids[pid], {tp: int(v) / 10 for tp, v in zip(TIMEPOINTS, vas[i].tolist(), strict=True) if v != NONE})
+        for pid, i in zip(ids, chosen.tolist(), strict=True)
+    ]
+    return lines, len(with_vas)

@@ -38,7 +38,7 @@ def index(request: HttpRequest) -> HttpResponse:
     filters = form.as_filters() if form.is_bound else {}
     cohort = cohort_columns(user, filters)
     summary = build_summary(cohort, filters)
-    lines, lines_total = vas_lines(user, filters)
+    lines, lines_total = vas_lines(user, filters, cohort=cohort)
     headline = headline_timepoint(summary)
     context.update(
         summary=summary,
@@ -52,7 +52,7 @@ def index(request: HttpRequest) -> HttpResponse:
         t1=summary["table1"],
         outcome_rows=outcome_rows(summary),
         timepoints=timepoint_labels(),
-        complications=complication_grades(complication_rows(user, filters)),
+        complications=complication_grades(complication_rows(user, filters, cohort=cohort)),
         charts=chart_data(cohort, lines, lines_total),
         survival_labels=SURVIVAL_LABELS,
         methods=methods_paragraph(summary, _describe(filters, user)),
