@@ -36,6 +36,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
+from django.core.validators import BaseValidator
 from django.db import IntegrityError, connection, models, transaction
 from django.db.models import Count
 from django.utils import timezone
@@ -1371,12 +1372,22 @@ def _field_checks(model: type[models.Model], exclude: tuple[str, ...]) -> list[t
         keys = None
         if f.choices is not None:
             keys = frozenset(k for k, _ in f.flatchoices)  # type: ignore[attr-defined]
-        validators = tuple(_FUTURE if v is not_in_future else v for v in f.validators)
+        validators = tuple(_prepared_validator(v) for v in f.validators)
         checks.append((f, f.attname, types, keys, validators))
     return checks
 
 
 _FUTURE = object()
+
+
+def _prepared_validator(validator: Any) -> Any:
+    """A validator as the screen runs it: not_in_future against the import's today; a limit validator
+    (max_length, min/max value) as its own clean and compare on its fixed limit (no message built)."""
+    if validator is not_in_future:
+        return _FUTURE
+    if isinstance(validator, BaseValidator) and not callable(validator.limit_value):
+        return (validator.clean, validator.compare, validator.limit_value)
+    return validator
 
 
 def _passes_full_clean(instance: models.Model, exclude: tuple[str, ...], today: datetime.date) -> bool:
@@ -1401,6 +1412,10 @@ def _passes_full_clean(instance: models.Model, exclude: tuple[str, ...], today: 
             for validator in validators:
                 if validator is _FUTURE:
                     if value > today:  # registry.fields.not_in_future, with today read once per import
+                        return False
+                elif type(validator) is tuple:
+                    clean, compare, limit = validator
+                    if compare(clean(value), limit):
                         return False
                 else:
                     validator(value)
@@ -1547,6 +1562,7 @@ def _registry_rows(patients: dict[str, Patient]) -> dict[str, dict[int, models.M
 # --------------------------------------------------------------------------- writing (COPY)
 
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"})
+_NEEDS_ESCAPE = re.compile(r"[\\\n\r\t]").search
 
 
 def _copy_text(value: Any) -> str:
@@ -1555,7 +1571,7 @@ def _copy_text(value: Any) -> str:
         return "\\N"
     kind = type(value)
     if kind is str:
-        return value.translate(_COPY_ESCAPES)
+        return value.translate(_COPY_ESCAPES) if _NEEDS_ESCAPE(value) else value
     if kind is bool:
         return "t" if value else "f"
     if kind is int or kind is Decimal:
