@@ -147,7 +147,7 @@ def active_lock(patient: Patient, timepoint: str = "") -> CaseLock | None:
 
 def lock_message(lock: CaseLock) -> str:
     return (
-        f"{lock.patient.study_id}: the {lock.what if lock.timepoint else 'case'} is locked: signed by "
+        f"{lock.patient.study_id}: the {f'{lock.what} visit' if lock.timepoint else 'case'} is locked: signed by "
         f"{lock.signed_by_name} on {lock.signed_at:%Y-%m-%d %H:%M} UTC ('{lock.meaning}'). "
         "No change is possible until an administrator unlocks it with a reason."
     )

@@ -201,7 +201,7 @@ def test_a_visit_lock_leaves_the_rest_of_the_case_editable(case, investigator, n
     patient, procedure, visit = case
     services.sign_lock(patient=patient, user=investigator, password=PASSWORD, meaning=CaseLock.MEANING, timepoint="m1")
     visit.vas = Decimal("1.0")
-    with pytest.raises(ValidationError, match="1 month is locked"):
+    with pytest.raises(ValidationError, match="the 1 month visit is locked"):
         record_visit(visit=visit, user=nurse, reason="x", expected_version=visit.version)
     procedure.operator = "IR09"
     record_procedure(procedure=procedure, user=nurse, reason="typo", expected_version=procedure.version)
