@@ -317,24 +317,27 @@ def missed_after_days() -> int:
 
 
 def long_missed(user: User, today: datetime.date, limit: int = 50) -> list[dict[str, Any]]:
-    """Visits not recorded whose window closed more than WORKLIST_MISSED_AFTER_DAYS ago (patients in follow-up)."""
-    result = selectors.worklist(user, today, group=selectors.OVERDUE)
+    """Visits not recorded whose window closed more than WORKLIST_MISSED_AFTER_DAYS ago (patients in
+    follow-up, by the worklist's own rules), the longest overdue first, at most `limit`.
+
+    The worklist orders its overdue group by days overdue, fewest first, so the
+    oldest are its last rows: one query reads only the last `limit` of them.
+    """
+    visits = selectors.worklist(user, today, group=selectors.OVERDUE).visits
     cutoff = today - datetime.timedelta(days=missed_after_days())
-    out = []
-    for v in result.visits[0 : len(result.visits)]:  # oldest windows last: the worklist's own rules of follow-up
-        if v.closes < cutoff:
-            out.append(
-                {
-                    "study_id": v.study_id,
-                    "site_code": v.site_code,
-                    "timepoint": v.timepoint,
-                    "label": v.label,
-                    "closes": v.closes,
-                }
-            )
-            if len(out) >= limit:
-                break
-    return out
+    total = len(visits)
+    tail = visits[max(0, total - limit) : total]
+    old = sorted((v for v in tail if v.closes < cutoff), key=lambda v: (v.closes, v.study_id))
+    return [
+        {
+            "study_id": v.study_id,
+            "site_code": v.site_code,
+            "timepoint": v.timepoint,
+            "label": v.label,
+            "closes": v.closes,
+        }
+        for v in old
+    ]
 
 
 @require_POST

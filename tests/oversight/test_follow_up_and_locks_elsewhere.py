@@ -147,3 +147,20 @@ def test_the_demo_cohort_starts_with_a_clean_worklist_and_unchanged_survival(cli
     assert not any(p.study_id in body for p in Patient.objects.all())
     assert json.loads(client.get("/dashboard/summary.json").content).get("survival") == survival_before
     assert end_demo_follow_up() == 0  # idempotent (load_demo on an existing cohort)
+
+
+def test_long_missed_lists_only_windows_closed_long_ago_oldest_first_whatever_the_cohort_size(site, nurse, settings):
+    from oversight.monitoring_views import long_missed
+
+    settings.WORKLIST_MISSED_AFTER_DAYS = 30
+    for days in range(20, 320, 3):  # 100 patients, procedures 20 to 317 days ago
+        _case(site, days)
+    today = dates.today()
+    got = long_missed(nurse, today, limit=500)
+    # by hand: a visit is listed when procedure + window end < today - 30, i.e. days ago > high + 30
+    highs = {"baseline": 0, "post": 3, "w1": 10, "m1": 45, "m3": 105, "m6": 210, "m12": 400}
+    expected = sum(days > high + 30 for days in range(20, 320, 3) for high in highs.values())
+    assert len(got) == expected
+    assert [v["closes"] for v in got] == sorted(v["closes"] for v in got)
+    assert all(v["closes"] < today - datetime.timedelta(days=30) for v in got)
+    assert len(long_missed(nurse, today)) == 50 and long_missed(nurse, today)[0] == got[0]
