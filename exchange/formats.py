@@ -93,26 +93,23 @@ def measure(column: Described) -> str:
     return "scale"
 
 
-def _cells(csv_bytes: bytes) -> tuple[list[str], list[list[str]]]:
-    reader = csv.reader(io.StringIO(csv_bytes.decode("utf-8"), newline=""))
-    header = next(reader)
-    return header, list(reader)
-
-
-def _places(values: Iterable[str]) -> int:
-    return max((len(v.partition(".")[2]) for v in values if v), default=0)
-
-
-def _frame(header: Sequence[str], rows: list[list[str]]) -> Any:
+def _text_frame(csv_bytes: bytes) -> Any:
+    """Every cell of the CSV as the text written (no NA guessing: "" stays "", "nan" stays "nan")."""
     import pandas as pd
 
-    return pd.DataFrame({name: [r[i] for r in rows] for i, name in enumerate(header)}, columns=list(header))
+    return pd.read_csv(io.BytesIO(csv_bytes), dtype=str, keep_default_na=False, na_filter=False, encoding="utf-8")
 
 
-def _numeric(values: list[str]) -> Any:
+def _places(values: Any) -> int:
+    return int(values.str.partition(".")[2].str.len().max()) if len(values) else 0
+
+
+def _numeric(values: Any) -> Any:
+    import numpy as np
     import pandas as pd
 
-    return pd.Series([float(v) if v != "" else float("nan") for v in values], dtype="float64")
+    text = values.to_numpy(dtype=object)
+    return pd.Series(np.where(text == "", "nan", text).astype(np.float64), index=values.index)
 
 
 def _dates(values: list[str]) -> Any:
@@ -141,22 +138,22 @@ def sav_bytes(csv_bytes: bytes, columns: Sequence[Described], file_label: str = 
     """An SPSS .sav of one CSV of the export (module docstring)."""
     import pyreadstat
 
-    header, rows = _cells(csv_bytes)
+    frame = _text_frame(csv_bytes)
+    header = list(frame.columns)
     cols = _by_name(columns, header)
-    frame = _frame(header, rows)
+    has_rows = len(frame) > 0
     labels, value_labels, missing, measures, formats = {}, {}, {}, {}, {}
-    for i, c in enumerate(cols):
-        values = [r[i] for r in rows]
+    for c in cols:
         labels[c.name] = variable_label(c)
         measures[c.name] = measure(c)
         if c.type in ("integer", "decimal"):
-            frame[c.name] = _numeric(values)
-            places = 0 if c.type == "integer" else max(_places(values), 1)
+            places = 0 if c.type == "integer" else max(_places(frame[c.name]), 1)
+            frame[c.name] = _numeric(frame[c.name])
             formats[c.name] = f"F{max(8, places + 10)}.{places}"
         elif c.type == "date":
-            frame[c.name] = _dates(values)
+            frame[c.name] = _dates(frame[c.name].tolist())
             formats[c.name] = "SDATE10"  # yyyy/mm/dd, read back as a date
-        elif rows:  # (a file without rows has no text column to label: readstat types it numeric)
+        elif has_rows:  # (a file without rows has no text column to label: readstat types it numeric)
             if choices_of(c):
                 value_labels[c.name] = dict(choices_of(c))
             missing[c.name] = [""]
@@ -202,29 +199,30 @@ def dta_bytes(csv_bytes: bytes, columns: Sequence[Described], file_label: str = 
     import pandas as pd
     import pyreadstat
 
-    header, rows = _cells(csv_bytes)
+    text = _text_frame(csv_bytes)
+    header = list(text.columns)
     cols = _by_name(columns, header)
     names = stata_names(header)
     data: dict[str, Any] = {}
     labels, value_labels, formats = {}, {}, {}
-    for i, c in enumerate(cols):
-        values = [r[i] for r in rows]
+    for c in cols:
+        values = text[c.name]
         name = names[c.name]
         labels[name] = variable_label(c)[:STATA_LABEL_MAX]
         codes = stata_codes(c) if choices_of(c) else {}
         if codes:
-            unknown = {v for v in values if v and v not in codes}
+            unknown = set(values.unique()) - set(codes) - {""}
             if unknown:
                 raise ValueError(f"{c.name}: values {sorted(unknown)} are not codes of the dictionary")
-            data[name] = pd.Series([float(codes[v]) if v else float("nan") for v in values], dtype="float64")
+            data[name] = values.map({**{k: float(v) for k, v in codes.items()}, "": float("nan")}).astype("float64")
             value_labels[name] = {codes[code]: f"{code}: {label}" for code, label in choices_of(c)}
             formats[name] = "%8.0g"
         elif c.type in ("integer", "decimal"):
             data[name] = _numeric(values)
         elif c.type == "date":
-            data[name] = _dates(values)
+            data[name] = _dates(values.tolist())
         else:
-            data[name] = pd.Series(values, dtype="object")
+            data[name] = values.astype("object")
     frame = pd.DataFrame(data, columns=[names[h] for h in header])
     return _written(
         pyreadstat.write_dta,
