@@ -1,13 +1,27 @@
-"""Import a CSV bundle (folder or zip) all or nothing.
+"""Import a CSV bundle (folder or zip) all or nothing, streamed in bounded memory.
 
-Three passes: read every file and check its columns; parse every cell against
-the data dictionary and check the rows against each other and the registry;
-then build the model instances, `full_clean` them (the models' own rules:
-age, discharge after admission...), check each case as it will be against the
-cross-record rules (`patients.rules.case_problems`: visit windows, visits and
-procedures against enrolment, death and withdrawal...) and write them in one
-transaction. Any problem in any pass writes nothing; the report names file,
-row (line of the file, the header being row 1), variable, value and message.
+1. Stream: every file is read once, checked while it is read against
+   `Limits` (uncompressed size declared and actually inflated, per file and in
+   all; rows per file; NUL bytes; strict UTF-8; line and cell lengths; zip
+   entries), its header checked, and its rows copied with COPY into a
+   temporary staging table of the import's transaction. A hostile file is
+   refused at once with one message; sites and consent versions (small, capped)
+   stay in memory.
+2. Check, chunk by chunk: the patients are taken in chunks of study IDs with all
+   their rows from the staging tables; each cell is parsed against the data
+   dictionary; the model instances are checked with the models' own rules (the
+   field rules of `full_clean`, prepared once per model, and `clean()`: age,
+   discharge after admission...), against each other (duplicates, orphans,
+   consent, leakage rows) and the registry, and each case as it will be against
+   the cross-record rules (`patients.rules.case_problems`: visit windows, visits
+   and procedures against enrolment, death and withdrawal...).
+3. Write: a chunk without problems is written with COPY, each row with the
+   CREATE entry of the audit trail that `save_audited` would write (the chain
+   trigger links them). After the first problem nothing more is written, the
+   remaining chunks are still checked, and the transaction is rolled back: any
+   problem writes nothing. The report names file, row (line of the file, the
+   header being row 1), variable, value and message; it lists the first
+   `Limits.max_problems` and counts the rest.
 
 New patients are written in bulk. `--update` changes the registry's patients
 through the clinical services (update_patient, record_procedure, record_visit,
