@@ -16,6 +16,7 @@ floor: a COPY of every table the export reads, and that COPY plus deflating its 
 """
 
 import argparse
+import contextlib
 import datetime
 import os
 import random
@@ -134,6 +135,17 @@ def fill(n: int) -> None:
             FollowUp.objects.bulk_create(visits)
             Medication.objects.bulk_create(meds)
         print(f"  filled {min(n, start + batch)} patients", file=sys.stderr)
+
+
+def peak_rss_mib() -> float:
+    """This process's peak RSS. Linux: VmHWM, the peak of its own memory since exec; getrusage's
+    ru_maxrss would also count the parent's peak at the spawn (a parent that just filled 100,000
+    patients), since a vfork()ed child's exec keeps it."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def copy_floor() -> tuple[float, float, int]:
@@ -264,7 +276,7 @@ def main() -> None:
         size += len(chunk)
     total = time.perf_counter() - start
     peak = tracemalloc.get_traced_memory()[1] if args.trace_memory else None
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rss = peak_rss_mib()
     rows = sum(result.row_counts.values())
     package = "without" if args.no_package else "with"
     print(f"patients: {args.patients}  level: {args.level}  shape: {args.shape}  engine: {args.engine}  ", end="")
