@@ -654,10 +654,6 @@ WIDE_PROCEDURE_COLUMNS = (
 )
 
 
-def _qualified(alias: str) -> Callable[[str], str]:
-    return lambda name: f'{alias}."{name}"'
-
-
 def _joined(col: Callable[[str], str], alias: str) -> Callable[[str], str]:
     """Names in a joined row `alias`, except the index date, which is the patient row's."""
     return lambda name: col(name) if name == "index_date" else f'{alias}."{name}"'
