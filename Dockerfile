@@ -1,8 +1,8 @@
 FROM python:3.13-slim
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
 WORKDIR /app
-# pg_dump/pg_restore for manage.py backup and restore
-RUN apt-get update && apt-get install -y --no-install-recommends postgresql-client \
+# pg_dump/pg_restore for manage.py backup and restore; Pango for the PDF report (WeasyPrint)
+RUN apt-get update && apt-get install -y --no-install-recommends postgresql-client libpango-1.0-0 libpangoft2-1.0-0 \
     && rm -rf /var/lib/apt/lists/*
 # Runtime requirements only: the test and lint tools are in requirements-dev.txt.
 COPY requirements.txt .

@@ -17,12 +17,14 @@ if [ ! -x "$CHROMIUM_PATH" ]; then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
   $SUDO apt-get update -qq && $SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null
 fi
-# The report's PDF (WeasyPrint needs Pango), its text check (pdftotext), the .sav check (PSPP), the ODM schema check (xmllint).
+# The report's PDF (WeasyPrint needs Pango), its text check (pdftotext), the .sav check (PSPP), the R reader (Rscript),
+# the ODM schema check (xmllint): Debian's packages, installed once.
 if ! command -v pdftotext >/dev/null || ! command -v pspp >/dev/null || ! command -v xmllint >/dev/null \
-  || ! ldconfig -p | grep -q libpangoft2; then
+  || ! command -v Rscript >/dev/null || ! ldconfig -p | grep -q libpangoft2; then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
-  $SUDO apt-get install -y -qq --no-install-recommends poppler-utils pspp libxml2-utils libpango-1.0-0 libpangoft2-1.0-0 \
-    >/dev/null || echo "poppler-utils/pspp/libxml2-utils/Pango not installed: their tests are skipped" >&2
+  { $SUDO apt-get update -qq && $SUDO apt-get install -y -qq --no-install-recommends poppler-utils pspp libxml2-utils \
+      r-base-core libpango-1.0-0 libpangoft2-1.0-0 >/dev/null; } \
+    || echo "poppler-utils/pspp/R/libxml2-utils/Pango not installed: their tests are skipped" >&2
 fi
 
 DATABASE_URL=${DATABASE_URL:-$(scripts/ensure_pg.sh)}
