@@ -39,6 +39,7 @@ class AuditEvent(models.Model):
         EXPORT = "export", "Exported"
         IMPORT = "import", "Imported"
         VIEW = "view", "Viewed"
+        SEARCH = "search", "Searched patients"
 
     at = models.DateTimeField(auto_now_add=True, db_index=True)
     user = models.ForeignKey(

@@ -276,3 +276,18 @@ def record_access(
         site_code=site_code,
         extra=extra,
     )
+
+
+def record_read(request: Any, instance: models.Model, page: str) -> None:
+    """Log that a user opened an identified record (patient page, record page): who, when, which patient.
+
+    Only GETs are reads; a POST is a write and has its own trail entries.
+    """
+    if request.method == "GET":
+        record_access(action=AuditEvent.Action.VIEW, instance=instance, user=request.user, extra={"page": page})
+
+
+def record_search(*, user: Any, term: str) -> AuditEvent:
+    """Log a term typed into the patient search (names and MRNs are identifiers: the trail is where they go,
+    never the web server's log lines)."""
+    return record_event(action=AuditEvent.Action.SEARCH, user=user, extra={"term": term})

@@ -11,6 +11,7 @@ from django.utils.translation import gettext_lazy as _
 
 from accounts.models import Site, User
 from accounts.permissions import case_read_required, data_entry_required
+from audit.services import record_read
 from outcomes import selectors, services
 from outcomes.forms import MedicationFormSet, VisitForm
 from outcomes.models import FollowUp, Timepoint
@@ -32,6 +33,7 @@ def visit(request: HttpRequest, study_id: str, timepoint: str) -> HttpResponse:
             request, "patients/blocked.html", {"patient": patient, "reason": block, "what": f"the {label} visit"}
         )
     followup = patient.followups.filter(timepoint=timepoint).first() or FollowUp(patient=patient, timepoint=timepoint)
+    record_read(request, patient, f"{timepoint} visit form")
     followup.patient = patient  # one Patient object, so its index date is looked up once
     index = patient.index_procedure_date
     window = visit_window(timepoint, index) if index else None
@@ -134,6 +136,7 @@ def worklist(request: HttpRequest) -> HttpResponse:
 @case_read_required
 def detail(request: HttpRequest, study_id: str) -> HttpResponse:
     patient = selectors.case_for(request.user, study_id)  # type: ignore[arg-type]
+    record_read(request, patient, "patient page")
     rows = selectors.visit_rows(patient)
     timeline = [
         {"label": r.label, "vas": float(r.visit.vas), "odi": r.visit.odi_score}

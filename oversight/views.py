@@ -105,9 +105,22 @@ def patient_history(request: HttpRequest, study_id: str) -> HttpResponse:
     patient = scope_to_sites(Patient.objects.select_related("site"), user).filter(study_id=study_id).first()
     if patient is None and not events:
         raise Http404("No such patient in the registry or its trail.")
-    return render(
-        request, "oversight/patient_history.html", {"study_id": study_id, "patient": patient, "events": events}
-    )
+    context = {"study_id": study_id, "patient": patient, "events": events, "readers": _readers(events)}
+    return render(request, "oversight/patient_history.html", context)
+
+
+def _readers(events: list[AuditEvent]) -> list[dict[str, Any]]:
+    """Who opened this patient's identified pages: each user with how often, when last and which pages."""
+    readers: dict[str, dict[str, Any]] = {}
+    for event in events:  # newest first
+        if event.action != AuditEvent.Action.VIEW:
+            continue
+        reader = readers.setdefault(
+            event.username, {"username": event.username, "count": 0, "last": event.at, "pages": set()}
+        )
+        reader["count"] += 1
+        reader["pages"].add(event.extra.get("page") or event.model)
+    return [{**r, "pages": sorted(r["pages"])} for r in readers.values()]
 
 
 @admin_required

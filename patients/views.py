@@ -6,7 +6,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 
 from accounts.permissions import admin_required, case_read_required, data_entry_required, scope_to_sites
 from audit.models import AuditEvent
-from audit.services import record_access, save_audited
+from audit.services import record_access, record_read, record_search, save_audited
 from patients import selectors, services
 from patients.forms import ConsentForm, ConsentVersionForm, PatientForm, PatientSearchForm, WithdrawalForm
 from patients.models import Consent, ConsentVersion
@@ -15,12 +15,22 @@ from registry.forms import error_summary, service_saved
 from registry.uploads import inert_download
 
 PAGE_SIZE = 25
+SEARCH_SESSION_KEY = "patient_search"
 
 
 @case_read_required
 def patient_list(request: HttpRequest) -> HttpResponse:
-    form = PatientSearchForm(request.GET)
-    query = form.cleaned_data["q"] if form.is_valid() else ""
+    """The patient list and search. A search is POSTed and its term kept in the session, so names and
+    MRNs never appear in a URL (nor in the web server's or a proxy's access log); each term is in the trail."""
+    if request.method == "POST":
+        form = PatientSearchForm(request.POST)
+        query = form.cleaned_data["q"].strip() if form.is_valid() else ""
+        request.session[SEARCH_SESSION_KEY] = query
+        if query:
+            record_search(user=request.user, term=query)
+        return redirect("patients:list")
+    query = request.session.get(SEARCH_SESSION_KEY, "")
+    form = PatientSearchForm(initial={"q": query})
     page = Paginator(selectors.search_patients(request.user, query), PAGE_SIZE).get_page(request.GET.get("page"))  # type: ignore[arg-type]
     return render(request, "patients/patient_list.html", {"form": form, "page": page, "query": query})
 
@@ -38,6 +48,7 @@ def enrol(request: HttpRequest) -> HttpResponse:
 @data_entry_required
 def edit(request: HttpRequest, study_id: str) -> HttpResponse:
     patient = selectors.get_patient_for_user(request.user, study_id)
+    record_read(request, patient, "patient record form")
     form = PatientForm(request.POST or None, instance=patient, user=request.user)  # type: ignore[arg-type]
     if request.method == "POST" and form.is_valid():
         if service_saved(
@@ -115,6 +126,7 @@ def _get_consent_for_user(request: HttpRequest, pk: int) -> Consent:
 @case_read_required
 def consent_detail(request: HttpRequest, pk: int) -> HttpResponse:
     consent = _get_consent_for_user(request, pk)
+    record_read(request, consent, "consent record")
     others = consent.patient.consents.select_related("consent_version").exclude(pk=consent.pk)
     context = {"consent": consent, "document_ok": document_matches(consent), "others": others}
     return render(request, "patients/consent_detail.html", context)

@@ -4,6 +4,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 
 from accounts.permissions import data_entry_required, scope_to_sites
+from audit.services import record_read
 from patients.selectors import get_patient_for_user
 from procedures import services
 from procedures.forms import SEVERITY_BY_TYPE, ComplicationFormSet, LeakageFormSet, ProcedureForm
@@ -27,6 +28,7 @@ def edit(request: HttpRequest, pk: int) -> HttpResponse:
 def procedure_form(request: HttpRequest, procedure: Procedure) -> HttpResponse:
     """One page for a new procedure and for an edit (which needs a reason and the loaded version)."""
     patient = procedure.patient
+    record_read(request, patient, f"procedure {procedure.procedure_number} form")
     if block := patient.data_entry_block_reason():
         return render(request, "patients/blocked.html", {"patient": patient, "reason": block, "what": "a procedure"})
     data = request.POST if request.method == "POST" else None

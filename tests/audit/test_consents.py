@@ -56,8 +56,10 @@ def test_the_pdf_comes_through_the_permission_check_only(client, nurse, consent,
     response = client.get(f"/patients/consents/{consent.pk}/document/")
     assert response["Content-Type"] == "application/pdf" and b"".join(response.streaming_content) == PDF
     assert "no-store" in response["Cache-Control"]
-    viewed = AuditEvent.objects.get(action="view")
-    assert viewed.username == "nurse" and viewed.study_id == consent.patient.study_id
+    record_view, document_view = AuditEvent.objects.filter(action="view").order_by("id")
+    assert record_view.extra["page"] == "consent record" and "document_matches_sha256" in document_view.extra
+    for viewed in (record_view, document_view):
+        assert viewed.username == "nurse" and viewed.study_id == consent.patient.study_id
     assert client.get(f"/{settings.MEDIA_URL}{consent.document.name}").status_code == 404
 
 

@@ -77,9 +77,9 @@ def test_patient_list_searches_own_sites_by_mrn_name_and_study_id(client, nurse,
     client.force_login(nurse)
     url = reverse("patients:list")
 
-    by_name = client.get(url, {"q": "ada"}).content.decode()
-    by_mrn = client.get(url, {"q": "H1234"}).content.decode()
-    by_id = client.get(url, {"q": mine.study_id}).content.decode()
+    by_name = client.post(url, {"q": "ada"}, follow=True).content.decode()
+    by_mrn = client.post(url, {"q": "H1234"}, follow=True).content.decode()
+    by_id = client.post(url, {"q": mine.study_id}, follow=True).content.decode()
 
     for page in (by_name, by_mrn, by_id):
         assert "Ada Lovelace" in page and "1 patient " in page
@@ -284,3 +284,46 @@ def test_the_patient_page_makes_a_fixed_number_of_queries(client, nurse, site, d
     expected = page_queries(small)
     with django_assert_num_queries(expected):
         client.get(reverse("patients:detail", args=[large.study_id]))
+
+
+def test_reads_of_identified_records_and_search_terms_are_in_the_trail_not_in_urls(client, nurse, site):
+    from audit.models import AuditEvent
+    from tests.factories import ProcedureFactory
+
+    patient = PatientFactory(site=site, full_name="Ada Lovelace", mrn="H12345")
+    consent = ConsentFactory(patient=patient)
+    procedure = ProcedureFactory(patient=patient)
+    client.force_login(nurse)
+    response = client.post(reverse("patients:list"), {"q": "H12345"})
+    assert response.status_code == 302 and "H12345" not in response["Location"]
+    assert "Ada Lovelace" in client.get(response["Location"]).content.decode()  # the result, from the session
+    for url in (
+        reverse("patients:detail", args=[patient.study_id]),
+        reverse("patients:edit", args=[patient.study_id]),
+        reverse("patients:consent_record", args=[consent.pk]),
+        reverse("procedures:edit", args=[procedure.pk]),
+        reverse("outcomes:visit", args=[patient.study_id, "post"]),
+    ):
+        assert client.get(url).status_code == 200
+    search = AuditEvent.objects.get(action="search")
+    assert (search.username, search.extra["term"]) == (nurse.username, "H12345")
+    views = AuditEvent.objects.filter(action="view", study_id=patient.study_id).order_by("id")
+    assert [e.extra["page"] for e in views] == [
+        "patient page",
+        "patient record form",
+        "consent record",
+        f"procedure {procedure.procedure_number} form",
+        "post visit form",
+    ]
+    assert {e.username for e in views} == {nurse.username}
+
+
+def test_an_admin_sees_who_opened_a_record_on_its_timeline(client, nurse, admin_user, site):
+    patient = PatientFactory(site=site)
+    client.force_login(nurse)
+    client.get(reverse("patients:detail", args=[patient.study_id]))
+    client.get(reverse("patients:detail", args=[patient.study_id]))
+    client.force_login(admin_user)
+    page = client.get(reverse("oversight:patient_history", args=[patient.study_id])).content.decode()
+    readers = page[page.index('id="readers"') :]
+    assert f"<td>{nurse.username}</td><td>2</td>" in readers and "patient page" in readers
