@@ -33,11 +33,26 @@ def make_bundle(folder: Path, patients: int, seed: int) -> Path:
     return write_bundle(folder, patients=patients, seed=seed)
 
 
+# The child reports its own peak (VmHWM): getrusage's ru_maxrss of a child keeps the peak of the parent it
+# was forked from across exec (the parent holds the generated bundle), so it would overstate the import.
+CHILD = """
+import os, sys
+sys.path.insert(0, os.getcwd())
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "registry.settings")
+import django
+django.setup()
+from django.core.management import call_command
+call_command("import_bundle", sys.argv[1])
+sys.stdout.flush()
+print(next(line for line in open("/proc/self/status") if line.startswith("VmHWM")).strip())
+"""
+
+
 def import_child(folder: Path) -> tuple[float, float, float, str]:
     """(seconds, peak RSS in MiB, CPU seconds, output) of one import in a fresh process."""
     start = time.perf_counter()
     proc = subprocess.Popen(
-        [sys.executable, "manage.py", "import_bundle", str(folder)],
+        [sys.executable, "-c", CHILD, str(folder)],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -49,7 +64,9 @@ def import_child(folder: Path) -> tuple[float, float, float, str]:
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode:
         sys.exit(f"import failed:\n{out[-3000:]}")
-    return elapsed, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime, out.strip()
+    peak = float(out.rsplit("VmHWM:", 1)[1].split()[0]) / 1024
+    out = out.rsplit("VmHWM:", 1)[0]
+    return elapsed, peak, usage.ru_utime + usage.ru_stime, out.strip()
 
 
 def copy_floor(folder: Path) -> float:

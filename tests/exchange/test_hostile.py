@@ -35,7 +35,7 @@ ADDRESS_SPACE_CAP = 2048 * MiB  # the child cannot grow past this whatever the b
 RSS_CEILING_MB = 400  # what a refused hostile bundle may cost the importing process at most
 
 CHILD = """
-import json, os, resource, sys
+import json, os, sys
 sys.path.insert(0, os.getcwd())
 import django
 django.setup()
@@ -47,8 +47,9 @@ try:
     outcome = "imported"
 except CommandError:
     outcome = "refused"
-print(json.dumps({"outcome": outcome, "report": err.getvalue(),
-                  "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+# VmHWM, not getrusage: ru_maxrss would carry the forking parent's peak over exec
+hwm = next(line for line in open("/proc/self/status") if line.startswith("VmHWM"))
+print(json.dumps({"outcome": outcome, "report": err.getvalue(), "max_rss_mb": int(hwm.split()[1]) / 1024}))
 """
 
 
