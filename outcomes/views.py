@@ -73,6 +73,7 @@ class WorklistFilter(forms.Form):
     site = forms.TypedChoiceField(label=_("Site"), required=False, coerce=int, empty_value=None)
     timepoint = forms.ChoiceField(label=_("Visit"), required=False)
     group = forms.ChoiceField(label=_("Show"), required=False)
+    kind = forms.ChoiceField(label=_("Kind of work"), required=False)
 
     def __init__(self, data: Any, sites: list[Site]) -> None:
         super().__init__(data)
@@ -81,8 +82,14 @@ class WorklistFilter(forms.Form):
             (t, selectors.visit_label(t)) for t in Timepoint.values
         ]
         self.fields["group"].choices = [("", _("All")), *WORKLIST_GROUP_LABELS.items()]
+        self.fields["kind"].choices = [("", _("All work")), *WORKLIST_KINDS.items()]
 
 
+WORKLIST_KINDS = {
+    "visits": _("Visits due"),
+    "queries": _("Open queries"),
+    "selfreports": _("Self-reports to review"),
+}
 WORKLIST_GROUP_LABELS = {
     selectors.OVERDUE: _("Overdue"),
     selectors.DUE_TODAY: _("Due today"),
@@ -100,6 +107,18 @@ def worklist(request: HttpRequest) -> HttpResponse:
     form = WorklistFilter(request.GET, sites)
     filters = form.cleaned_data if form.is_valid() else {}
     today = dates.today()
+    kind = filters.get("kind") or ""
+    query = request.GET.copy()
+    query.pop("page", None)
+    kinds = []
+    for key, label in [("", _("All work")), *WORKLIST_KINDS.items()]:
+        q = query.copy()
+        q.pop("group", None)
+        q["kind"] = key
+        kinds.append({"key": key, "label": label, "query": q.urlencode()})
+    if kind and kind != "visits":  # only the chosen section: the visits are not computed at all
+        context = {"form": form, "kind": kind, "kinds": kinds, "today": today, "show_visits": False}
+        return render(request, "outcomes/worklist.html", context)
     result = selectors.worklist(
         user,
         today,
@@ -108,8 +127,6 @@ def worklist(request: HttpRequest) -> HttpResponse:
         group=filters.get("group") or None,
     )
     page = Paginator(result.visits, selectors.PAGE_SIZE).get_page(request.GET.get("page"))
-    query = request.GET.copy()
-    query.pop("page", None)
     group_links = []
     for key, label in WORKLIST_GROUP_LABELS.items():
         q = query.copy()
@@ -129,6 +146,9 @@ def worklist(request: HttpRequest) -> HttpResponse:
         "today": today,
         "horizon": selectors.DUE_HORIZON_DAYS,
         "week": selectors.WEEK_DAYS,
+        "kind": kind,
+        "kinds": kinds,
+        "show_visits": True,
     }
     return render(request, "outcomes/worklist.html", context, status=200 if form.is_valid() else 400)
 
