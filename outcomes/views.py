@@ -171,5 +171,6 @@ def detail(request: HttpRequest, study_id: str) -> HttpResponse:
         "timeline": timeline,
         "bands": {r.timepoint: odi_band(r.visit.odi_score) for r in rows if r.visit},
         "history": selectors.history_of(patient),
+        "can_edit": request.user.role in (User.Role.NURSE, User.Role.ADMIN) or request.user.is_superuser,  # type: ignore[union-attr]
     }
     return render(request, "outcomes/patient_detail.html", context)

@@ -42,3 +42,13 @@ def test_an_unknown_kind_is_refused_naming_the_filter(client, nurse, queried):
     client.force_login(nurse)
     response = client.get(reverse("patients:worklist"), {"kind": "everything"})
     assert response.status_code == 400 and "Kind of work" in response.content.decode()
+
+
+def test_a_monitor_reads_the_patient_page_without_edit_buttons_and_a_nurse_has_them(client, nurse, queried, site):
+    monitor = UserFactory(username="mona")
+    client.force_login(monitor)
+    page = client.get(reverse("patients:detail", args=[queried.study_id])).content.decode()
+    assert queried.study_id in page and "Edit patient" not in page and "Edit procedure" not in page
+    client.force_login(nurse)
+    page = client.get(reverse("patients:detail", args=[queried.study_id])).content.decode()
+    assert "Edit patient" in page and "Edit procedure 1" in page
