@@ -19,6 +19,7 @@ Exact values: VAS comes as integer tenths; ODI as an integer number of
 every read sees the last saved visit.
 """
 
+import datetime
 import io
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +28,7 @@ import numpy as np
 from django.db import connection
 
 from accounts.models import Site, User
+from outcomes.cohort import filtered_patients, population_counts
 from outcomes.models import FollowUp, Timepoint
 from patients.models import Consent, Patient
 from procedures.models import LEVELS, Complication, Leakage, Procedure
@@ -135,7 +137,7 @@ def _scope(user: User | None) -> tuple[str, dict[str, Any]]:
     if user is None or user.sees_all_sites:
         return "", {}
     return (
-        " AND p.site_id = ANY(ARRAY(SELECT us.site_id FROM accounts_user_sites us WHERE us.user_id = %(user)s))",
+        " AND p.site_id IN (SELECT us.site_id FROM accounts_user_sites us WHERE us.user_id = %(user)s)",
         {"user": user.pk},
     )
 
@@ -208,6 +210,8 @@ class Cohort:
 def cohort_columns(user: User | None, filters: dict[str, Any]) -> Cohort:
     """The population (shared cohort filters; `user=None` = study-wide) as columns. Three queries:
     the patient rows and the completed visits (binary COPY), the counts of those left out."""
+    if connection.vendor != "postgresql":
+        return portable_cohort_columns(user, filters)
     pop_sql, params = _population_sql(user, filters)
     scope, scope_params = _scope(user)
     params.update(
@@ -265,6 +269,77 @@ def cohort_columns(user: User | None, filters: dict[str, Any]) -> Cohort:
         removed, awaiting = cursor.fetchone()
     columns, ids = _pivot(patients, visits)
     return Cohort(columns, excluded_withdrawn=removed, awaiting_consent=awaiting, ids=ids)
+
+
+def portable_cohort_columns(user: User | None, filters: dict[str, Any]) -> Cohort:
+    """cohort_columns through the ORM, for SQLite (the local demo, which has no COPY, arrays or date
+    arithmetic): the same rows from the shared cohort rules (outcomes.cohort), built in Python.
+    A test compares it with the SQL path on PostgreSQL."""
+    epoch = datetime.date(1970, 1, 1)
+    patients = list(
+        filtered_patients(user, filters)
+        .order_by("pk")
+        .prefetch_related("consents", "procedures__leakages", "procedures__complications")
+    )
+    prows, vrows = [], []
+    for p in patients:
+        procs = list(p.procedures.all())
+        ix = next((x for x in procs if x.procedure_number == 1), None)
+        consents = list(p.consents.all())
+        known = [d for x in procs for d in (x.procedure_date, x.discharge_date)]
+        known += [d for c in consents for d in (c.signed_date, c.withdrawn_date) if d]
+        row = {
+            "id": p.pk,
+            "age": p.age_at_enrolment,
+            "sex": SEXES.index(p.sex),
+            "tumour": TUMOURS.index(p.primary_tumour),
+        }
+        row |= {"procedures": len(procs), "has_index": int(ix is not None), "event": int(p.death_date is not None)}
+        if ix is None:
+            row |= {name: NONE for name, _ in _INDEX_COLUMNS[1:]}
+            row |= {"leak_mask": 0, "leak_symptomatic": 0, "complication_mask": 0, "major": 0, "minor": 0}
+            row |= {"index_day": NONE, "death_days": NONE, "known_days": NONE}
+        else:
+            levels = set(ix.levels_treated.split("|"))
+            leaks, comps = list(ix.leakages.all()), list(ix.complications.all())
+            row |= {
+                "levels_mask": sum(1 << i for i, code in enumerate(LEVEL_CODES) if code in levels),
+                "technical_success": int(ix.technical_success),
+                "operation_time_min": ix.operation_time_min,
+                "cement10": int((ix.cement_volume_ml * 10).to_integral_value()),
+                "stay_days": (ix.discharge_date - ix.admission_date).days,
+                "imaging_days": (ix.procedure_date - p.imaging_date).days,
+                "symptom_days": (ix.procedure_date - p.symptom_onset_date).days,
+                "leakage": int(ix.leakage),
+                "approach": APPROACHES.index(ix.approach),
+                "leak_mask": sum({1 << LEAK_SITES.index(lk.site) for lk in leaks}),
+                "leak_symptomatic": int(any(lk.symptomatic for lk in leaks)),
+                "complication_mask": sum({1 << COMPLICATION_TYPES.index(c.type) for c in comps}),
+                "major": int(any(c.severity == Complication.Severity.MAJOR for c in comps)),
+                "minor": int(any(c.severity == Complication.Severity.MINOR for c in comps)),
+                "index_day": (ix.procedure_date - epoch).days,
+                "death_days": (p.death_date - ix.procedure_date).days if p.death_date else NONE,
+                "known_days": (max(known) - ix.procedure_date).days if known else NONE,
+            }
+        prows.append(tuple(row[name] for name, _ in _PATIENT_COLUMNS))
+    visits = FollowUp.objects.filter(patient__in=[p.pk for p in patients], status=FollowUp.Status.COMPLETED)
+    for f in visits.order_by("pk"):
+        vrows.append(
+            (
+                f.patient_id,
+                TIMEPOINTS.index(f.timepoint) + 1,
+                (f.visit_date - epoch).days,
+                NONE if f.vas is None else int((f.vas * 10).to_integral_value()),
+                NONE if f.odi_score is None else round(f.odi_score * ODI_UNITS),
+                NONE if f.opioid_count is None else f.opioid_count,
+                np.nan if f.mme_per_day is None else f.mme_per_day,
+            )
+        )
+    patient_dtype = np.dtype([(name, np.int32) for name, _ in _PATIENT_COLUMNS])
+    visit_dtype = np.dtype([(name, np.int32 if kind == "i" else np.float64) for name, kind in _VISIT_COLUMNS])
+    columns, ids = _pivot(np.array(prows, dtype=patient_dtype), np.array(vrows, dtype=visit_dtype))
+    counts = population_counts(user)
+    return Cohort(columns, counts["excluded_withdrawn"], counts["awaiting_consent"], ids=ids)
 
 
 def _native(rows: np.ndarray) -> np.ndarray:
@@ -349,7 +424,8 @@ def vas_lines(
     chosen = with_vas[:limit]
     ids = cohort.ids[chosen].tolist() if cohort.ids is not None else []
     with connection.cursor() as cursor:
-        cursor.execute("SELECT id, study_id FROM patients_patient WHERE id = ANY(%s)", [ids])
+        marks = ", ".join(["%s"] * len(ids)) or "NULL"
+        cursor.execute(f"SELECT id, study_id FROM patients_patient WHERE id IN ({marks})", ids)
         study_ids = dict(cursor.fetchall())
     lines = [
         (study_ids[pid], {tp: int(v) / 10 for tp, v in zip(TIMEPOINTS, vas[i].tolist(), strict=True) if v != NONE})

@@ -89,6 +89,15 @@ DECIMAL = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)")
 ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
+def _postgres() -> bool:
+    """PostgreSQL (production, tests) stages and writes with COPY; SQLite (the local demo) with plain inserts."""
+    return connection.vendor == "postgresql"
+
+
+def _temp_schema() -> str:
+    return "pg_temp" if _postgres() else "temp"
+
+
 @dataclass(frozen=True)
 class Problem:
     file: str
@@ -510,9 +519,12 @@ def stage_bundle(
                 stage = _Staged(name, f"import_stage_{name}", header)
                 sid = header.index("study_id")
                 columns = ", ".join(f"c{i} text" for i in range(len(header)))
-                cursor.execute(f"DROP TABLE IF EXISTS pg_temp.{stage.table}")  # an earlier import of this transaction
                 cursor.execute(
-                    f"CREATE TEMPORARY TABLE {stage.table} (line integer, sid text, {columns}) ON COMMIT DROP"
+                    f"DROP TABLE IF EXISTS {_temp_schema()}.{stage.table}"
+                )  # an earlier import of this transaction
+                cursor.execute(
+                    f"CREATE TEMPORARY TABLE {stage.table} (line integer, sid text, {columns})"
+                    + (" ON COMMIT DROP" if _postgres() else "")
                 )
 
                 def tagged(rows: Iterator[tuple[int, list[str]]] = rows, sid: int = sid, stage: _Staged = stage):
@@ -520,11 +532,16 @@ def stage_bundle(
                         stage.rows += 1
                         yield [line, cells[sid].strip(), *cells]
 
-                reader = _StreamReader(_csv_blocks(tagged()))
-                cursor.copy_expert(f"COPY {stage.table} FROM STDIN WITH (FORMAT csv)", reader, 1 << 16)
-                if reader.error is not None:
-                    raise reader.error
-                cursor.execute(f"CREATE INDEX ON {stage.table} (sid)")
+                if _postgres():
+                    reader = _StreamReader(_csv_blocks(tagged()))
+                    cursor.copy_expert(f"COPY {stage.table} FROM STDIN WITH (FORMAT csv)", reader, 1 << 16)
+                    if reader.error is not None:
+                        raise reader.error
+                else:  # SQLite (the local demo): the same rows, inserted in batches
+                    marks = ", ".join(["%s"] * (len(header) + 2))
+                    for batch in itertools.batched(tagged(), 500):
+                        cursor.executemany(f"INSERT INTO {stage.table} VALUES ({marks})", batch)
+                cursor.execute(f"CREATE INDEX {stage.table}_sid ON {stage.table} (sid)")
                 cursor.execute(f"ANALYZE {stage.table}")
                 cursor.execute(
                     f"SELECT sid, count(*) FROM {stage.table} GROUP BY sid HAVING count(*) > %s ORDER BY 2 DESC LIMIT 1",
@@ -558,7 +575,11 @@ def _staged_rows(staged: dict[str, _Staged], keys: list[str]) -> dict[str, list[
     with connection.cursor() as cursor:
         for name, stage in staged.items():
             cols = ", ".join(f"c{i}" for i in range(len(stage.header)))
-            cursor.execute(f"SELECT line, {cols} FROM {stage.table} WHERE sid = ANY(%s) ORDER BY line", [keys])
+            if _postgres():
+                cursor.execute(f"SELECT line, {cols} FROM {stage.table} WHERE sid = ANY(%s) ORDER BY line", [keys])
+            else:
+                marks = ", ".join(["%s"] * len(keys)) or "NULL"
+                cursor.execute(f"SELECT line, {cols} FROM {stage.table} WHERE sid IN ({marks}) ORDER BY line", keys)
             header = stage.header
             tables[name] = [
                 Row(name, rec[0], {h: (c if c is not None else "") for h, c in zip(header, rec[1:], strict=True)})
@@ -1667,6 +1688,8 @@ _EVENT_COLUMNS = (
 def copy_created(batches: list[list[models.Model]], *, user: Any, reason: str) -> int:
     """Insert new rows (parents first) and one trail entry each, with COPY, in the caller's transaction.
     The trail entries are those save_audited would write for each created row (the chain trigger links them)."""
+    if not _postgres():
+        return _bulk_created(batches, user=user, reason=reason)
     actor, username = _actor(user)
     user_id = _copy_text(actor.pk if actor is not None else None)
     head = "\t".join((user_id, _copy_text(username), AuditEvent.Action.CREATE))
@@ -1708,6 +1731,35 @@ def copy_created(batches: list[list[models.Model]], *, user: Any, reason: str) -
                     + "\n"
                 )
         _copy(cursor, AuditEvent._meta.db_table, _EVENT_COLUMNS, events)
+    return len(events)
+
+
+def _bulk_created(batches: list[list[models.Model]], *, user: Any, reason: str) -> int:
+    """copy_created for SQLite (the local demo, where COPY does not exist): bulk inserts, the same trail entries."""
+    events: list[AuditEvent] = []
+    for batch in batches:
+        if not batch:
+            continue
+        spec = _spec(type(batch[0]))
+        for obj in batch:
+            for f in spec.relations:
+                if f.is_cached(obj):  # type: ignore[attr-defined]
+                    setattr(obj, f.name, f.get_cached_value(obj))  # type: ignore[attr-defined]
+        type(batch[0])._default_manager.bulk_create(batch, batch_size=500)
+        for obj in batch:
+            study_id, site_code = owner_keys(obj)
+            events.append(
+                change_event(
+                    action=AuditEvent.Action.CREATE,
+                    instance=obj,
+                    user=user,
+                    changes=spec.changes(obj),
+                    reason=reason,
+                    study_id=study_id,
+                    site_code=site_code,
+                )
+            )
+    AuditEvent.objects.bulk_create(events, batch_size=500)
     return len(events)
 
 
@@ -1808,7 +1860,7 @@ def import_bundle(
                 raise BundleError(problems)
             with connection.cursor() as cursor:
                 for stage in staged.values():
-                    cursor.execute(f"DROP TABLE pg_temp.{stage.table}")
+                    cursor.execute(f"DROP TABLE {_temp_schema()}.{stage.table}")
             if not heads_written:
                 head.write_heads()
             tally: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
