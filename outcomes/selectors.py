@@ -6,6 +6,7 @@ Each runs a fixed number of queries whatever the number of patients (tests pin i
 
 import datetime
 from dataclasses import dataclass
+from typing import Any
 
 from django.db import connection
 from django.db.models import Prefetch, QuerySet
@@ -224,6 +225,8 @@ def worklist(
     stops new data are never listed: nobody should call them.
     """
     today = today or dates.today()
+    if connection.vendor != "postgresql":
+        return portable_worklist(user, today, site_id=site_id, timepoint=timepoint, group=group)
     windows, params = _windows_sql(timepoint)
     scope, visit_scope, scope_params = _scope_sql(user, site_id)
     params.update(scope_params)
@@ -265,6 +268,66 @@ def worklist(
     awaiting_total = awaiting_rows[0][5] if awaiting_rows else 0
     count = counts[group] if group else sum(counts.values())
     return Worklist(counts, DueVisitRows(page_sql, params, count, first), awaiting, awaiting_total)
+
+
+def portable_worklist(
+    user: User, today: datetime.date, *, site_id: int | None, timepoint: str | None, group: str | None
+) -> Worklist:
+    """The worklist through the ORM, for SQLite (the local demo: no arrays, LATERAL or date arithmetic in
+    SQL), by the same rules; a test compares it with the SQL path on PostgreSQL. Reads every patient:
+    fine for a demo, not for a registry (which runs on PostgreSQL)."""
+    patients = patients_for(user).filter(death_date__isnull=True, follow_up_ended__isnull=True)
+    if site_id is not None:
+        patients = patients.filter(site_id=site_id)
+    patients = patients.select_related("site").prefetch_related("consents", "followups", "procedures")
+    week, horizon = today + datetime.timedelta(days=WEEK_DAYS), today + datetime.timedelta(days=DUE_HORIZON_DAYS)
+    due: list[DueVisit] = []
+    awaiting: list[AwaitingPatient] = []
+    for p in patients:
+        consents = sorted(p.consents.all(), key=lambda c: (c.signed_date, c.pk))
+        latest = consents[-1] if consents else None
+        visits = list(p.followups.all())
+        if any(c.withdrawal_scope == Consent.WithdrawalScope.REMOVE_DATA for c in consents):
+            continue
+        if latest is not None and latest.withdrawal_scope in NO_MORE_DATA:
+            continue
+        if any(v.status in FOLLOW_UP_ENDED for v in visits):
+            continue
+        index = next((x.procedure_date for x in p.procedures.all() if x.procedure_number == 1), None)
+        consented = bool(latest and latest.scope_registry)
+        if index is None:
+            awaiting.append(AwaitingPatient(p.study_id, p.full_name, p.site.code, p.enrolment_date, consented))
+            continue
+        if not consented:
+            continue
+        recorded = {v.timepoint for v in visits}
+        for name in VISIT_WINDOWS:
+            if name in recorded or (timepoint and name != timepoint):
+                continue
+            opens, closes = visit_window(name, index)
+            if opens > horizon:
+                continue
+            grp = OVERDUE if closes < today else DUE_TODAY if opens <= today else THIS_WEEK if opens <= week else LATER
+            due.append(DueVisit(p.study_id, p.full_name, p.site.code, name, visit_label(name), opens, closes, grp))
+    rank = {name: i for i, name in enumerate(VISIT_WINDOWS)}
+
+    def order(v: DueVisit) -> tuple[Any, ...]:
+        days = (
+            (today - v.closes).days
+            if v.group == OVERDUE
+            else (v.closes - today).days
+            if v.group == DUE_TODAY
+            else (v.opens - today).days
+        )
+        return (GROUPS.index(v.group), days, v.study_id, rank[v.timepoint])
+
+    due.sort(key=order)
+    counts = dict.fromkeys(GROUPS, 0)
+    for v in due:
+        counts[v.group] += 1
+    shown = [v for v in due if not group or v.group == group]
+    awaiting.sort(key=lambda a: (a.enrolment_date, a.study_id))
+    return Worklist(counts, shown, awaiting[:AWAITING_CAP], len(awaiting))  # type: ignore[arg-type]
 
 
 def case_for(user: User, study_id: str) -> Patient:

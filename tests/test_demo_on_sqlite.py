@@ -37,3 +37,26 @@ def test_the_demo_on_sqlite_gives_the_papers_summary(tmp_path):
         summary.pop(key, None)
         expected.pop(key, None)
     assert_same(summary, expected)
+
+    # Every role's main pages answer on SQLite (the worklist and dashboard have an ORM path there).
+    pages = manage("shell", "-c", PAGES)
+    statuses = dict(line.rsplit(" ", 1) for line in pages.splitlines() if line.count(" ") == 2)
+    assert len(statuses) == 10 and set(statuses.values()) == {"200"}, statuses
+
+
+PAGES = """
+from django.test import Client
+from django.test.utils import setup_test_environment
+from accounts.models import User
+from patients.models import Patient
+setup_test_environment()
+client, sid = Client(), Patient.objects.first().study_id
+for username, urls in {
+    "nurse": ["/patients/worklist/", "/patients/", f"/patients/{sid}/", f"/visits/{sid}/m1/"],
+    "investigator": ["/dashboard/", "/dashboard/summary.json", "/exports/"],
+    "monitor": ["/audit/monitoring/", "/audit/quality/", "/audit/completeness/"],
+}.items():
+    client.force_login(User.objects.get(username=username))
+    for url in urls:
+        print(username, url, client.get(url).status_code)
+"""

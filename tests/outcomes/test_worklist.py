@@ -190,3 +190,19 @@ def test_patients_awaiting_their_procedure_are_listed_capped_with_their_total(cl
     assert page.count("Record procedure") + page.count("Consent needed") == selectors.AWAITING_CAP
     assert f"of {selectors.AWAITING_CAP + 3}" in page
     assert "Consent needed" not in page  # the one without consent was enrolled most recently: not in the 50 oldest
+
+
+@pytest.mark.parametrize("seed", [3, 4])
+def test_the_portable_worklist_of_the_sqlite_demo_equals_the_sql_one_in_content_and_order(
+    nurse, site, other_site, seed
+):
+    today = registry_today()
+    random_cohort(random.Random(seed), [site, other_site], 60, today)
+    for kwargs in ({}, {"group": selectors.OVERDUE}, {"timepoint": "m3"}, {"site_id": site.pk}):
+        sql = selectors.worklist(nurse, today, **kwargs)
+        portable = selectors.portable_worklist(
+            nurse, today, **{"site_id": None, "timepoint": None, "group": None, **kwargs}
+        )
+        assert everything(sql) == list(portable.visits)  # same visits, same order
+        assert sql.counts == portable.counts
+        assert (sql.awaiting_procedure, sql.awaiting_total) == (portable.awaiting_procedure, portable.awaiting_total)
