@@ -64,7 +64,6 @@ def row_values(instance: models.Model, exclude: Iterable[str] = ("id", "version"
     }
 
 
-snapshot = row_values  # the name the importer and older callers use
 
 
 def diff(before: dict[str, Any], after: dict[str, Any]) -> dict[str, list[Any]]:
@@ -116,7 +115,7 @@ def record_change(**kwargs: Any) -> AuditEvent:
 def record_created(
     instance: models.Model, *, user: Any, reason: str = "", study_id: str = "", site_code: str = ""
 ) -> AuditEvent:
-    after = snapshot(instance)
+    after = row_values(instance)
     return record_change(
         action=AuditEvent.Action.CREATE,
         instance=instance,
@@ -131,8 +130,8 @@ def record_created(
 def record_updated(
     instance: models.Model, before: dict[str, Any], *, user: Any, reason: str, study_id: str = "", site_code: str = ""
 ) -> AuditEvent | None:
-    """Record what changed since `before` (a `snapshot`); nothing when nothing changed."""
-    changes = diff(before, snapshot(instance))
+    """Record what changed since `before` (from `row_values`); nothing when nothing changed."""
+    changes = diff(before, row_values(instance))
     if not changes:
         return None
     return record_change(
@@ -149,7 +148,7 @@ def record_updated(
 def record_deleted(
     instance: models.Model, *, user: Any, reason: str, study_id: str = "", site_code: str = ""
 ) -> AuditEvent:
-    before = snapshot(instance)
+    before = row_values(instance)
     return record_change(
         action=AuditEvent.Action.DELETE,
         instance=instance,

@@ -10,7 +10,7 @@ from django.utils import timezone
 from accounts import second_factor
 from accounts.models import User
 from audit.models import AuditEvent
-from audit.services import record_change, record_created, snapshot
+from audit.services import record_change, record_created, row_values
 from outcomes.models import FollowUp
 from oversight.models import DataQuery, QueryMessage, Verification
 from patients.models import CaseLock, Consent, Patient
@@ -267,12 +267,12 @@ def unlock(*, lock: CaseLock, user: Any, reason: str) -> CaseLock:
         current = CaseLock.objects.select_for_update().select_related("patient__site").get(pk=lock.pk)
         if current.unlocked_at:
             raise ValidationError("This lock was already lifted.")
-        before = snapshot(current)
+        before = row_values(current)
         current.unlocked_at = timezone.now()
         current.unlocked_by = user
         current.unlock_reason = reason.strip()
         current.save()
-        after = snapshot(current)
+        after = row_values(current)
         record_change(
             action=AuditEvent.Action.UPDATE,
             instance=current,
