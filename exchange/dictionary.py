@@ -92,7 +92,8 @@ class Variable:
         return tuple(code for code, _ in self.choices)
 
 
-def _parse_choices(text: str) -> tuple[tuple[str, str], ...]:
+def parse_choices(text: str) -> tuple[tuple[str, str], ...]:
+    """ "M, Male | F, Female" -> (("M", "Male"), ("F", "Female")); text without codes -> ()."""
     if "," not in text:
         return ()
     pairs = []
@@ -111,7 +112,7 @@ def variables() -> tuple[Variable, ...]:
                 name=row["variable"],
                 label=row["label"],
                 type=row["type"],
-                choices=_parse_choices(row["choices"]),
+                choices=parse_choices(row["choices"]),
                 choices_text=row["choices"],
                 unit=row["unit"],
                 min=row["min"],

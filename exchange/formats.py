@@ -39,6 +39,7 @@ import zipfile
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Protocol
 
+from exchange.dictionary import parse_choices
 from registry.csv_safety import neutralise
 
 SPOOL_BYTES = 16 * 1024 * 1024  # a CSV copy bigger than this goes to a temporary file
@@ -59,17 +60,6 @@ class Described(Protocol):
     unit: str
     choices: str
     max: str
-
-
-def parse_choices(text: str) -> tuple[tuple[str, str], ...]:
-    """ "M, Male | F, Female" -> (("M", "Male"), ("F", "Female")); text without codes -> ()."""
-    if "," not in text:
-        return ()
-    pairs = []
-    for part in text.split("|"):
-        code, _, label = part.partition(",")
-        pairs.append((code.strip(), label.strip()))
-    return tuple(pairs)
 
 
 def choices_of(column: Described) -> tuple[tuple[str, str], ...]:
