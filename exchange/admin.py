@@ -11,3 +11,6 @@ class ExportLogAdmin(ReadOnlyModelAdmin):
     list_display = ("at", "username", "level", "shape", "reason", "completed_at")
     list_filter = ("level", "shape", "via")
     search_fields = ("username", "reason")
+
+    def get_queryset(self, request):  # type: ignore[no-untyped-def]
+        return super().get_queryset(request).visible_to(request.user)

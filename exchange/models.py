@@ -1,5 +1,22 @@
+from typing import Any
+
 from django.conf import settings
 from django.db import models
+from django.db.models import Q
+
+
+class ExportLogQuerySet(models.QuerySet["ExportLog"]):
+    def visible_to(self, user: Any) -> "ExportLogQuerySet":
+        """The exports an admin oversees: all for a study-wide admin; for a site admin, those that could
+        hold her sites' data (by a user of one of her sites, by a study-wide user, or by a command)."""
+        if user.sees_all_sites:
+            return self
+        return self.filter(
+            Q(user__isnull=True)
+            | Q(user__study_wide=True)
+            | Q(user__is_superuser=True)
+            | Q(user__sites__in=user.sites.all())
+        ).distinct()
 
 
 class ExportLog(models.Model):
@@ -27,6 +44,8 @@ class ExportLog(models.Model):
     row_counts = models.JSONField(default=dict, blank=True)
     completed_at = models.DateTimeField(null=True, blank=True)
     via = models.CharField(max_length=10, default="web", help_text="web or command")
+
+    objects = ExportLogQuerySet.as_manager()
 
     class Meta:
         ordering = ["-at", "-id"]

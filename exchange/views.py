@@ -33,5 +33,7 @@ def index(request: HttpRequest) -> HttpResponse:
 
 @admin_required
 def log(request: HttpRequest) -> HttpResponse:
-    page = Paginator(ExportLog.objects.all(), 50).get_page(request.GET.get("page"))
+    page = Paginator(ExportLog.objects.visible_to(request.user).order_by("-at", "-id"), 50).get_page(
+        request.GET.get("page")
+    )
     return render(request, "exchange/log.html", {"page": page})
