@@ -64,8 +64,6 @@ def row_values(instance: models.Model, exclude: Iterable[str] = ("id", "version"
     }
 
 
-
-
 def diff(before: dict[str, Any], after: dict[str, Any]) -> dict[str, list[Any]]:
     """Fields whose value changed, as {field: [old, new]}."""
     return {k: [before.get(k), v] for k, v in after.items() if before.get(k) != v}
