@@ -7,6 +7,8 @@ DATABASE_URL (the application's role, see README "Production").
 """
 
 import os
+import secrets
+import sys
 from pathlib import Path
 
 import dj_database_url
@@ -32,11 +34,18 @@ def envsecret(name: str) -> str | None:
 
 DEBUG = envbool("DJANGO_DEBUG", "False")
 
+# Commands that only read the models and migrations: they sign nothing and serve nothing, so they may
+# run anywhere (a pre-commit hook, a build step) with a throw-away key made for this process alone.
+KEYLESS_COMMANDS = frozenset({"makemigrations", "showmigrations", "sqlmigrate"})
+
 SECRET_KEY = envsecret("SECRET_KEY")
 if not SECRET_KEY:
-    if not DEBUG:
+    if DEBUG:
+        SECRET_KEY = "insecure-local-development-key-never-use-in-production-0123456789"
+    elif Path(sys.argv[0]).name == "manage.py" and len(sys.argv) > 1 and sys.argv[1] in KEYLESS_COMMANDS:
+        SECRET_KEY = secrets.token_urlsafe(50)
+    else:
         raise ImproperlyConfigured("SECRET_KEY (or SECRET_KEY_FILE) must be set when DJANGO_DEBUG is False")
-    SECRET_KEY = "insecure-local-development-key-never-use-in-production-0123456789"
 
 ALLOWED_HOSTS = [h.strip() for h in os.environ.get("ALLOWED_HOSTS", "localhost,127.0.0.1").split(",") if h.strip()]
 CSRF_TRUSTED_ORIGINS = [o.strip() for o in os.environ.get("CSRF_TRUSTED_ORIGINS", "").split(",") if o.strip()]

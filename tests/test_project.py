@@ -44,3 +44,14 @@ def test_production_refuses_to_start_without_a_secret_key():
     result = run_manage("check", DJANGO_DEBUG="False", SECRET_KEY="")
     assert result.returncode != 0
     assert "SECRET_KEY" in result.stderr
+
+
+def test_migration_commands_run_without_a_secret_but_nothing_else_does():
+    """makemigrations --check (a pre-commit hook, CI) needs no secret and no debug mode; serving and
+    checking commands still refuse to start without one."""
+    env = {"DJANGO_DEBUG": "False", "SECRET_KEY": "", "DJANGO_SETTINGS_MODULE": "registry.settings"}
+    keyless = run_manage("makemigrations", "--check", "--dry-run", **env)
+    assert keyless.returncode == 0 and "No changes detected" in keyless.stdout, keyless.stderr
+    for command in (["check"], ["migrate", "--plan"], ["load_demo"], ["import_bundle", "exchange/demo/paper_cohort"]):
+        refused = run_manage(*command, **env)
+        assert refused.returncode != 0 and "SECRET_KEY" in refused.stderr, command
