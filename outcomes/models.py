@@ -7,6 +7,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 from patients import rules
 from patients.models import Patient
@@ -229,3 +230,58 @@ class Medication(models.Model):
     def __str__(self) -> str:
         unit = "mcg/h" if self.drug == self.Drug.FENTANYL_TD else "mg/day"
         return f"{self.get_drug_display()} {self.daily_dose} {unit}"
+
+
+class OdiText(models.Model):
+    """The site's licensed ODI wording for one language, installed by `manage.py install_odi_text`.
+
+    Here, below the self-report app, because the staff's visit form shows the
+    same statements; the table keeps the name it had in selfreport (moved, not copied).
+    """
+
+    language = models.CharField(max_length=10, unique=True)
+    content = models.JSONField()
+    sha256 = models.CharField(max_length=64)
+    installed_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        db_table = "selfreport_oditext"
+
+    def __str__(self) -> str:
+        return f"ODI text ({self.language})"
+
+
+class DueWindow(models.Model):
+    """A visit not recorded yet of a patient in follow-up, with its window: the worklist's rows.
+
+    Derived, never edited: PostgreSQL triggers (migration 0005) recompute a patient's rows in the
+    statement that changes her, her consents, her index procedure or her visits, whoever the writer
+    (the services, import_bundle's COPY, generate_synthetic), so the worklist reads a few index
+    ranges instead of every patient's consents and visits, and is never stale. Who is in follow-up
+    is outcomes.selectors' rule (alive, follow-up not ended, no "remove data", no visit recorded as
+    deceased or withdrawn, the latest consent allows registry use and is not withdrawn from new
+    data); the window is registry.scoring.VISIT_WINDOWS from the index procedure. Not on SQLite
+    (the demo's worklist is computed in Python there).
+    """
+
+    # No foreign-key constraint: a patient's rows are removed by the trigger in the same statement as
+    # the patient (Django's delete collector need not know them: no extra query on deletions).
+    patient = models.ForeignKey(
+        Patient, on_delete=models.DO_NOTHING, db_constraint=False, db_index=False, related_name="+"
+    )  # the unique (patient, timepoint) index serves the look-ups
+    site_id = models.BigIntegerField()
+    study_id = models.CharField(max_length=32)
+    timepoint = models.CharField(max_length=10, choices=Timepoint.choices)
+    rank = models.SmallIntegerField()  # the timepoint's position in VISIT_WINDOWS (the worklist's tie-break)
+    opens = models.DateField()
+    closes = models.DateField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["patient", "timepoint"], name="duewindow_one_per_timepoint")]
+        indexes = [
+            models.Index(fields=["closes", "study_id", "rank"], name="duewindow_closes"),
+            models.Index(fields=["opens", "study_id", "rank"], name="duewindow_opens"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.study_id} {self.timepoint}: {self.opens} - {self.closes}"

@@ -149,18 +149,6 @@ class SelfReportMedication(models.Model):
         return f"{self.get_drug_display()} {self.daily_dose}"
 
 
-class OdiText(models.Model):
-    """The site's licensed ODI wording for one language, installed by `manage.py install_odi_text`."""
-
-    language = models.CharField(max_length=10, unique=True)
-    content = models.JSONField()
-    sha256 = models.CharField(max_length=64)
-    installed_at = models.DateTimeField(default=timezone.now)
-
-    def __str__(self) -> str:
-        return f"ODI text ({self.language})"
-
-
 class TokenFailure(models.Model):
     """A wrong, expired or used token tried from an address: the rate limit counts these."""
 

@@ -14,8 +14,9 @@ from django.views.decorators.http import require_POST
 
 from accounts.permissions import data_entry_required, scope_to_sites
 from accounts.throttle import client_ip
+from outcomes import odi
 from patients.models import Patient
-from selfreport import messaging, odi, selectors, services
+from selfreport import messaging, selectors, services
 from selfreport.forms import AnswersForm, ReasonForm, ReviewForm, SendLinkForm
 from selfreport.models import STAFF_KINDS, Kind, NotificationOptOut, SelfReport
 

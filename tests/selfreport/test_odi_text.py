@@ -6,7 +6,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from selfreport import services
-from selfreport.odi import SHIPPED
+from outcomes.odi import SHIPPED
 
 pytestmark = pytest.mark.django_db
 

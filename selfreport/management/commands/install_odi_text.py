@@ -3,7 +3,7 @@ from pathlib import Path
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
-from selfreport import odi
+from outcomes import odi
 
 
 class Command(BaseCommand):

@@ -7,7 +7,7 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 
-from selfreport.models import OdiText
+from outcomes.models import OdiText
 
 SHIPPED = Path(__file__).resolve().parent / "odi_text"
 LANGUAGES = ("en", "zh-hans")
