@@ -1,4 +1,5 @@
-"""After the password: the second factor, then a forced password change, before any other page."""
+"""After the password: the second factor, then a forced password change, before any other page.
+And the signed-in user's own language, over the browser's."""
 
 from collections.abc import Callable
 
@@ -6,6 +7,7 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.urls import reverse
+from django.utils import translation
 from django.utils.http import urlencode
 
 from accounts.second_factor import has_second_factor, needs_verification
@@ -30,7 +32,7 @@ class AccountGateMiddleware:
 
     def _gate(self, request: HttpRequest) -> str | None:
         path = request.path
-        if path == reverse("logout") or path.startswith(str(settings.STATIC_URL)):
+        if path in (reverse("logout"), reverse("set_language")) or path.startswith(str(settings.STATIC_URL)):
             return None
         user = request.user
         if not user.is_verified() and needs_verification(user, request.session):  # type: ignore[union-attr]
@@ -42,3 +44,22 @@ class AccountGateMiddleware:
             open_paths = (reverse("password_change"), reverse("password_change_done"))
             return None if path in open_paths else reverse("password_change")
         return None
+
+
+class UserLanguageMiddleware:
+    """Activates the language a signed-in user chose (User.language) for the whole request.
+
+    Goes after AuthenticationMiddleware; LocaleMiddleware before it has already picked the
+    browser's language, which stays when the user's choice is blank. LocaleMiddleware's
+    response half then labels the response (Content-Language) with whatever is active.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        user = getattr(request, "user", None)
+        if user is not None and user.is_authenticated and user.language:
+            translation.activate(user.language)
+            request.LANGUAGE_CODE = translation.get_language()
+        return self.get_response(request)

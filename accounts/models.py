@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.contrib.auth.models import AbstractUser
 from django.core.validators import RegexValidator
 from django.db import models
@@ -42,6 +43,8 @@ class User(AbstractUser):
         default=False,
         help_text="Set when an administrator chose this user's password; cleared when the user changes it.",
     )
+    # Blank: follow the browser (Accept-Language or the switcher's cookie); set from the header switcher.
+    language = models.CharField(max_length=10, blank=True, choices=settings.LANGUAGES)
 
     @property
     def is_nurse(self) -> bool:

@@ -1,15 +1,17 @@
 from typing import Any
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.signals import user_login_failed
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import redirect, render
 from django.urls import NoReverseMatch, reverse, reverse_lazy
 from django.utils.http import url_has_allowed_host_and_scheme, urlencode
 from django.utils.translation import gettext as _
-from django.views.decorators.http import require_http_methods
+from django.views.decorators.http import require_http_methods, require_POST
+from django.views.i18n import set_language
 from django_otp import login as otp_login
 
 from accounts import second_factor
@@ -142,3 +144,38 @@ def remove(request: HttpRequest) -> HttpResponse:
     _changed(request, {"second_factor": ["authenticator app", None]}, _("Removed own second factor"))
     messages.success(request, _("Your second factor was removed."))
     return redirect("home")
+
+
+@require_POST
+def language(request: HttpRequest) -> HttpResponse:
+    """The header switcher: stores a signed-in user's choice on her account and, for everyone
+    (the log-in page too), in Django's language cookie; blank means "follow the browser"."""
+    code = request.POST.get("language", "")
+    if code and code not in dict(settings.LANGUAGES):
+        return HttpResponseBadRequest(_("language: choose one of the languages offered."))
+    user = request.user
+    if user.is_authenticated and user.language != code:  # type: ignore[union-attr]
+        old = user.language  # type: ignore[union-attr]
+        user.language = code  # type: ignore[union-attr]
+        user.save(update_fields=["language"])
+        _changed(request, {"language": [old, code]}, _("Changed own language"))
+    # Django's own view sets the cookie and follows a safe "next" (else the referring page).
+    response = set_language(request)
+    if not code:
+        response.delete_cookie(settings.LANGUAGE_COOKIE_NAME)
+    return response
+
+
+GUIDE_ROLES = ("nurse", "investigator", "monitor", "admin")
+
+
+@login_required
+def guide(request: HttpRequest, role: str = "") -> HttpResponse:
+    """The user guide: one printable page per role, the reader's own role first."""
+    if not role:
+        user = request.user
+        own = "admin" if user.is_registry_admin else user.role  # type: ignore[union-attr]
+        return redirect("guide_role", role=own if own in GUIDE_ROLES else "nurse")
+    if role not in GUIDE_ROLES:
+        raise Http404(_("There is no guide for that role."))
+    return render(request, f"guide/{role}.html", {"roles": GUIDE_ROLES, "role": role})

@@ -82,9 +82,13 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "registry.middleware.BadInputMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    # The browser's language (Accept-Language, or the cookie the header switcher sets) ...
+    "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # ... unless the signed-in user chose one (accounts.User.language).
+    "accounts.middleware.UserLanguageMiddleware",
     "registry.middleware.NoStoreMiddleware",
     "django_otp.middleware.OTPMiddleware",
     "accounts.middleware.AccountGateMiddleware",
@@ -125,6 +129,17 @@ DATABASES = {
 # Parallel developers and CI jobs on one PostgreSQL server need distinct test databases.
 if os.environ.get("TEST_DATABASE_NAME"):
     DATABASES["default"]["TEST"] = {"NAME": os.environ["TEST_DATABASE_NAME"]}
+# A read replica (PostgreSQL streaming replication) for the dashboard, summary, report and
+# export reads; every write and every other read stays on the primary (registry/replica.py).
+# In a test run the replica is the test database itself (MIRROR): no second test database.
+REPORTING_DATABASE = "default"
+if os.environ.get("DATABASE_REPLICA_URL"):
+    DATABASES["replica"] = {
+        **dj_database_url.parse(os.environ["DATABASE_REPLICA_URL"], conn_max_age=600, conn_health_checks=True),
+        "TEST": {"MIRROR": "default"},
+    }
+    REPORTING_DATABASE = "replica"
+DATABASE_ROUTERS = ["registry.replica.ReplicaRouter"]
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "accounts.User"
@@ -166,7 +181,12 @@ SESSION_COOKIE_AGE = int(os.environ.get("SESSION_IDLE_SECONDS", str(30 * 60)))
 SESSION_SAVE_EVERY_REQUEST = True
 SESSION_EXPIRE_AT_BROWSER_CLOSE = True
 
-LANGUAGE_CODE = "en-gb"
+# Two languages (issue 16). A user's stored choice wins (accounts.middleware), then the
+# switcher's cookie, then the browser's Accept-Language, then English. Each language is
+# named in itself so a reader finds her own in the switcher.
+LANGUAGE_CODE = "en"
+LANGUAGES = [("en", "English"), ("zh-hans", "简体中文")]
+LOCALE_PATHS = [BASE_DIR / "locale"]  # the project templates/, static/js and registry/
 TIME_ZONE = os.environ.get("TIME_ZONE", "UTC")
 USE_I18N = True
 USE_TZ = True

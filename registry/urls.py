@@ -9,6 +9,8 @@ from patients.urls import urlpatterns as patient_urlpatterns
 urlpatterns = [
     path("", account_views.home, name="home"),
     path("accounts/", include("accounts.urls")),
+    path("help/", account_views.guide, name="guide"),
+    path("help/<slug:role>/", account_views.guide, name="guide_role"),
     # /patients/: the patient app's pages and the case pages built on visits (outcomes) in one
     # namespace; the case pages come last because the patient page matches any study ID.
     path("patients/", include(([*patient_urlpatterns, *case_urlpatterns], "patients"))),
