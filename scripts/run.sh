@@ -10,6 +10,8 @@ PY=.venv/bin/python
 PORT=${PORT:-8000}
 # The local demo: DEBUG on and a throw-away key (production never sets this).
 export DJANGO_DEBUG=${DJANGO_DEBUG:-True}
+# The compiled catalogues (.mo) are committed: the app needs no gettext to speak Chinese;
+# scripts/messages.sh (GNU gettext) rebuilds them after a change of text.
 $PY manage.py migrate --noinput -v0
 $PY manage.py load_demo ${DEMO_PASSWORD:+--password "$DEMO_PASSWORD"}
 echo

@@ -17,14 +17,21 @@ if [ ! -x "$CHROMIUM_PATH" ]; then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
   $SUDO apt-get update -qq && $SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null
 fi
-# The report's PDF (WeasyPrint needs Pango), its text check (pdftotext), the .sav check (PSPP), the R reader (Rscript),
-# the ODM schema check (xmllint): Debian's packages, installed once.
+# The report's PDF (WeasyPrint needs Pango; Chinese needs a CJK font), its text check (pdftotext), the .sav check (PSPP),
+# the R reader (Rscript), the ODM schema check (xmllint): Debian's packages, installed once.
 if ! command -v pdftotext >/dev/null || ! command -v pspp >/dev/null || ! command -v xmllint >/dev/null \
-  || ! command -v Rscript >/dev/null || ! ldconfig -p | grep -q libpangoft2; then
+  || ! command -v Rscript >/dev/null || ! ldconfig -p | grep -q libpangoft2 || ! fc-list | grep -q "Noto Sans CJK"; then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
   { $SUDO apt-get update -qq && $SUDO apt-get install -y -qq --no-install-recommends poppler-utils pspp libxml2-utils \
-      r-base-core libpango-1.0-0 libpangoft2-1.0-0 >/dev/null; } \
-    || echo "poppler-utils/pspp/R/libxml2-utils/Pango not installed: their tests are skipped" >&2
+      r-base-core libpango-1.0-0 libpangoft2-1.0-0 fonts-noto-cjk >/dev/null; } \
+    || echo "poppler-utils/pspp/R/libxml2-utils/Pango/fonts-noto-cjk not installed: their tests are skipped" >&2
+fi
+
+# The catalogue test (tests/test_translations.py) runs makemessages and msgfmt: GNU gettext.
+if ! command -v msgfmt >/dev/null || ! command -v xgettext >/dev/null; then
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
+  { $SUDO apt-get update -qq && $SUDO apt-get install -y -qq --no-install-recommends gettext >/dev/null; } \
+    || echo "gettext not installed: the catalogue test fails" >&2
 fi
 
 DATABASE_URL=${DATABASE_URL:-$(scripts/ensure_pg.sh)}
