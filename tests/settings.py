@@ -12,3 +12,10 @@ import os
 os.environ.setdefault("DJANGO_DEBUG", "True")
 
 from registry.settings import *  # noqa: F403
+
+# A second alias on the test database itself (MIRROR), so the tests can see which alias each
+# page's queries use (tests/registry/test_replica.py). The reporting reads stay on "default" unless
+# a test points REPORTING_DATABASE at "replica": a test inside a transaction on "default" would
+# read nothing from a second connection.
+DATABASES["replica"] = {**DATABASES["default"], "TEST": {"MIRROR": "default"}}  # noqa: F405
+REPORTING_DATABASE = "default"
