@@ -7,8 +7,9 @@
 # catalogue once its owner creates <app>/locale/. Needs GNU gettext (Debian: gettext).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/venv.sh
-PY=.venv/bin/python
+# MESSAGES_PYTHON: an interpreter that already has the requirements (the catalogue test's own).
+PY=${MESSAGES_PYTHON:-}
+if [ -z "$PY" ]; then scripts/venv.sh; PY=.venv/bin/python; fi
 export DJANGO_DEBUG=${DJANGO_DEBUG:-True}   # manage.py in local mode (throw-away key)
 if ! command -v msgfmt >/dev/null || ! command -v xgettext >/dev/null; then
   echo "GNU gettext is missing: apt-get install gettext" >&2
