@@ -74,60 +74,52 @@ class Worklist:
         return sum(self.counts.values())
 
 
-# The worklist's SQL: the windows come from registry.scoring.VISIT_WINDOWS (a
-# VALUES list), so the arithmetic is the same as visit_window: index date +
-# low .. index date + high.
-#
-# Who is in follow-up (the same rules as the patient page and data entry):
-# alive; at the user's sites; no "remove data" withdrawal on any consent; no
-# visit recorded as deceased or withdrawn; and the latest consent (by signed
-# date, then id) exists, allows registry use and is not withdrawn from new data
-# (a re-consent after a "no new data" withdrawal reopens follow-up).
-#
-# Each patient's consents and visits are read once, as one aggregate row per
-# patient (hash-joined, no per-patient subquery): whether any consent removes
-# the data, the latest consent's answer and withdrawal, whether follow-up
-# ended, and the recorded timepoints as a bit mask (bit = rank in
-# VISIT_WINDOWS).
-_COHORT = """
-    SELECT p.id, p.study_id, p.full_name, p.enrolment_date, s.code AS site_code, l.consented,
-           coalesce(v.recorded, 0) AS recorded
-    FROM patients_patient p
-    JOIN accounts_site s ON s.id = p.site_id
-    LEFT JOIN (
-        SELECT c.patient_id, bool_or(c.withdrawal_scope = %(remove)s) AS removed,
-               (array_agg(c.scope_registry ORDER BY c.signed_date DESC, c.id DESC))[1] AS consented,
-               (array_agg(c.withdrawal_scope ORDER BY c.signed_date DESC, c.id DESC))[1] AS withdrawal_scope
-        FROM patients_consent c GROUP BY c.patient_id
-    ) l ON l.patient_id = p.id
-    LEFT JOIN (
-        SELECT f.patient_id, bool_or(f.status IN %(ended)s) AS ended,
-               bit_or(1 << (array_position(%(timepoints)s::text[], f.timepoint::text) - 1)) AS recorded
-        FROM outcomes_followup f {visit_scope} GROUP BY f.patient_id
-    ) v ON v.patient_id = p.id
-    WHERE p.death_date IS NULL AND p.follow_up_ended IS NULL {scope}
-      AND (l.withdrawal_scope IS NULL OR l.withdrawal_scope NOT IN %(no_more)s)
-      AND NOT coalesce(l.removed, false)
-      AND NOT coalesce(v.ended, false)
+# The worklist's SQL reads outcomes.DueWindow: one row per visit not recorded yet of a patient in
+# follow-up (alive; no "remove data" withdrawal on any consent; no visit recorded as deceased or
+# withdrawn; the latest consent, by signed date then id, allows registry use and is not withdrawn
+# from new data: a re-consent after a "no new data" withdrawal reopens follow-up), with its window
+# (index date + registry.scoring.VISIT_WINDOWS). Triggers keep those rows current in the statement
+# that changes a patient (outcomes migration 0005), so the counts are index ranges and a page is
+# one sort of the due rows, instead of reading every patient's consents and visits.
+_GROUP = (
+    "CASE WHEN d.closes < %(today)s::date THEN 0 WHEN d.opens <= %(today)s::date THEN 1"
+    " WHEN d.opens <= %(week)s::date THEN 2 ELSE 3 END"
+)
+_COUNTS = """
+    SELECT NULL, NULL, NULL, NULL, NULL::date, NULL::date, NULL::int,
+           count(*) FILTER (WHERE d.closes < %(today)s::date),
+           count(*) FILTER (WHERE d.closes >= %(today)s::date AND d.opens <= %(today)s::date),
+           count(*) FILTER (WHERE d.opens > %(today)s::date AND d.opens <= %(week)s::date),
+           count(*) FILTER (WHERE d.opens > %(week)s::date)
+    FROM outcomes_duewindow d WHERE d.opens <= %(horizon)s::date {scope}
 """
-
-_DUE = """
-    WITH tp(timepoint, low, high, rank) AS (VALUES {windows}),
-    cohort AS ({cohort}),
-    due AS (
-        SELECT c.study_id, c.full_name, c.site_code, tp.timepoint, tp.rank,
-               pr.procedure_date + tp.low AS opens, pr.procedure_date + tp.high AS closes
-        FROM cohort c
-        JOIN procedures_procedure pr ON pr.patient_id = c.id AND pr.procedure_number = 1
-        CROSS JOIN tp
-        WHERE c.consented AND pr.procedure_date + tp.low <= %(horizon)s::date
-          AND c.recorded & (1 << tp.rank) = 0
-    ),
-    grouped AS MATERIALIZED (
-        SELECT due.*, CASE WHEN closes < %(today)s::date THEN 0 WHEN opens <= %(today)s::date THEN 1
-                           WHEN opens <= %(week)s::date THEN 2 ELSE 3 END AS grp
-        FROM due
-    )
+# The page: the due rows sorted and cut first (the sort needs no patient row), then their names.
+_PAGE = f"""
+    SELECT p.study_id, p.full_name, s.code, d.timepoint, d.opens, d.closes, d.grp
+    FROM (
+        SELECT d.*, {_GROUP} AS grp FROM outcomes_duewindow d
+        WHERE d.opens <= %(horizon)s::date {{scope}}{{group}}
+        ORDER BY grp, CASE WHEN d.closes < %(today)s::date THEN %(today)s::date - d.closes
+                           WHEN d.opens <= %(today)s::date THEN d.closes - %(today)s::date
+                           ELSE d.opens - %(today)s::date END, d.study_id, d.rank
+        LIMIT %(limit)s OFFSET %(offset)s
+    ) d
+    JOIN patients_patient p ON p.id = d.patient_id
+    JOIN accounts_site s ON s.id = d.site_id
+    ORDER BY d.grp, CASE WHEN d.closes < %(today)s::date THEN %(today)s::date - d.closes
+                         WHEN d.opens <= %(today)s::date THEN d.closes - %(today)s::date
+                         ELSE d.opens - %(today)s::date END, d.study_id, d.rank
+"""
+# Windows closed before a cutoff, the longest closed first: one range of the closes index.
+_CLOSED_BEFORE = """
+    SELECT p.study_id, p.full_name, s.code, d.timepoint, d.opens, d.closes, 0
+    FROM (
+        SELECT d.* FROM outcomes_duewindow d WHERE d.closes < %(cutoff)s::date {scope}
+        ORDER BY d.closes, d.study_id, d.rank LIMIT %(limit)s
+    ) d
+    JOIN patients_patient p ON p.id = d.patient_id
+    JOIN accounts_site s ON s.id = d.site_id
+    ORDER BY d.closes, d.study_id, d.rank
 """
 _AWAITING = """
     SELECT p.study_id, p.full_name, s.code, p.enrolment_date, coalesce(l.scope_registry, false), count(*) OVER ()
@@ -144,35 +136,18 @@ _AWAITING = """
       AND NOT EXISTS (SELECT 1 FROM outcomes_followup e WHERE e.patient_id = p.id AND e.status IN %(ended)s)
     ORDER BY p.enrolment_date, p.study_id LIMIT %(cap)s
 """
-_PAGE_COLUMNS = "study_id, full_name, site_code, timepoint, opens, closes, grp"
-_ORDER = (
-    " ORDER BY grp, CASE grp WHEN 0 THEN %(today)s::date - closes WHEN 1 THEN closes - %(today)s::date"
-    " ELSE opens - %(today)s::date END, study_id, rank LIMIT %(limit)s OFFSET %(offset)s"
-)
 
 
-def _windows_sql(timepoint: str | None) -> tuple[str, dict[str, object]]:
-    params: dict[str, object] = {}
-    rows = []
-    for rank, (name, (low, high)) in enumerate(VISIT_WINDOWS.items()):
-        if timepoint and name != timepoint:
-            continue
-        params.update({f"tp{rank}": name, f"lo{rank}": low, f"hi{rank}": high, f"rk{rank}": rank})
-        rows.append(f"(%(tp{rank})s::text, %(lo{rank})s::int, %(hi{rank})s::int, %(rk{rank})s::int)")
-    return ", ".join(rows), params
-
-
-def _scope_sql(user: User, site_id: int | None) -> tuple[str, str, dict[str, object]]:
-    """(patients filter, visits filter, params) for the user's sites and the site filter."""
+def _scope_sql(user: User, site_id: int | None, alias: str = "p") -> tuple[str, dict[str, object]]:
+    """(filter, params) on `alias`.site_id for the user's sites and the site filter."""
     sql, params = "", {}
     if not user.sees_all_sites:
-        sql += " AND p.site_id = ANY(ARRAY(SELECT us.site_id FROM accounts_user_sites us WHERE us.user_id = %(user)s))"
+        sql += f" AND {alias}.site_id = ANY(ARRAY(SELECT us.site_id FROM accounts_user_sites us WHERE us.user_id = %(user)s))"
         params["user"] = user.pk
     if site_id is not None:
-        sql += " AND p.site_id = %(site)s"
+        sql += f" AND {alias}.site_id = %(site)s"
         params["site"] = site_id
-    visits = f"WHERE f.patient_id IN (SELECT p.id FROM patients_patient p WHERE true {sql})" if sql else ""
-    return sql, visits, params
+    return sql, params
 
 
 def _due_visit(row: tuple) -> DueVisit:
@@ -202,10 +177,29 @@ class DueVisitRows:
             return []
         if start == 0 and stop <= PAGE_SIZE:
             return self._first[:stop]
-        params = {**self._params, "limit": stop - start, "offset": start}
-        with connection.cursor() as cursor:
-            cursor.execute(self._sql + _ORDER, params)
-            return [_due_visit(row) for row in cursor.fetchall()]
+        return _rows(self._sql, {**self._params, "limit": stop - start, "offset": start})
+
+
+def _rows(sql: str, params: dict[str, object]) -> list[DueVisit]:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return [_due_visit(row) for row in cursor.fetchall()]
+
+
+def _due_params(user: User, today: datetime.date, site_id: int | None, timepoint: str | None) -> tuple[str, dict]:
+    """(filter on outcomes_duewindow d, params) for the user's sites and the site and visit filters."""
+    scope, params = _scope_sql(user, site_id, alias="d")
+    if timepoint:
+        scope += " AND d.timepoint = %(timepoint)s"
+        params["timepoint"] = timepoint
+    params.update(
+        {
+            "today": today,
+            "week": today + datetime.timedelta(days=WEEK_DAYS),
+            "horizon": today + datetime.timedelta(days=DUE_HORIZON_DAYS),
+        }
+    )
+    return scope, params
 
 
 def worklist(
@@ -219,55 +213,60 @@ def worklist(
     """Visits overdue or due within DUE_HORIZON_DAYS at the user's sites, grouped, counted and pageable,
     and the patients still awaiting their index procedure.
 
-    Two queries whatever the number of patients: the group counts with the first page
-    of visits (one statement), and the awaiting list (capped, with its total); a later
-    page is one more. Patients who died, whose follow-up ended or whose latest consent
-    stops new data are never listed: nobody should call them.
+    Two queries whatever the number of patients: the group counts with the first page of
+    visits (one statement), and the awaiting list (capped, with its total); a later page
+    is one more.
+    Patients who died, whose follow-up ended or whose latest consent stops new data are
+    never listed: nobody should call them.
     """
     today = today or dates.today()
     if connection.vendor != "postgresql":
         return portable_worklist(user, today, site_id=site_id, timepoint=timepoint, group=group)
-    windows, params = _windows_sql(timepoint)
-    scope, visit_scope, scope_params = _scope_sql(user, site_id)
-    params.update(scope_params)
-    params.update(
-        {
-            "today": today,
-            "week": today + datetime.timedelta(days=WEEK_DAYS),
-            "horizon": today + datetime.timedelta(days=DUE_HORIZON_DAYS),
-            "remove": Consent.WithdrawalScope.REMOVE_DATA,
-            "ended": tuple(FOLLOW_UP_ENDED),
-            "no_more": tuple(NO_MORE_DATA),
-            "timepoints": list(VISIT_WINDOWS),
-        }
-    )
-    cohort = _COHORT.format(scope=scope, visit_scope=visit_scope)
-    base = _DUE.format(windows=windows, cohort=cohort)
-    page_filter = ""
+    scope, params = _due_params(user, today, site_id, timepoint)
+    group_sql = ""
     if group:
-        page_filter = " WHERE grp = %(grp)s"
+        group_sql = f" AND {_GROUP} = %(grp)s"
         params["grp"] = GROUPS.index(group)
-    page_sql = base + f" SELECT {_PAGE_COLUMNS} FROM grouped{page_filter}"
-    counts = dict.fromkeys(GROUPS, 0)
-    with connection.cursor() as cursor:
+    page_sql = _PAGE.format(scope=scope, group=group_sql)
+    with connection.cursor() as cursor:  # the counts (first row) and the first page in one statement
         cursor.execute(
-            base + f" SELECT NULL, NULL, NULL, NULL, NULL::date, NULL::date, grp, count(*) FROM grouped GROUP BY grp"
-            f" UNION ALL (SELECT {_PAGE_COLUMNS}, NULL FROM grouped{page_filter}{_ORDER})",
+            f"({_COUNTS.format(scope=scope)}) UNION ALL (SELECT *, NULL, NULL, NULL, NULL FROM ({page_sql}) page)",
             {**params, "limit": PAGE_SIZE, "offset": 0},
         )
-        first = []
-        for *row, n in cursor.fetchall():
-            if n is None:
-                first.append(_due_visit(tuple(row)))
-            else:
-                counts[GROUPS[row[6]]] = n
+        rows = cursor.fetchall()
+        counts = dict(zip(GROUPS, next(row[7:] for row in rows if row[7] is not None), strict=True))
+        first = [_due_visit(row[:7]) for row in rows if row[7] is None]
         # Awaiting the index procedure: few patients, so their consents and visits are looked up by index.
-        cursor.execute(_AWAITING.format(scope=scope), {**params, "cap": AWAITING_CAP})
+        patient_scope, patient_params = _scope_sql(user, site_id)
+        cursor.execute(
+            _AWAITING.format(scope=patient_scope),
+            {**patient_params, **_RULES, "cap": AWAITING_CAP},
+        )
         awaiting_rows = cursor.fetchall()
     awaiting = [AwaitingPatient(*row[:5]) for row in awaiting_rows]
     awaiting_total = awaiting_rows[0][5] if awaiting_rows else 0
     count = counts[group] if group else sum(counts.values())
     return Worklist(counts, DueVisitRows(page_sql, params, count, first), awaiting, awaiting_total)
+
+
+_RULES = {
+    "remove": Consent.WithdrawalScope.REMOVE_DATA,
+    "ended": tuple(FOLLOW_UP_ENDED),
+    "no_more": tuple(NO_MORE_DATA),
+}
+
+
+def closed_before(user: User, cutoff: datetime.date, limit: int, today: datetime.date | None = None) -> list[DueVisit]:
+    """The worklist's overdue visits whose window closed before `cutoff`, the longest closed first
+    (then study ID, visit), at most `limit`. One query (an index range read up to `limit` rows)."""
+    today = today or dates.today()
+    if connection.vendor != "postgresql":
+        overdue = portable_worklist(user, today, site_id=None, timepoint=None, group=OVERDUE).visits
+        rank = {name: i for i, name in enumerate(VISIT_WINDOWS)}
+        old = sorted((v for v in overdue if v.closes < cutoff), key=lambda v: (v.closes, v.study_id, rank[v.timepoint]))
+        return old[:limit]
+    scope, params = _scope_sql(user, None, alias="d")
+    return _rows(_CLOSED_BEFORE.format(scope=scope), {**params, "cutoff": cutoff, "limit": limit})
 
 
 def portable_worklist(

@@ -318,16 +318,10 @@ def missed_after_days() -> int:
 
 def long_missed(user: User, today: datetime.date, limit: int = 50) -> list[dict[str, Any]]:
     """Visits not recorded whose window closed more than WORKLIST_MISSED_AFTER_DAYS ago (patients in
-    follow-up, by the worklist's own rules), the longest overdue first, at most `limit`.
-
-    The worklist orders its overdue group by days overdue, fewest first, so the
-    oldest are its last rows: one query reads only the last `limit` of them.
-    """
-    visits = selectors.worklist(user, today, group=selectors.OVERDUE).visits
+    follow-up, by the worklist's own rules), the longest overdue first, at most `limit`: one LIMIT
+    query of the worklist's due windows, whatever the number of overdue visits."""
     cutoff = today - datetime.timedelta(days=missed_after_days())
-    total = len(visits)
-    tail = visits[max(0, total - limit) : total]
-    old = sorted((v for v in tail if v.closes < cutoff), key=lambda v: (v.closes, v.study_id))
+    old = selectors.closed_before(user, cutoff, limit, today)
     return [
         {
             "study_id": v.study_id,
