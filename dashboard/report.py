@@ -30,6 +30,8 @@ from typing import Any
 import numpy as np
 from django.conf import settings
 from django.template.loader import render_to_string
+from django.utils import translation
+from django.utils.functional import Promise
 from django.utils.html import escape
 from django.utils.translation import gettext as _
 
@@ -74,13 +76,15 @@ def data_sha256(cohort: Cohort) -> str:
 # ----------------------------------------------------------------------------- figures (SVG)
 
 W, H = 300, 260
+# Noto Sans CJK (Debian's fonts-noto-cjk) draws the Chinese labels; DejaVu Sans stays first for Latin text.
+FONT_FAMILY = "DejaVu Sans, Noto Sans CJK SC, sans-serif"
 LEFT, RIGHT, TOP, BOTTOM = 48, 16, 28, 40
 
 
 def _svg(width: int, height: int, title: str, body: list[str]) -> str:
     return (
         f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
-        f'role="img" aria-label="{escape(title)}" font-family="DejaVu Sans, sans-serif" font-size="10">'
+        f'role="img" aria-label="{escape(title)}" font-family="{FONT_FAMILY}" font-size="10">'
         f"<title>{escape(title)}</title>" + "".join(body) + "</svg>"
     )
 
@@ -303,6 +307,16 @@ def tables(summary: dict[str, Any], complications: list[dict[str, Any]]) -> dict
     }
 
 
+def _english_tables(summary: dict[str, Any], complications: list[dict[str, Any]]) -> dict[str, list[list[Any]]]:
+    """The CSV tables are files: the same English labels and codes whatever the reader's language."""
+    with translation.override("en"):
+        made = tables(summary, complications)
+        return {
+            name: [[str(v) if isinstance(v, Promise) else v for v in row] for row in rows]
+            for name, rows in made.items()
+        }
+
+
 def table_csv(rows: list[list[Any]]) -> bytes:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
@@ -332,7 +346,7 @@ def report_context(user: User | None, filters: dict[str, Any], filter_text: str)
         "complications": complications,
         "charts": charts,
         "figures": figures(cohort, summary, charts),
-        "tables": tables(summary, complications),
+        "tables": _english_tables(summary, complications),
         "methods": methods_paragraph(summary, filter_text),
         "labels": {
             "tumour": dict(Patient.PrimaryTumour.choices),

@@ -10,6 +10,7 @@ call `build_summary` on the same columns.
 
 import datetime
 import platform
+import re
 from collections import Counter
 from typing import Any
 
@@ -17,7 +18,7 @@ import numpy
 import numpy as np
 import scipy
 from django.conf import settings
-from django.utils.translation import gettext, ngettext
+from django.utils.translation import gettext, gettext_lazy, ngettext
 
 from accounts.models import User
 from dashboard import stats
@@ -168,7 +169,7 @@ def _table1(cohort: Cohort) -> dict[str, Any]:
 def chart_data(cohort: Cohort, vas_lines: list[tuple[str, dict[str, float]]], lines_total: int) -> dict[str, Any]:
     """Per-timepoint mean ± SD, the first patients' VAS lines, opioid counts, leakage by approach, survival."""
     timepoints = [tp for tp in Timepoint.values if _raw(cohort, "vas", tp)[1].any()]
-    labels = {tp: str(label).split(" (")[0] for tp, label in Timepoint.choices}
+    labels = timepoint_labels()
     return {
         "timepoints": [{"code": tp, "label": labels[tp]} for tp in timepoints],
         "course": {measure: [_course_point(cohort, measure, tp) for tp in timepoints] for measure in ("vas", "odi")},
@@ -251,7 +252,7 @@ def _leakage_by_approach(cohort: Cohort) -> list[dict[str, Any]]:
 def complication_grades(rows: list[tuple[str, str, int, int, int]]) -> list[dict[str, Any]]:
     """Index-procedure complications by type: patients, severity, and events per CIRSE grade
     (from `selectors.complication_rows`)."""
-    labels = dict(Complication.Type.choices)
+    labels, severities = dict(Complication.Type.choices), dict(Complication.Severity.choices)
     per: dict[str, dict[str, Any]] = {}
     for code, severity, grade, events, patients in rows:
         entry = per.setdefault(code, {"patients": patients, "severity": severity, "grades": Counter()})
@@ -260,6 +261,7 @@ def complication_grades(rows: list[tuple[str, str, int, int, int]]) -> list[dict
         {
             "type": labels.get(code, code),
             "severity": entry["severity"],
+            "severity_label": severities.get(entry["severity"], entry["severity"]),
             "patients": entry["patients"],
             "grades": sorted(entry["grades"].items()),
         }
@@ -310,6 +312,7 @@ def methods_paragraph(summary: dict[str, Any], filter_text: str) -> str:
         )
     parts.append(
         gettext(
+            # xgettext:no-python-format
             "Continuous variables are reported as mean ± standard deviation (sample SD) "
             "and as median with interquartile range (quartiles by the weighted-average definition used by SPSS); "
             "categorical variables as counts and percentages. Each follow-up time point was compared with baseline "
@@ -337,16 +340,23 @@ def methods_paragraph(summary: dict[str, Any], filter_text: str) -> str:
 
 MEASURE_DISPLAY = {
     # label, decimals for mean ± SD, decimals for median [IQR]
-    "vas": ("VAS pain (0-10)", 2, 2),
-    "odi": ("ODI (%)", 2, 2),
-    "opioid_count": ("Number of opioids", 2, 0),
-    "mme_per_day": ("Oral MME/day", 1, 1),
+    "vas": (gettext_lazy("VAS pain (0-10)"), 2, 2),
+    "odi": (gettext_lazy("ODI (%)"), 2, 2),
+    "opioid_count": (gettext_lazy("Number of opioids"), 2, 0),
+    "mme_per_day": (gettext_lazy("Oral MME/day"), 1, 1),
 }
+
+# "3 months (75-105 days)" -> "3 months"; the Chinese labels use full-width brackets.
+WINDOW = re.compile(r"\s*[(（]")
+
+
+def _short(label: object) -> str:
+    return WINDOW.split(str(label), maxsplit=1)[0]
 
 
 def outcome_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
     """One display row per measure and follow-up time point that has paired data."""
-    labels = {tp: str(label).split(" (")[0] for tp, label in Timepoint.choices}
+    labels = timepoint_labels()
     rows = []
     for measure, (label, decimals, iqr_decimals) in MEASURE_DISPLAY.items():
         for timepoint, block in summary["outcomes"][measure].items():
@@ -365,7 +375,8 @@ def outcome_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def timepoint_labels() -> dict[str, str]:
-    return {tp: str(label).split(" (")[0] for tp, label in Timepoint.choices}
+    """Time points without their windows, in the active language."""
+    return {tp: _short(label) for tp, label in Timepoint.choices}
 
 
 def headline_timepoint(summary: dict[str, Any]) -> str | None:

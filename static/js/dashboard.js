@@ -7,6 +7,8 @@
     return;
   }
   var data = JSON.parse(source.textContent);
+  // Translated words of the charts, from the template (json_script), so there is no JS catalogue.
+  var words = JSON.parse(document.getElementById("dashboard-text").textContent);
   var labels = data.timepoints.map(function (tp) { return tp.label; });
   var blue = "rgb(13, 110, 253)";
   var grey = "rgb(108, 117, 125)";
@@ -26,16 +28,16 @@
       data: {
         labels: labels,
         datasets: [
-          { label: "Mean − SD", data: low, borderColor: "transparent", pointRadius: 0, fill: false },
-          { label: "Mean + SD", data: high, borderColor: "transparent", backgroundColor: "rgba(13, 110, 253, 0.15)",
+          { label: words.mean_minus_sd, data: low, borderColor: "transparent", pointRadius: 0, fill: false },
+          { label: words.mean_plus_sd, data: high, borderColor: "transparent", backgroundColor: "rgba(13, 110, 253, 0.15)",
             pointRadius: 0, fill: "-1" },
-          { label: "Mean", data: mean, borderColor: blue, backgroundColor: blue, fill: false },
+          { label: words.mean, data: mean, borderColor: blue, backgroundColor: blue, fill: false },
         ],
       },
       options: {
         spanGaps: true,
         scales: { y: { min: 0, max: yMax, title: { display: true, text: yTitle } } },
-        plugins: { legend: { labels: { filter: function (item) { return item.text === "Mean"; } } } },
+        plugins: { legend: { labels: { filter: function (item) { return item.text === words.mean; } } } },
       },
     });
   }
@@ -54,7 +56,7 @@
       },
       options: {
         spanGaps: true,
-        scales: { y: { min: 0, max: 10, title: { display: true, text: "VAS (0-10)" } } },
+        scales: { y: { min: 0, max: 10, title: { display: true, text: words.vas_axis } } },
         plugins: { legend: { display: false } },
       },
     });
@@ -68,14 +70,14 @@
       data: {
         labels: data.opioids.counts.map(String),
         datasets: [
-          { label: "Baseline", data: data.opioids.baseline, backgroundColor: grey },
-          { label: "Post-procedure", data: data.opioids.post, backgroundColor: blue },
+          { label: words.baseline, data: data.opioids.baseline, backgroundColor: grey },
+          { label: words.post, data: data.opioids.post, backgroundColor: blue },
         ],
       },
       options: {
         scales: {
-          x: { title: { display: true, text: "Number of opioids" } },
-          y: { beginAtZero: true, ticks: { precision: 0 }, title: { display: true, text: "Patients" } },
+          x: { title: { display: true, text: words.opioid_count } },
+          y: { beginAtZero: true, ticks: { precision: 0 }, title: { display: true, text: words.patients } },
         },
       },
     });
@@ -88,10 +90,10 @@
       type: "bar",
       data: {
         labels: data.leakage_by_approach.map(function (a) { return a.approach; }),
-        datasets: [{ label: "Leakage rate (%)", data: data.leakage_by_approach.map(function (a) { return a.rate; }),
+        datasets: [{ label: words.leakage_rate, data: data.leakage_by_approach.map(function (a) { return a.rate; }),
                      backgroundColor: blue }],
       },
-      options: { scales: { y: { min: 0, max: 100, title: { display: true, text: "% of patients" } } } },
+      options: { scales: { y: { min: 0, max: 100, title: { display: true, text: words.percent_patients } } } },
     });
   }
 
@@ -146,8 +148,8 @@
     });
   }
 
-  course("chart-vas-course", data.course.vas, "VAS (0-10)", 10);
-  course("chart-odi-course", data.course.odi, "ODI (%)", 100);
+  course("chart-vas-course", data.course.vas, words.vas_axis, 10);
+  course("chart-odi-course", data.course.odi, words.odi_axis, 100);
   spaghetti();
   opioids();
   leakage();
