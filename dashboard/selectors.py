@@ -25,13 +25,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from django.db import connection
+from django.db import connections
 
 from accounts.models import Site, User
 from outcomes.cohort import filtered_patients, population_counts
 from outcomes.models import FollowUp, Timepoint
 from patients.models import Consent, Patient
 from procedures.models import LEVELS, Complication, Leakage, Procedure
+from registry.replica import read_alias
 
 TIMEPOINTS = list(Timepoint.values)  # baseline first
 SEXES = list(Patient.Sex.values)
@@ -210,7 +211,7 @@ class Cohort:
 def cohort_columns(user: User | None, filters: dict[str, Any]) -> Cohort:
     """The population (shared cohort filters; `user=None` = study-wide) as columns. Three queries:
     the patient rows and the completed visits (binary COPY), the counts of those left out."""
-    if connection.vendor != "postgresql":
+    if connections[read_alias()].vendor != "postgresql":
         return portable_cohort_columns(user, filters)
     pop_sql, params = _population_sql(user, filters)
     scope, scope_params = _scope(user)
@@ -255,7 +256,7 @@ def cohort_columns(user: User | None, filters: dict[str, Any]) -> Cohort:
         LEFT JOIN lk ON lk.procedure_id = ix.id
         LEFT JOIN cx ON cx.procedure_id = ix.id
     """
-    with connection.cursor() as cursor:
+    with connections[read_alias()].cursor() as cursor:
         patients = _copy_rows(cursor, sql, params, [(name, "i") for name, _ in _PATIENT_COLUMNS])
         visit_scope = f" AND f.patient_id IN (SELECT p.id FROM patients_patient p WHERE true {scope})" if scope else ""
         visits = _copy_rows(cursor, _VISITS.format(scope=visit_scope), {**params, **scope_params}, _VISIT_COLUMNS)
@@ -396,7 +397,7 @@ def complication_rows(
         FROM procedures_complication c JOIN procedures_procedure pr ON pr.id = c.procedure_id
         JOIN patients_patient p ON p.id = pr.patient_id
         WHERE pr.procedure_number = 1 {scope} ORDER BY c.id"""
-    with connection.cursor() as cursor:
+    with connections[read_alias()].cursor() as cursor:
         cursor.execute(sql, params)
         rows = cursor.fetchall()
     members = set((cohort.ids if cohort.ids is not None else np.zeros(0, dtype=np.int64)).tolist())
@@ -423,7 +424,7 @@ def vas_lines(
     with_vas = np.nonzero((vas != NONE).any(axis=1))[0]
     chosen = with_vas[:limit]
     ids = cohort.ids[chosen].tolist() if cohort.ids is not None else []
-    with connection.cursor() as cursor:
+    with connections[read_alias()].cursor() as cursor:
         marks = ", ".join(["%s"] * len(ids)) or "NULL"
         cursor.execute(f"SELECT id, study_id FROM patients_patient WHERE id IN ({marks})", ids)
         study_ids = dict(cursor.fetchall())

@@ -45,7 +45,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import connections, transaction
 from django.db.models import (
     BooleanField,
     Case,
@@ -69,6 +69,7 @@ from outcomes.models import FollowUp, Medication, Timepoint
 from patients.models import Consent, ConsentVersion, Patient
 from procedures.models import Complication, Leakage, Procedure
 from registry.csv_safety import DANGEROUS_FIRST, stream_csv
+from registry.replica import read_alias
 from registry.scoring import (
     DAYS_PER_MONTH,
     FACTOR_ROUTE,
@@ -863,8 +864,9 @@ def snapshot() -> Iterator[None]:
     each export query cost seconds and saved nothing on these plain scans. An
     abandoned download (GeneratorExit) just rolls the read-only transaction back.
     """
+    connection = connections[read_alias()]  # the replica when the export runs in `reporting_stream`
     outermost = not connection.in_atomic_block
-    with transaction.atomic():
+    with transaction.atomic(using=connection.alias):
         if outermost and connection.vendor == "postgresql":
             with connection.cursor() as cursor:
                 cursor.execute(
@@ -940,6 +942,7 @@ def export_zip(
     sink = _Sink()
     described: list[tuple[str, list[Column]]] = []
     with snapshot(), zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        connection = connections[read_alias()]
         engine = engine or (ENGINE_SQL if connection.vendor == "postgresql" else ENGINE_PYTHON)
         mogrify = None
         if engine == ENGINE_SQL:
@@ -1018,8 +1021,10 @@ class _CopyOut:
     def __init__(self, sql: str) -> None:
         self.sql = f"COPY ({sql}) TO STDOUT WITH (FORMAT csv, HEADER true)"
         self.rows = 0
+        self.connection = connections[read_alias()]  # the snapshot's
 
     def __iter__(self) -> Iterator[bytes]:
+        connection = self.connection
         raw = connection.connection
         cursor = raw.cursor()
         read_fd, write_fd = os.pipe()

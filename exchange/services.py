@@ -11,6 +11,7 @@ from audit.models import AuditEvent
 from audit.services import record_event
 from exchange.exporter import IDENTIFIED, ExportResult, ExportSpec, export_zip
 from exchange.models import ExportLog
+from registry.replica import reporting_stream
 
 
 def whole_year_problems(filters: dict[str, Any]) -> dict[str, str]:
@@ -80,4 +81,6 @@ def start_export(spec: ExportSpec, *, via: str = "web") -> Iterator[bytes]:
     def finished(result: ExportResult) -> None:
         ExportLog.objects.filter(pk=log.pk).update(row_counts=result.row_counts, completed_at=timezone.now())
 
-    return export_zip(spec, on_done=finished)
+    # the rows from the reporting database (the replica if any); the log's writes above and in
+    # `finished` go to the primary (registry/replica.py)
+    return reporting_stream(export_zip(spec, on_done=finished))

@@ -5,6 +5,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from dashboard import report
 from outcomes.cohort import FILTER_KEYS, CohortFilterForm
+from registry.replica import reporting_reads
 
 
 def describe(filters: dict[str, Any]) -> str:
@@ -34,7 +35,8 @@ class Command(BaseCommand):
             problems = "; ".join(f"{field}: {' '.join(errors)}" for field, errors in form.errors.items())
             raise CommandError(f"Invalid filters: {problems}")
         filters = form.as_filters()
-        context = report.report_context(None, filters, describe(filters))
+        with reporting_reads():  # the replica, if configured (registry/replica.py)
+            context = report.report_context(None, filters, describe(filters))
         html = report.render_html(context)
         if options["html"]:
             Path(options["html"]).write_text(html, encoding="utf-8")

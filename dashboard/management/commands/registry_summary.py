@@ -5,6 +5,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from dashboard.summary import registry_summary
 from outcomes.cohort import FILTER_KEYS, CohortFilterForm
+from registry.replica import reporting_reads
 
 
 class Command(BaseCommand):
@@ -25,7 +26,8 @@ class Command(BaseCommand):
         if not form.is_valid():
             problems = "; ".join(f"{field}: {' '.join(errors)}" for field, errors in form.errors.items())
             raise CommandError(f"Invalid filters: {problems}")
-        summary = registry_summary(None, form.as_filters())
+        with reporting_reads():  # the replica, if configured (registry/replica.py)
+            summary = registry_summary(None, form.as_filters())
         if options["json"]:
             self.stdout.write(json.dumps(summary, indent=2, ensure_ascii=False))
             return
