@@ -3,6 +3,7 @@ from typing import Any
 from django import forms
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from accounts.models import User
@@ -64,8 +65,27 @@ def index(request: HttpRequest) -> HttpResponse:
             "approach": dict(Procedure.Approach.choices),
         },
         query=request.GET.urlencode(),
+        chart_text=_chart_text(),
     )
     return render(request, "dashboard/index.html", context)
+
+
+def _chart_text() -> dict[str, str]:
+    """The charts' words in the user's language (dashboard.js reads them; it has no catalogue)."""
+    return {
+        "mean": gettext("Mean"),
+        "mean_minus_sd": gettext("Mean − SD"),
+        "mean_plus_sd": gettext("Mean + SD"),
+        "vas_axis": gettext("VAS (0-10)"),
+        "odi_axis": gettext("ODI (%)"),
+        "baseline": gettext("Baseline"),
+        "post": gettext("Post-procedure"),
+        "opioid_count": gettext("Number of opioids"),
+        "patients": gettext("Patients"),
+        "leakage_rate": gettext("Leakage rate (%)"),
+        # xgettext:no-python-format
+        "percent_patients": gettext("% of patients"),
+    }
 
 
 @reporting_view
@@ -73,10 +93,10 @@ def summary_json(request: HttpRequest) -> JsonResponse:
     """The summary as JSON; an API, so 403 JSON rather than a login redirect."""
     user = request.user
     if not isinstance(user, User) or not (user.is_superuser or user.role in ANALYSIS_ROLES):
-        return JsonResponse({"error": "Log in as a nurse, investigator or administrator."}, status=403)
+        return JsonResponse({"error": gettext("Log in as a nurse, investigator or administrator.")}, status=403)
     form = CohortFilterForm(request.GET, user=user)
     if not form.is_valid():
-        return JsonResponse({"error": "Invalid filters.", "fields": form.errors}, status=400)
+        return JsonResponse({"error": gettext("Invalid filters."), "fields": form.errors}, status=400)
     filters = form.as_filters()
     return JsonResponse(
         build_summary(cohort_columns(user, filters), filters), json_dumps_params={"ensure_ascii": False}
@@ -84,24 +104,29 @@ def summary_json(request: HttpRequest) -> JsonResponse:
 
 
 def _describe(filters: dict[str, str], user: User) -> str:
-    """The applied filters in words, for the methods paragraph."""
+    """The applied filters in words, for the methods paragraph (in the reader's language)."""
     parts = []
     if filters.get("site"):
-        parts.append(f"site {filters['site']}")
+        parts.append(gettext("site %(site)s") % {"site": filters["site"]})
     elif not user.sees_all_sites:
-        parts.append("sites " + ", ".join(visible_sites(user).values_list("code", flat=True)))
-    else:
-        parts.append("all sites")
-    if filters.get("approach"):
-        parts.append(f"{dict(Procedure.Approach.choices)[filters['approach']].lower()} approach")
-    if filters.get("primary_tumour"):
-        parts.append(f"primary tumour {dict(Patient.PrimaryTumour.choices)[filters['primary_tumour']].lower()}")
-    start, end = filters.get("procedure_from"), filters.get("procedure_to")
-    if start or end:
         parts.append(
-            f"index procedure {'from ' + start if start else ''}{' ' if start and end else ''}"
-            f"{'to ' + end if end else ''}".strip()
+            gettext("sites %(sites)s") % {"sites": ", ".join(visible_sites(user).values_list("code", flat=True))}
         )
+    else:
+        parts.append(gettext("all sites"))
+    if filters.get("approach"):
+        approach = str(dict(Procedure.Approach.choices)[filters["approach"]]).lower()
+        parts.append(gettext("%(approach)s approach") % {"approach": approach})
+    if filters.get("primary_tumour"):
+        tumour = str(dict(Patient.PrimaryTumour.choices)[filters["primary_tumour"]]).lower()
+        parts.append(gettext("primary tumour %(tumour)s") % {"tumour": tumour})
+    start, end = filters.get("procedure_from"), filters.get("procedure_to")
+    if start and end:
+        parts.append(gettext("index procedure from %(start)s to %(end)s") % {"start": start, "end": end})
+    elif start:
+        parts.append(gettext("index procedure from %(start)s") % {"start": start})
+    elif end:
+        parts.append(gettext("index procedure to %(end)s") % {"end": end})
     return "; ".join(parts)
 
 
@@ -114,7 +139,11 @@ def _report_request(request: HttpRequest) -> tuple[User, dict[str, Any]] | HttpR
     form = CohortFilterForm(request.GET, user=user)
     if not form.is_valid():
         problems = "; ".join(f"{field}: {' '.join(errors)}" for field, errors in form.errors.items())
-        return HttpResponse(f"Invalid filters: {problems}", status=400, content_type="text/plain; charset=utf-8")
+        return HttpResponse(
+            gettext("Invalid filters: %(problems)s") % {"problems": problems},
+            status=400,
+            content_type="text/plain; charset=utf-8",
+        )
     return user, form.as_filters()
 
 
@@ -167,7 +196,9 @@ def report_figure(request: HttpRequest, name: str) -> HttpResponse:
     if isinstance(made, HttpResponse):
         return made
     if name not in report.FIGURES:
-        return HttpResponse(f"No figure {name}.", status=404, content_type="text/plain; charset=utf-8")
+        return HttpResponse(
+            gettext("No figure %(name)s.") % {"name": name}, status=404, content_type="text/plain; charset=utf-8"
+        )
     response = HttpResponse(made[0]["figures"][name], content_type="image/svg+xml; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="figure_{name}.svg"'
     return response
@@ -182,7 +213,9 @@ def report_table(request: HttpRequest, name: str) -> HttpResponse:
     if isinstance(made, HttpResponse):
         return made
     if name not in report.TABLES:
-        return HttpResponse(f"No table {name}.", status=404, content_type="text/plain; charset=utf-8")
+        return HttpResponse(
+            gettext("No table %(name)s.") % {"name": name}, status=404, content_type="text/plain; charset=utf-8"
+        )
     response = HttpResponse(report.table_csv(made[0]["tables"][name]), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="table_{name}.csv"'
     return response
