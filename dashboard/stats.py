@@ -209,11 +209,12 @@ def paired_comparison(
     tenths of VAS, ODI in 1/126 points), used for ties, equal and zero differences."""
     n = len(baseline)
     if n < 2:
-        empty: Location = {"mean": None, "sd": None, "median": None, "q1": None, "q3": None}
+        # One pair still has its values (mean, median, quartiles; summary.md: "with n = 1, sd is null"),
+        # so the key results read the same as the chart's table; a comparison needs two pairs.
         return {
             "n": n,
-            "baseline": dict(empty),  # type: ignore[typeddict-item]
-            "followup": dict(empty),  # type: ignore[typeddict-item]
+            "baseline": location(_array(baseline).astype(float)),
+            "followup": location(_array(followup).astype(float)),
             "diff": {"mean": None, "sd": None, "ci95": None},
             "t": None,
             "p_ttest": None,

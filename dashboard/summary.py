@@ -36,6 +36,7 @@ from dashboard.selectors import (
 )
 from outcomes.models import Timepoint
 from procedures.models import Complication, Procedure
+from registry.measures import statistic_decimals
 from registry.scoring import DAYS_PER_MONTH
 
 MEASURES = ("vas", "odi", "opioid_count", "mme_per_day")
@@ -340,10 +341,11 @@ def methods_paragraph(summary: dict[str, Any], filter_text: str) -> str:
 
 MEASURE_DISPLAY = {
     # label, decimals for mean ± SD, decimals for median [IQR]
-    "vas": (gettext_lazy("VAS pain (0-10)"), 2, 2),
-    "odi": (gettext_lazy("ODI (%)"), 2, 2),
-    "opioid_count": (gettext_lazy("Number of opioids"), 2, 0),
-    "mme_per_day": (gettext_lazy("Oral MME/day"), 1, 1),
+    # (registry.measures: the one number rule; opioid counts' medians are whole, as the paper prints them)
+    "vas": (gettext_lazy("VAS pain (0-10)"), statistic_decimals("vas"), statistic_decimals("vas")),
+    "odi": (gettext_lazy("ODI (%)"), statistic_decimals("odi"), statistic_decimals("odi")),
+    "opioid_count": (gettext_lazy("Number of opioids"), statistic_decimals("opioid_count"), 0),
+    "mme_per_day": (gettext_lazy("Oral MME/day"), statistic_decimals("mme_per_day"), statistic_decimals("mme_per_day")),
 }
 
 # "3 months (75-105 days)" -> "3 months"; the Chinese labels use full-width brackets.

@@ -10,6 +10,7 @@ from django.db.models import Prefetch, Q, QuerySet, TextChoices
 from accounts.models import User
 from accounts.permissions import scope_to_sites
 from audit.models import AuditEvent
+from oversight.trail import field_filter
 from patients.models import Consent, ConsentVersion, Patient
 from patients.services import current_version
 
@@ -33,8 +34,8 @@ def search_trail(user: User, filters: dict[str, Any]) -> QuerySet[AuditEvent]:
         events = events.filter(username__iexact=filters["username"].strip())
     if filters.get("model"):
         events = events.filter(model=filters["model"])
-    if filters.get("field"):
-        events = events.filter(changes__has_key=filters["field"].strip())
+    if filters.get("field") and (changed := field_filter(filters["field"])) is not None:
+        events = events.filter(changed)
     if filters.get("action"):
         events = events.filter(action=filters["action"])
     if filters.get("study_id"):

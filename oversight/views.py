@@ -17,7 +17,7 @@ from accounts.permissions import admin_required, scope_to_sites
 from audit.models import AuditEvent
 from audit.services import delete_audited, owner_keys, record_event
 from outcomes.models import FollowUp
-from oversight import selectors
+from oversight import selectors, trail
 from oversight.forms import DeletePatientForm, RegisterFilterForm, TrailFilterForm
 from patients.models import Consent, Patient
 from patients.services import delete_patient, ensure_not_locked
@@ -51,7 +51,9 @@ def index(request: HttpRequest) -> HttpResponse:
     page = Paginator(events, PAGE_SIZE).get_page(request.GET.get("page"))
     query = request.GET.copy()
     query.pop("page", None)
-    return render(request, "oversight/index.html", {"form": form, "page": page, "query": query.urlencode()})
+    entries = trail.readable(page.object_list, filters.get("field", ""))
+    context = {"form": form, "page": page, "entries": entries, "query": query.urlencode()}
+    return render(request, "oversight/index.html", context)
 
 
 TRAIL_HEADER = [
@@ -105,7 +107,12 @@ def patient_history(request: HttpRequest, study_id: str) -> HttpResponse:
     patient = scope_to_sites(Patient.objects.select_related("site"), user).filter(study_id=study_id).first()
     if patient is None and not events:
         raise Http404("No such patient in the registry or its trail.")
-    context = {"study_id": study_id, "patient": patient, "events": events, "readers": _readers(events)}
+    context = {
+        "study_id": study_id,
+        "patient": patient,
+        "entries": trail.readable(events),
+        "readers": _readers(events),
+    }
     return render(request, "oversight/patient_history.html", context)
 
 

@@ -7,6 +7,7 @@ can use it.
 """
 
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any
 
 from crispy_forms.helper import FormHelper
@@ -17,6 +18,7 @@ from django.db import models
 
 from registry.errors import StaleEditError
 from registry.fields import YES_NO
+from registry.measures import as_entered
 
 
 def date_input() -> forms.DateInput:
@@ -42,6 +44,15 @@ def yes_no_as_radios(form: forms.ModelForm) -> None:
             field.widget = forms.RadioSelect(choices=YES_NO)
 
 
+def show_as_entered(form: forms.BaseForm) -> None:
+    """Stored decimals in their inputs as entered (registry.measures): a VAS of 7 reads 7, not 7.0; a dose
+    of 60 reads 60, not 60.000. The column's padding zeros are not the nurse's precision."""
+    for name, field in form.fields.items():
+        value = form.initial.get(name)
+        if isinstance(field, forms.DecimalField) and isinstance(value, Decimal):
+            form.initial[name] = as_entered(value)
+
+
 class EditMixin(forms.Form):
     """Reason for change and the optimistic-concurrency token of an edit form.
 
@@ -57,6 +68,7 @@ class EditMixin(forms.Form):
     )
 
     def setup_edit(self, editing: bool) -> None:
+        show_as_entered(self)
         if editing:
             self.fields["version"].initial = self.instance.version  # type: ignore[attr-defined]
             self.fields["version"].required = True  # without it a stale edit could not be detected
@@ -126,6 +138,7 @@ class ChildRowForm(forms.ModelForm):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        show_as_entered(self)
         if self.instance.pk is not None:
             self.fields["version"].initial = self.instance.version  # type: ignore[attr-defined]
 

@@ -115,6 +115,8 @@ TEMPLATES = [
                 "django.template.context_processors.csp",
                 "registry.context_processors.registry",
             ],
+            # registry/ is not an app (its AppConfig is the admin's), so its filters are named here.
+            "libraries": {"measures": "registry.templatetags.measures"},
         },
     },
 ]

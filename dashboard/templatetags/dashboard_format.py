@@ -1,21 +1,20 @@
-"""Display rounding for the dashboard (the JSON keeps full precision)."""
+"""Display rounding for the dashboard (the JSON keeps full precision), by the one number rule
+(`registry.measures`: rounded half up, in the active language's format)."""
 
 from typing import Any
 
 from django import template
 from django.utils.translation import gettext as _
 
-register = template.Library()
+from registry.measures import DASH, fixed
 
-DASH = "–"
+register = template.Library()
 
 
 @register.filter
 def num(value: float | None, decimals: int = 2) -> str:
     """A number at fixed precision; a dash for an undefined statistic."""
-    if value is None:
-        return DASH
-    return f"{value:.{int(decimals)}f}"
+    return fixed(value, int(decimals))
 
 
 @register.filter
@@ -53,7 +52,7 @@ def ci(interval: list[float] | None, decimals: int = 2) -> str:
 def pvalue(p: float | None) -> str:
     if p is None:
         return DASH
-    return "< 0.001" if p < 0.001 else f"{p:.3f}"
+    return "< " + fixed(0.001, 3) if p < 0.001 else fixed(p, 3)
 
 
 @register.filter
@@ -61,7 +60,7 @@ def of(count: int, total: int) -> str:
     """ "9/10 (90%)"."""
     if not total:
         return f"{count}/{total}"
-    return f"{count}/{total} ({100 * count / total:.0f}%)"
+    return f"{count}/{total} ({fixed(100 * count / total, 0)}%)"
 
 
 @register.filter
@@ -78,7 +77,7 @@ def percent(value: float | None, decimals: int = 1) -> str:
     """A proportion as a percentage: 0.9625 -> "96.3%"."""
     if value is None:
         return DASH
-    return f"{100 * value:.{int(decimals)}f}%"
+    return f"{fixed(100 * value, int(decimals))}%"
 
 
 @register.filter
@@ -93,5 +92,5 @@ def day_interval(interval: list[float | None] | None) -> str:
     """A median's interval in days; an end that is never reached prints as "not reached"."""
     if interval is None:
         return DASH
-    low, high = (str(_("not reached")) if v is None else f"{v:.0f}" for v in interval)
+    low, high = (str(_("not reached")) if v is None else fixed(v, 0) for v in interval)
     return f"{low} to {high}"

@@ -19,7 +19,7 @@
     }
     var score = sum / (5 * answered) * 100;
     var band = score <= 20 ? "minimal" : score <= 40 ? "moderate" : score <= 60 ? "severe" : score <= 80 ? "crippled" : "bed-bound";
-    odiOut.textContent = score.toFixed(1) + " % (" + band + " disability)";
+    odiOut.textContent = score.toFixed(2) + " % (" + band + " disability)";
   }
 
   var date = document.getElementById("id_visit_date");

@@ -51,9 +51,11 @@ def spss_percentile(values, p):
 
 
 def ref_location(values):
+    if not values:
+        return dict.fromkeys(("mean", "sd", "median", "q1", "q3"))
     return {
         "mean": statistics.fmean(values),
-        "sd": statistics.stdev(values),
+        "sd": statistics.stdev(values) if len(values) > 1 else None,
         "median": spss_percentile(values, 0.5),
         "q1": spss_percentile(values, 0.25),
         "q3": spss_percentile(values, 0.75),
@@ -83,11 +85,10 @@ def ref_block(pairs):
     """pairs: list of (baseline, followup) as exact numbers (Decimal or Fraction)."""
     n = len(pairs)
     if n < 2:
-        empty = dict.fromkeys(("mean", "sd", "median", "q1", "q3"))
         return {
             "n": n,
-            "baseline": dict(empty),
-            "followup": dict(empty),
+            "baseline": ref_location([float(b) for b, _ in pairs]),
+            "followup": ref_location([float(f) for _, f in pairs]),
             "diff": {"mean": None, "sd": None, "ci95": None},
             "t": None,
             "p_ttest": None,

@@ -23,12 +23,20 @@ def test_descriptives_of_one_value_have_no_sd():
 
 
 @pytest.mark.parametrize("n", [0, 1])
-def test_fewer_than_two_pairs_give_null_statistics(n):
-    block = stats.paired_comparison([7.0] * n, [3.0] * n)
+def test_fewer_than_two_pairs_give_no_comparison(n):
+    block = stats.paired_comparison([7.0] * n, [3.5] * n)
     assert block["n"] == n
-    assert block["baseline"]["mean"] is None and block["followup"]["sd"] is None
     assert block["diff"] == {"mean": None, "sd": None, "ci95": None}
     assert block["t"] is block["p_ttest"] is block["p_wilcoxon"] is None
+    assert block["baseline"]["sd"] is None and block["followup"]["sd"] is None
+
+
+def test_one_pair_keeps_its_values():
+    # summary.md: with n = 1 only sd is null; the one patient's values are the mean, median and quartiles.
+    block = stats.paired_comparison([7.0], [3.5])
+    assert block["baseline"] == {"mean": 7.0, "sd": None, "median": 7.0, "q1": 7.0, "q3": 7.0}
+    assert block["followup"] == {"mean": 3.5, "sd": None, "median": 3.5, "q1": 3.5, "q3": 3.5}
+    assert stats.paired_comparison([], [])["baseline"]["mean"] is None
 
 
 def test_equal_differences_have_no_t_test_but_a_wilcoxon():
