@@ -3,11 +3,13 @@ from typing import Any
 
 from django import forms
 from django.apps import apps
+from django.utils.translation import gettext, gettext_lazy
 
 from accounts.models import Site, User
 from accounts.permissions import visible_sites
 from audit.models import AuditEvent
 from oversight.selectors import ConsentState
+from oversight.trail import record_name
 from patients.models import ConsentVersion
 
 DATE = forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d")  # what <input type=date> reads
@@ -16,26 +18,36 @@ AUDITED_APPS = ("patients", "procedures", "outcomes", "accounts")
 
 
 def _model_choices() -> list[tuple[str, str]]:
-    labels = sorted(m._meta.label for a in AUDITED_APPS for m in apps.get_app_config(a).get_models())
-    return [("", "All models"), *((label, label) for label in labels)]
+    """The audited models by their names ("Follow-up visit"), in the page's language."""
+    labels = [m._meta.label for a in AUDITED_APPS for m in apps.get_app_config(a).get_models()]
+    named = sorted(((label, record_name(label)) for label in labels), key=lambda choice: choice[1])
+    return [("", gettext("All records")), *named]
 
 
 class TrailFilterForm(forms.Form):
-    username = forms.CharField(required=False, label="User")
-    model = forms.ChoiceField(required=False, choices=_model_choices)
-    field = forms.CharField(required=False, label="Field changed", help_text="e.g. ecog")
-    action = forms.ChoiceField(required=False, choices=[("", "All actions"), *AuditEvent.Action.choices])
-    study_id = forms.CharField(required=False, label="Study ID")
-    date_from = forms.DateField(required=False, label="From (UTC)", widget=DATE)
-    date_to = forms.DateField(required=False, label="To (UTC)", widget=DATE)
+    username = forms.CharField(required=False, label=gettext_lazy("User"))
+    model = forms.ChoiceField(required=False, label=gettext_lazy("Record"), choices=_model_choices)
+    field = forms.CharField(
+        required=False,
+        label=gettext_lazy("Field changed"),
+        help_text=gettext_lazy("Its name or label, e.g. ecog or ECOG performance status"),
+    )
+    action = forms.ChoiceField(
+        required=False,
+        label=gettext_lazy("Action"),
+        choices=[("", gettext_lazy("All actions")), *AuditEvent.Action.choices],
+    )
+    study_id = forms.CharField(required=False, label=gettext_lazy("Study ID"))
+    date_from = forms.DateField(required=False, label=gettext_lazy("From (UTC)"), widget=DATE)
+    date_to = forms.DateField(required=False, label=gettext_lazy("To (UTC)"), widget=DATE)
 
     def clean(self) -> dict[str, Any]:
         data = super().clean()
         start, end = data.get("date_from"), data.get("date_to")
         if start and end and start > end:
-            self.add_error("date_to", "The end of the date range is before its start.")
+            self.add_error("date_to", gettext("The end of the date range is before its start."))
         if end == datetime.date.max:  # the search ends at the next midnight, which does not exist
-            self.add_error("date_to", "Enter a date before 9999-12-31.")
+            self.add_error("date_to", gettext("Enter a date before 9999-12-31."))
         return data
 
 

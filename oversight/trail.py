@@ -141,7 +141,9 @@ def _foreign_names(events: list[AuditEvent]) -> dict[tuple[str, str], str]:
         if not keys:
             continue
         parents = [f.name for f in model._meta.concrete_fields if f.many_to_one and not f.null]
-        rows = model._default_manager.select_related(*parents).filter(pk__in=keys)  # str() may name a parent
+        rows = model._default_manager.filter(pk__in=keys)
+        if parents:  # str() of a row may name its parent
+            rows = rows.select_related(*parents)
         names.update({(label, str(obj.pk)): name(obj) for obj in rows})
     return names
 
