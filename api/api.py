@@ -17,6 +17,7 @@ from typing import Any, Literal
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.utils import timezone
+from django.utils.translation import gettext as _
 from ninja import NinjaAPI, Query, Schema
 from ninja.security import HttpBearer
 
@@ -97,10 +98,10 @@ def summary(request: HttpRequest, filters: Query[Filters]) -> Any:
     """The same numbers and shape as /dashboard/summary.json, for the token's user and filters."""
     user = request.user
     if not _role_ok(user, SUMMARY_ROLES):  # type: ignore[arg-type]
-        return _refused(request, 403, "This account does not see the dashboard.")
+        return _refused(request, 403, _("This account does not see the dashboard."))
     parsed, problems = _filters(request, filters)
     if parsed is None:
-        return _refused(request, 400, "Invalid filters.", problems)
+        return _refused(request, 400, _("Invalid filters."), problems)
     result = registry_summary(user, parsed)  # type: ignore[arg-type]
     _audit(request, 200, filters=parsed)
     return 200, result
@@ -124,10 +125,10 @@ class RecordQuery(Filters):
 def records(request: HttpRequest, query: Query[RecordQuery]) -> Any:
     user = request.user
     if not _role_ok(user, RECORD_ROLES):  # type: ignore[arg-type]
-        return _refused(request, 403, "This account does not export records.")
+        return _refused(request, 403, _("This account does not export records."))
     parsed, problems = _filters(request, query)
     if parsed is None:
-        return _refused(request, 400, "Invalid filters.", problems)
+        return _refused(request, 400, _("Invalid filters."), problems)
     assert query.shape in (SHAPE_BOTH, SHAPE_LONG, SHAPE_WIDE) and query.level in (DEIDENTIFIED, IDENTIFIED)
     spec = ExportSpec(
         user=user,
@@ -142,7 +143,9 @@ def records(request: HttpRequest, query: Query[RecordQuery]) -> Any:
     except PermissionDenied as exc:
         return _refused(request, 403, str(exc))
     except ValidationError as exc:
-        return _refused(request, 400, "Invalid export.", {k: [str(m) for m in v] for k, v in exc.message_dict.items()})
+        return _refused(
+            request, 400, _("Invalid export."), {k: [str(m) for m in v] for k, v in exc.message_dict.items()}
+        )
     _audit(request, 200, level=spec.level, shape=spec.shape, format=query.format)
     if query.format == "zip":
         response = StreamingHttpResponse(stream, content_type="application/zip")

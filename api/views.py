@@ -5,7 +5,6 @@ from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
-from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_POST
 
@@ -54,7 +53,7 @@ def revoke(request: HttpRequest, pk: int) -> HttpResponse:
         record_event(
             action=AuditEvent.Action.UPDATE,
             user=request.user,
-            reason=_("API token revoked"),
+            reason="API token revoked",  # the trail's text, English like every reason the registry writes
             extra={"api_token": token.prefix, "name": token.name},
         )
     return redirect("api_tokens:tokens")

@@ -139,6 +139,20 @@ def _with_choices(v: Variable, choices: tuple[tuple[str, str], ...]) -> Variable
     return Variable(**{**v.__dict__, "choices": choices})
 
 
+def dictionary_labels() -> list[str]:
+    """Every label meant for people, once each, in dictionary order: variables', choices' and the export's
+    own columns' (exchange/dictionary_labels.py marks them for translation)."""
+    seen: dict[str, None] = {}
+    for v in variables():
+        seen.setdefault(v.label)
+        for _code, label in v.choices:
+            seen.setdefault(label)
+    for columns in EXPORT_EXTRA_COLUMNS.values():
+        for _name, label, _type, _unit in columns:
+            seen.setdefault(label)
+    return [label for label in seen if label]
+
+
 def variable(file: str, name: str) -> Variable:
     for v in variables():
         if v.file == file and v.name == name:

@@ -2,6 +2,7 @@ from typing import Any
 
 from django import forms
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from exchange.exporter import DEIDENTIFIED, IDENTIFIED
 from exchange.models import ExportLog
@@ -12,14 +13,23 @@ from outcomes.cohort import CohortFilterForm
 class ExportForm(CohortFilterForm):
     """The dashboard's filters plus the shape and level of the export."""
 
-    shape = forms.ChoiceField(choices=ExportLog.Shape.choices, initial=ExportLog.Shape.BOTH, widget=forms.RadioSelect)
+    shape = forms.ChoiceField(
+        choices=ExportLog.Shape.choices,
+        initial=ExportLog.Shape.BOTH,
+        widget=forms.RadioSelect,
+        label=gettext_lazy("Files"),
+    )
     level = forms.ChoiceField(
-        choices=ExportLog.Level.choices, initial=DEIDENTIFIED, widget=forms.RadioSelect, label="De-identification"
+        choices=ExportLog.Level.choices,
+        initial=DEIDENTIFIED,
+        widget=forms.RadioSelect,
+        label=gettext_lazy("De-identification"),
     )
     reason = forms.CharField(
         required=False,
         widget=forms.Textarea(attrs={"rows": 2}),
-        help_text="Required for an identified export; kept in the export log.",
+        label=gettext_lazy("Reason"),
+        help_text=gettext_lazy("Required for an identified export; kept in the export log."),
     )
 
     def __init__(self, *args: Any, user: Any, **kwargs: Any) -> None:

@@ -3,6 +3,7 @@ from typing import Any
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
 
 
 class ExportLogQuerySet(models.QuerySet["ExportLog"]):
@@ -24,13 +25,13 @@ class ExportLog(models.Model):
     counts are filled in when its last file has streamed (`completed_at`)."""
 
     class Level(models.TextChoices):
-        DEIDENTIFIED = "deidentified", "De-identified (limited data set: day offsets)"
-        IDENTIFIED = "identified", "Identified (names, MRNs, dates)"
+        DEIDENTIFIED = "deidentified", _("De-identified (limited data set: day offsets)")
+        IDENTIFIED = "identified", _("Identified (names, MRNs, dates)")
 
     class Shape(models.TextChoices):
-        BOTH = "both", "Bundle (one file per CRF form) and wide analysis file"
-        LONG = "long", "Bundle only (long: one row per visit, procedure...)"
-        WIDE = "wide", "Wide analysis file only (one row per patient)"
+        BOTH = "both", _("Bundle (one file per CRF form) and wide analysis file")
+        LONG = "long", _("Bundle only (long: one row per visit, procedure...)")
+        WIDE = "wide", _("Wide analysis file only (one row per patient)")
 
     at = models.DateTimeField(auto_now_add=True, db_index=True)
     user = models.ForeignKey(

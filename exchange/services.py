@@ -5,7 +5,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.utils import timezone
+from django.utils import timezone, translation
+from django.utils.translation import gettext as _
 
 from audit.models import AuditEvent
 from audit.services import record_event
@@ -24,8 +25,8 @@ def whole_year_problems(filters: dict[str, Any]) -> dict[str, str]:
     """
     problems = {}
     for name, (month, day), label in (
-        ("procedure_from", (1, 1), "start on 1 January (YYYY-01-01)"),
-        ("procedure_to", (12, 31), "end on 31 December (YYYY-12-31)"),
+        ("procedure_from", (1, 1), _("start on 1 January (YYYY-01-01)")),
+        ("procedure_to", (12, 31), _("end on 31 December (YYYY-12-31)")),
     ):
         value = filters.get(name)
         if not value:
@@ -34,13 +35,13 @@ def whole_year_problems(filters: dict[str, Any]) -> dict[str, str]:
             try:
                 value = datetime.date.fromisoformat(value)
             except ValueError:
-                problems[name] = f"{name}: not a date written YYYY-MM-DD."
+                problems[name] = _("%(field)s: not a date written YYYY-MM-DD.") % {"field": name}
                 continue
         if (value.month, value.day) != (month, day):
-            problems[name] = (
-                f"{name}: a de-identified export filters the index procedure by whole calendar years only, "
-                f"so the range must {label}; {value.isoformat()} is narrower. Narrower ranges would reveal dates."
-            )
+            problems[name] = _(
+                "%(field)s: a de-identified export filters the index procedure by whole calendar years only, "
+                "so the range must %(rule)s; %(date)s is narrower. Narrower ranges would reveal dates."
+            ) % {"field": name, "rule": label, "date": value.isoformat()}
     return problems
 
 
@@ -53,9 +54,9 @@ def start_export(spec: ExportSpec, *, via: str = "web") -> Iterator[bytes]:
     """Check, log (export log and audit trail), then return the zip stream."""
     if spec.level == IDENTIFIED:
         if not may_export_identified(spec.user):
-            raise PermissionDenied("Identified exports are for registry administrators only.")
+            raise PermissionDenied(_("Identified exports are for registry administrators only."))
         if not spec.reason.strip():
-            raise ValidationError({"reason": "An identified export needs a reason (it is logged)."})
+            raise ValidationError({"reason": _("An identified export needs a reason (it is logged).")})
     else:
         problems = whole_year_problems(spec.filters)
         if problems:
@@ -83,4 +84,11 @@ def start_export(spec: ExportSpec, *, via: str = "web") -> Iterator[bytes]:
 
     # the rows from the reporting database (the replica if any); the log's writes above and in
     # `finished` go to the primary (registry/replica.py)
-    return reporting_stream(export_zip(spec, on_done=finished))
+    return _in_english(reporting_stream(export_zip(spec, on_done=finished)))
+
+
+def _in_english(stream: Iterator[bytes]) -> Iterator[bytes]:
+    """The files are the same whatever the language of the page that asked for them: English labels, codes
+    as in the dictionary (only the page around the export is translated)."""
+    with translation.override("en"):
+        yield from stream

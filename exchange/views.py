@@ -1,9 +1,13 @@
+from typing import Any
+
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import render
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from accounts.permissions import ADMIN, INVESTIGATOR, admin_required, role_required
+from exchange import dictionary
 from exchange.exporter import ExportSpec
 from exchange.forms import ExportForm
 from exchange.models import ExportLog
@@ -28,7 +32,35 @@ def index(request: HttpRequest) -> HttpResponse:
         response["Content-Disposition"] = f'attachment; filename="psp-registry-{spec.level}-{stamp}.zip"'
         response["Cache-Control"] = "no-store"
         return response
-    return render(request, "exchange/index.html", {"form": form})
+    return render(request, "exchange/index.html", {"form": form, "dictionary": _dictionary()})
+
+
+def _label(text: str) -> str:
+    return gettext(text) if text else ""  # gettext("") is the catalogue's header
+
+
+def _dictionary() -> list[dict[str, Any]]:
+    """The data dictionary for the export page: names, types, units and codes as in the files, the labels
+    in the reader's language (exchange/dictionary_labels.py marks them; the files keep the English)."""
+    files = []
+    for file in dictionary.FILES:
+        variables = [
+            {
+                "name": v.name,
+                "label": _label(v.label),
+                "type": v.type,
+                "unit": v.unit,
+                "choices": [(code, _label(label)) for code, label in v.choices],
+                "required": v.required,
+            }
+            for v in dictionary.variables_for(file)
+        ]
+        variables += [
+            {"name": name, "label": _label(label), "type": kind, "unit": unit, "choices": [], "required": "derived"}
+            for name, label, kind, unit in dictionary.EXPORT_EXTRA_COLUMNS.get(file, [])
+        ]
+        files.append({"file": file, "variables": variables})
+    return files
 
 
 @admin_required

@@ -11,6 +11,7 @@ Rates are over the expected visits.
 """
 
 import datetime
+import re
 from typing import Any
 
 from outcomes.models import FollowUp, Timepoint
@@ -24,6 +25,11 @@ MISSED = (FollowUp.Status.MISSED, FollowUp.Status.LOST)
 
 def _rate(n: int, d: int) -> float | None:
     return round(100 * n / d, 1) if d else None
+
+
+def _short(label: object) -> str:
+    """A time point without its window ("3 months (75-105 days)" -> "3 months"; Chinese uses full-width brackets)."""
+    return re.split(r"\s*[(（]", str(label), maxsplit=1)[0]
 
 
 def by_site(sites: Any, today: datetime.date) -> list[dict[str, Any]]:
@@ -73,7 +79,7 @@ def by_site(sites: Any, today: datetime.date) -> list[dict[str, Any]]:
             rows.append(
                 {
                     "timepoint": tp,
-                    "label": str(label).split(" (")[0],
+                    "label": _short(label),
                     **counts,
                     "completed_rate": _rate(counts["completed"], counts["expected"]),
                     "missed_rate": _rate(counts["missed"], counts["expected"]),
@@ -86,7 +92,7 @@ def by_site(sites: Any, today: datetime.date) -> list[dict[str, Any]]:
 
 def chart(table: list[dict[str, Any]]) -> dict[str, Any]:
     """Chart.js data: completed rate per timepoint, one dataset per site."""
-    labels = [str(label).split(" (")[0] for _, label in Timepoint.choices]
+    labels = [_short(label) for _, label in Timepoint.choices]
     return {
         "labels": labels,
         "datasets": [{"label": s["site"], "data": [t["completed_rate"] for t in s["timepoints"]]} for s in table],

@@ -3,7 +3,8 @@ from typing import Any
 
 from django import forms
 from django.apps import apps
-from django.utils.translation import gettext, gettext_lazy
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from accounts.models import Site, User
 from accounts.permissions import visible_sites
@@ -21,7 +22,7 @@ def _model_choices() -> list[tuple[str, str]]:
     """The audited models by their names ("Follow-up visit"), in the page's language."""
     labels = [m._meta.label for a in AUDITED_APPS for m in apps.get_app_config(a).get_models()]
     named = sorted(((label, record_name(label)) for label in labels), key=lambda choice: choice[1])
-    return [("", gettext("All records")), *named]
+    return [("", _("All records")), *named]
 
 
 class TrailFilterForm(forms.Form):
@@ -45,26 +46,34 @@ class TrailFilterForm(forms.Form):
         data = super().clean()
         start, end = data.get("date_from"), data.get("date_to")
         if start and end and start > end:
-            self.add_error("date_to", gettext("The end of the date range is before its start."))
+            self.add_error("date_to", _("The end of the date range is before its start."))
         if end == datetime.date.max:  # the search ends at the next midnight, which does not exist
-            self.add_error("date_to", gettext("Enter a date before 9999-12-31."))
+            self.add_error("date_to", _("Enter a date before 9999-12-31."))
         return data
 
 
 class RegisterFilterForm(forms.Form):
     STATES = [
-        ("", "Any state"),
+        ("", gettext_lazy("Any state")),
         *ConsentState.choices,
-        ("reconsent", "Needs re-consent to the current version"),
+        ("reconsent", gettext_lazy("Needs re-consent to the current version")),
     ]
 
     site = forms.ModelChoiceField(
-        queryset=Site.objects.none(), required=False, to_field_name="code", empty_label="All sites"
+        queryset=Site.objects.none(),
+        required=False,
+        to_field_name="code",
+        empty_label=gettext_lazy("All sites"),
+        label=gettext_lazy("Site"),
     )
     version = forms.ModelChoiceField(
-        queryset=ConsentVersion.objects.all(), required=False, to_field_name="version", empty_label="All versions"
+        queryset=ConsentVersion.objects.all(),
+        required=False,
+        to_field_name="version",
+        empty_label=gettext_lazy("All versions"),
+        label=gettext_lazy("Version"),
     )
-    state = forms.ChoiceField(choices=STATES, required=False)
+    state = forms.ChoiceField(choices=STATES, required=False, label=gettext_lazy("State"))
 
     def __init__(self, *args: Any, user: User, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -74,18 +83,28 @@ class RegisterFilterForm(forms.Form):
 class DeletePatientForm(forms.Form):
     """Deleting a patient (or, with `what`, one record): a reason and an explicit confirmation."""
 
-    reason = forms.CharField(label="Reason for deletion", widget=forms.Textarea(attrs={"rows": 3}))
+    reason = forms.CharField(label=gettext_lazy("Reason for deletion"), widget=forms.Textarea(attrs={"rows": 3}))
     confirm = forms.BooleanField(
-        label="I understand that the patient and all their records are deleted; the values stay in the audit trail."
+        label=gettext_lazy(
+            "I understand that the patient and all their records are deleted; the values stay in the audit trail."
+        )
     )
+    # the record kinds of oversight.views.DELETABLE, in words
+    KINDS = {
+        "patient": gettext_lazy("patient"),
+        "procedure": gettext_lazy("procedure"),
+        "visit": gettext_lazy("visit"),
+        "consent": gettext_lazy("consent record"),
+    }
 
     def __init__(self, *args: Any, what: str = "patient", **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["reason"].error_messages["required"] = (
-            f"Give the reason for deleting this {what}; it goes into the audit trail."
-        )
+        kind = self.KINDS.get(what, what)
+        self.fields["reason"].error_messages["required"] = _(
+            "Give the reason for deleting this %(what)s; it goes into the audit trail."
+        ) % {"what": kind}
         if what != "patient":
-            self.fields["confirm"].label = (
-                f"I understand that this {what} and everything recorded under it are deleted; "
+            self.fields["confirm"].label = _(
+                "I understand that this %(what)s and everything recorded under it are deleted; "
                 "the values stay in the audit trail."
-            )
+            ) % {"what": kind}

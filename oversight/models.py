@@ -53,6 +53,17 @@ class DataQuery(models.Model):
     def is_open(self) -> bool:
         return self.state != self.State.CLOSED
 
+    @property
+    def field_label_shown(self) -> str:
+        """The field's label in the reader's language; field_label keeps the English it was raised with."""
+        from django.apps import apps
+        from django.core.exceptions import FieldDoesNotExist
+
+        try:
+            return str(apps.get_model(self.record_model)._meta.get_field(self.field).verbose_name)
+        except (LookupError, ValueError, FieldDoesNotExist):
+            return self.field_label
+
 
 class QueryMessage(models.Model):
     class Kind(models.TextChoices):

@@ -13,7 +13,7 @@ from django.db.models import Count, Q
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy as _l
+from django.utils.translation import gettext_lazy, ngettext
 from django.views.decorators.http import require_POST
 
 from accounts.models import User
@@ -98,9 +98,9 @@ def monitoring(request: HttpRequest) -> HttpResponse:
 
 
 class RaiseQueryForm(forms.Form):
-    record = forms.ChoiceField(label=_l("Record"))
-    field = forms.CharField(label=_l("Value (field name)"), max_length=100)
-    question = forms.CharField(label=_l("Question for the site"), widget=forms.Textarea(attrs={"rows": 3}))
+    record = forms.ChoiceField(label=gettext_lazy("Record"))
+    field = forms.CharField(label=gettext_lazy("Value (field name)"), max_length=100)
+    question = forms.CharField(label=gettext_lazy("Question for the site"), widget=forms.Textarea(attrs={"rows": 3}))
 
     def __init__(self, *args: Any, records: list[tuple[str, str]], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -116,7 +116,7 @@ def query_raise(request: HttpRequest, study_id: str) -> HttpResponse:
     user = _user(request)
     patient = get_object_or_404(patients_for(user).select_related("site"), study_id=study_id)
     records = _case_records(patient)
-    choices = [(f"{r._meta.label}:{r.pk}", services.record_label(r)) for r in records]
+    choices = [(f"{r._meta.label}:{r.pk}", services.shown_label(services.record_label(r))) for r in records]
     fields = {f"{r._meta.label}:{r.pk}": services.queryable_fields(r, user) for r in records}
     initial = {"record": request.GET.get("record", ""), "field": request.GET.get("field", "")}
     form = RaiseQueryForm(request.POST or None, records=choices, initial=initial)
@@ -202,16 +202,17 @@ def verify(request: HttpRequest, study_id: str) -> HttpResponse:
     except (ValidationError, ValueError) as exc:
         messages.error(request, " ".join(_errors(exc)) if isinstance(exc, ValidationError) else _("Bad record."))
         return redirect("patients:detail", study_id=study_id)
-    messages.success(request, _("%(what)s of %(sid)s marked verified.") % {"what": v.record_label, "sid": study_id})
+    what = services.shown_label(v.record_label)
+    messages.success(request, _("%(what)s of %(sid)s marked verified.") % {"what": what, "sid": study_id})
     return redirect("patients:detail", study_id=study_id)
 
 
 class SignForm(forms.Form):
-    timepoint = forms.ChoiceField(label=_l("What you sign"), required=False)
+    timepoint = forms.ChoiceField(label=gettext_lazy("What you sign"), required=False)
     password = forms.CharField(
-        label=_l("Your password"), widget=forms.PasswordInput(attrs={"autocomplete": "current-password"})
+        label=gettext_lazy("Your password"), widget=forms.PasswordInput(attrs={"autocomplete": "current-password"})
     )
-    code = forms.CharField(label=_l("Authenticator code (if you have one)"), required=False, max_length=20)
+    code = forms.CharField(label=gettext_lazy("Authenticator code (if you have one)"), required=False, max_length=20)
     meaning = forms.BooleanField(label=CaseLock.MEANING, required=True)
 
 
@@ -251,7 +252,7 @@ def sign(request: HttpRequest, study_id: str) -> HttpResponse:
 
 
 class UnlockForm(forms.Form):
-    reason = forms.CharField(label=_l("Reason for unlocking"), widget=forms.Textarea(attrs={"rows": 2}))
+    reason = forms.CharField(label=gettext_lazy("Reason for unlocking"), widget=forms.Textarea(attrs={"rows": 2}))
 
 
 @admin_required
@@ -276,9 +277,9 @@ def unlock(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 class EndFollowUpForm(forms.Form):
-    on = forms.DateField(label=_l("Follow-up ended on"), widget=forms.DateInput(attrs={"type": "date"}))
-    reason = forms.ChoiceField(label=_l("Reason"), choices=FollowUpEndReason.choices)
-    note = forms.CharField(label=_l("Note"), required=False, widget=forms.Textarea(attrs={"rows": 2}))
+    on = forms.DateField(label=gettext_lazy("Follow-up ended on"), widget=forms.DateInput(attrs={"type": "date"}))
+    reason = forms.ChoiceField(label=gettext_lazy("Reason"), choices=FollowUpEndReason.choices)
+    note = forms.CharField(label=gettext_lazy("Note"), required=False, widget=forms.Textarea(attrs={"rows": 2}))
 
 
 @nurse_or_admin_required
@@ -382,7 +383,7 @@ def quality_page(request: HttpRequest) -> HttpResponse:
     hits = quality.run_rules(visible_sites(user))
     if request.method == "POST":
         opened = quality.open_queries(hits, user=None if request.POST.get("as_rule") else user)
-        messages.success(request, _("%(n)s queries opened.") % {"n": opened})
+        messages.success(request, ngettext("%(n)s query opened.", "%(n)s queries opened.", opened) % {"n": opened})
         return redirect("oversight:quality")
     table = quality.counts_by_site(hits)
     context = {"hits": hits, "table": table, "rules": quality.RULES}

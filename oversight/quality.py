@@ -23,6 +23,9 @@ from typing import Any
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Count
+from django.utils import translation
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy, ngettext
 
 from outcomes.models import ODI_FIELDS, FollowUp
 from oversight.models import DataQuery
@@ -34,15 +37,15 @@ CEMENT_MIN_PER_LEVEL_ML = Decimal("1.0")
 CEMENT_MAX_PER_LEVEL_ML = Decimal("10.0")
 
 RULES = {
-    "odi_unscored": "ODI unscored: fewer sections answered than the visit's minimum",
-    "visit_out_of_window": "Visit outside its window without a deviation note",
-    "visit_after_death": "Completed visit after the date of death",
-    "leakage_mismatch": "Leakage flag disagrees with the leakage rows",
-    "discharge_missing": "Discharge date missing",
-    "cement_implausible": "Implausible cement volume for the number of levels",
-    "opioids_unrecorded": "Completed visit with no opioid row and no 'none' recorded",
-    "baseline_missing": "Baseline visit missing",
-    "duplicate_mrn": "Same MRN at another site",
+    "odi_unscored": gettext_lazy("ODI unscored: fewer sections answered than the visit's minimum"),
+    "visit_out_of_window": gettext_lazy("Visit outside its window without a deviation note"),
+    "visit_after_death": gettext_lazy("Completed visit after the date of death"),
+    "leakage_mismatch": gettext_lazy("Leakage flag disagrees with the leakage rows"),
+    "discharge_missing": gettext_lazy("Discharge date missing"),
+    "cement_implausible": gettext_lazy("Implausible cement volume for the number of levels"),
+    "opioids_unrecorded": gettext_lazy("Completed visit with no opioid row and no 'none' recorded"),
+    "baseline_missing": gettext_lazy("Baseline visit missing"),
+    "duplicate_mrn": gettext_lazy("Same MRN at another site"),
 }
 
 
@@ -59,7 +62,9 @@ class Hit:
 
 
 def _visit_label(v: FollowUp) -> str:
-    return f"{v.get_timepoint_display().split(' (')[0]} visit"
+    """In English, as oversight.services.record_label stores it; the page shows it translated (shown_label)."""
+    with translation.override("en"):
+        return f"{v.get_timepoint_display().split(' (')[0]} visit"
 
 
 def _visit_hit(rule: str, v: FollowUp, field: str, message: str) -> Hit:
@@ -95,7 +100,8 @@ def run_rules(sites: Iterable[Any]) -> list[Hit]:
                     "odi_unscored",
                     v,
                     "odi_score",
-                    f"{answered} of 10 ODI sections answered; at least {minimum} are needed for a score.",
+                    _("%(answered)s of 10 ODI sections answered; at least %(minimum)s are needed for a score.")
+                    % {"answered": answered, "minimum": minimum},
                 )
             )
     for v in visits:
@@ -107,7 +113,8 @@ def run_rules(sites: Iterable[Any]) -> list[Hit]:
                         "visit_out_of_window",
                         v,
                         "deviation_note",
-                        f"Visit on {v.visit_date} is outside its window {low} to {high} and has no deviation note.",
+                        _("Visit on %(date)s is outside its window %(low)s to %(high)s and has no deviation note.")
+                        % {"date": v.visit_date, "low": low, "high": high},
                     )
                 )
     for v in completed:
@@ -118,7 +125,8 @@ def run_rules(sites: Iterable[Any]) -> list[Hit]:
                     "visit_after_death",
                     v,
                     "visit_date",
-                    f"Completed visit on {v.visit_date}, after the date of death {death}.",
+                    _("Completed visit on %(date)s, after the date of death %(death)s.")
+                    % {"date": v.visit_date, "death": death},
                 )
             )
     for p in procedures:
@@ -128,11 +136,16 @@ def run_rules(sites: Iterable[Any]) -> list[Hit]:
                     "leakage_mismatch",
                     p,
                     "leakage",
-                    f"Leakage is '{'yes' if p.leakage else 'no'}' but {p.n_leak} leakage row(s) are recorded.",
+                    ngettext(
+                        "Leakage is '%(flag)s' but %(n)s leakage row is recorded.",
+                        "Leakage is '%(flag)s' but %(n)s leakage rows are recorded.",
+                        p.n_leak,
+                    )
+                    % {"flag": "yes" if p.leakage else "no", "n": p.n_leak},
                 )
             )
         if p.discharge_date is None:
-            hits.append(_proc_hit("discharge_missing", p, "discharge_date", "No discharge date."))
+            hits.append(_proc_hit("discharge_missing", p, "discharge_date", _("No discharge date.")))
         levels = max(p.lesion_count, 1)
         per_level = Decimal(p.cement_volume_ml) / levels
         if not CEMENT_MIN_PER_LEVEL_ML <= per_level <= CEMENT_MAX_PER_LEVEL_ML:
@@ -141,13 +154,24 @@ def run_rules(sites: Iterable[Any]) -> list[Hit]:
                     "cement_implausible",
                     p,
                     "cement_volume_ml",
-                    f"{p.cement_volume_ml} mL for {levels} level(s): {per_level:.1f} mL per level, outside {CEMENT_MIN_PER_LEVEL_ML}-{CEMENT_MAX_PER_LEVEL_ML}.",
+                    ngettext(
+                        "%(volume)s mL for %(levels)s level: %(per_level)s mL per level, outside %(low)s-%(high)s.",
+                        "%(volume)s mL for %(levels)s levels: %(per_level)s mL per level, outside %(low)s-%(high)s.",
+                        levels,
+                    )
+                    % {
+                        "volume": p.cement_volume_ml,
+                        "levels": levels,
+                        "per_level": f"{per_level:.1f}",
+                        "low": CEMENT_MIN_PER_LEVEL_ML,
+                        "high": CEMENT_MAX_PER_LEVEL_ML,
+                    },
                 )
             )
     for v in completed:
         if v.n_meds == 0 and not v.no_opioids:
             hits.append(
-                _visit_hit("opioids_unrecorded", v, "no_opioids", "No opioid recorded and 'no opioids' not ticked.")
+                _visit_hit("opioids_unrecorded", v, "no_opioids", _("No opioid recorded and 'no opioids' not ticked."))
             )
     with_baseline = {v.patient_id for v in visits if v.timepoint == "baseline"}
     for patient_id in index:
@@ -162,7 +186,7 @@ def run_rules(sites: Iterable[Any]) -> list[Hit]:
                     p.pk,
                     "Patient",
                     "study_id",
-                    "No baseline visit recorded.",
+                    _("No baseline visit recorded."),
                 )
             )
     # Duplicate MRN across sites: compared over every site, reported for the sites asked about.
@@ -186,7 +210,7 @@ def run_rules(sites: Iterable[Any]) -> list[Hit]:
                         pk,
                         "Patient",
                         "mrn",
-                        f"The same MRN is recorded at another site: {others}.",
+                        _("The same MRN is recorded at another site: %(sites)s.") % {"sites": others},
                     )
                 )
     order = list(RULES)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.db.models import Prefetch, Q, QuerySet, TextChoices
+from django.utils.translation import gettext_lazy as _
 
 from accounts.models import User
 from accounts.permissions import scope_to_sites
@@ -53,10 +54,10 @@ def patient_history(user: User, study_id: str) -> QuerySet[AuditEvent]:
 
 
 class ConsentState(TextChoices):
-    VALID = "valid", "Valid"
-    MISSING = "missing", "No consent recorded"
-    REFUSED = "refused", "Registry use refused"
-    WITHDRAWN = "withdrawn", "Withdrawn"
+    VALID = "valid", _("Valid")
+    MISSING = "missing", _("No consent recorded")
+    REFUSED = "refused", _("Registry use refused")
+    WITHDRAWN = "withdrawn", _("Withdrawn")
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,13 @@
 """Writes of study monitoring: queries and their thread, source data verification, and the
 electronic signatures that lock a case (patients.CaseLock). Every state change is in the trail."""
 
+import re
 from typing import Any
 
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import models, transaction
-from django.utils import timezone
+from django.utils import timezone, translation
+from django.utils.translation import gettext as _
 
 from accounts import second_factor
 from accounts.models import User
@@ -41,13 +43,42 @@ def _may(user: Any, roles: tuple[str, ...], patient: Patient) -> bool:
 
 
 def record_label(record: models.Model) -> str:
+    """How a query or verification names its record, kept in English (a stored value); `shown_label` translates."""
     if isinstance(record, FollowUp):
-        return f"{record.get_timepoint_display().split(' (')[0]} visit"
+        with translation.override("en"):
+            return f"{record.get_timepoint_display().split(' (')[0]} visit"
     if isinstance(record, Procedure):
         return f"Procedure {record.procedure_number}"
     if isinstance(record, Consent):
         return f"Consent of {record.signed_date:%Y-%m-%d}"
     return "Patient"
+
+
+def _english(text: Any) -> str:
+    """A lazy label in English: the trail's reasons are stored text, the same whoever writes them."""
+    with translation.override("en"):
+        return str(text)
+
+
+def _english_timepoints() -> dict[str, str]:
+    with translation.override("en"):
+        return {str(label).split(" (")[0]: code for code, label in FollowUp._meta.get_field("timepoint").choices}
+
+
+def shown_label(stored: str) -> str:
+    """A stored record label (record_label's English) in the reader's language; an unknown text as it is."""
+    if stored == "Patient":
+        return _("Patient")
+    if stored == "Whole case":
+        return _("Whole case")
+    if m := re.fullmatch(r"Procedure (\d+)", stored):
+        return _("Procedure %(n)s") % {"n": m[1]}
+    if m := re.fullmatch(r"Consent of (\d{4}-\d\d-\d\d)", stored):
+        return _("Consent of %(date)s") % {"date": m[1]}
+    if (m := re.fullmatch(r"(.+) visit", stored)) and m[1] in (codes := _english_timepoints()):
+        label = dict(FollowUp._meta.get_field("timepoint").choices)[codes[m[1]]]
+        return _("%(timepoint)s visit") % {"timepoint": re.split(r"\s*[(（]", str(label), maxsplit=1)[0]}
+    return stored
 
 
 def queryable_fields(record: models.Model, user: Any = None) -> list[tuple[str, str]]:
@@ -68,11 +99,11 @@ def patient_of(record: models.Model) -> Patient:
 
 def load_record(model_label: str, pk: int) -> models.Model:
     if model_label not in QUERYABLE:
-        raise ValidationError({"record": f"Queries cannot be raised on '{model_label}'."})
+        raise ValidationError({"record": _("Queries cannot be raised on '%(model)s'.") % {"model": model_label}})
     model = QUERYABLE[model_label]
     record = model._default_manager.filter(pk=pk).first()
     if record is None:
-        raise ValidationError({"record": "That record no longer exists."})
+        raise ValidationError({"record": _("That record no longer exists.")})
     return record
 
 
@@ -86,11 +117,12 @@ def raise_query(*, record: models.Model, field: str, question: str, user: Any, r
     patient = patient_of(record)
     if user is not None and not _may(user, RAISERS, patient):
         raise PermissionDenied
-    names = dict(queryable_fields(record))
+    with translation.override("en"):  # field_label is stored: English, shown translated (DataQuery.field_label_shown)
+        names = dict(queryable_fields(record))
     if field not in names:
-        raise ValidationError({"field": f"'{field}' is not a value of this record."})
+        raise ValidationError({"field": _("'%(field)s' is not a value of this record.") % {"field": field}})
     if not question.strip():
-        raise ValidationError({"question": "Write the question for the site."})
+        raise ValidationError({"question": _("Write the question for the site.")})
     with transaction.atomic():
         query = DataQuery(
             patient=patient,
@@ -117,7 +149,7 @@ def _transition(
     query: DataQuery, *, user: Any, kind: str, text: str, new_state: str, allowed_from: tuple[str, ...], refusal: str
 ) -> DataQuery:
     if not text.strip():
-        raise ValidationError({"text": "Write the message: it goes into the query's thread and the audit trail."})
+        raise ValidationError({"text": _("Write the message: it goes into the query's thread and the audit trail.")})
     with transaction.atomic():
         current = DataQuery.objects.select_for_update().select_related("patient__site").get(pk=query.pk)
         old = current.state
@@ -131,7 +163,7 @@ def _transition(
             instance=current,
             user=user,
             changes={"state": [old, new_state]} if old != new_state else {},
-            reason=f"Query {QueryMessage.Kind(kind).label.lower()}: {text.strip()}",
+            reason=f"Query {_english(QueryMessage.Kind(kind).label).lower()}: {text.strip()}",
             extra={"query_message": kind},
             **_keys(current.patient),
         )
@@ -145,7 +177,7 @@ def answer_query(*, query: DataQuery, user: Any, text: str) -> DataQuery:
     """The site's nurse (or an admin) answers; the query waits for the monitor."""
     if not _may(user, ANSWERERS, query.patient):
         raise PermissionDenied
-    refusal = "This query is closed; ask the monitor to re-open it."
+    refusal = _("This query is closed; ask the monitor to re-open it.")
     return _transition(
         query,
         user=user,
@@ -167,7 +199,7 @@ def close_query(*, query: DataQuery, user: Any, text: str) -> DataQuery:
         text=text,
         new_state=CLOSED,
         allowed_from=(OPEN, ANSWERED),
-        refusal="This query is already closed.",
+        refusal=_("This query is already closed."),
     )
 
 
@@ -181,7 +213,7 @@ def reopen_query(*, query: DataQuery, user: Any, text: str) -> DataQuery:
         text=text,
         new_state=OPEN,
         allowed_from=(ANSWERED, CLOSED),
-        refusal="This query is already open.",
+        refusal=_("This query is already open."),
     )
 
 
@@ -198,15 +230,15 @@ def mark_verified(*, patient: Patient, scope: str, user: Any, record_pk: int | N
     elif scope == Verification.Scope.PROCEDURE:
         proc = Procedure.objects.filter(patient=patient, pk=record_pk).first()
         if proc is None:
-            raise ValidationError("No such procedure in this case.")
+            raise ValidationError(_("No such procedure in this case."))
         label = record_label(proc)
     elif scope == Verification.Scope.VISIT:
         visit = FollowUp.objects.filter(patient=patient, pk=record_pk).first()
         if visit is None:
-            raise ValidationError("No such visit in this case.")
+            raise ValidationError(_("No such visit in this case."))
         label = record_label(visit)
     else:
-        raise ValidationError("Choose what was verified.")
+        raise ValidationError(_("Choose what was verified."))
     with transaction.atomic():
         v = Verification.objects.create(
             patient=patient, scope=scope, record_pk=record_pk, record_label=label, verified_by=user
@@ -221,10 +253,10 @@ def mark_verified(*, patient: Patient, scope: str, user: Any, record_pk: int | N
 def check_signature(user: Any, password: str, code: str = "") -> bool:
     """Both components of the signature: the password again and, if she has one, her second factor."""
     if not password or not user.check_password(password):
-        raise ValidationError({"password": "The password is not correct: the signature was not applied."})
+        raise ValidationError({"password": _("The password is not correct: the signature was not applied.")})
     if second_factor.has_second_factor(user):
         if second_factor.verify(user, code) is None:
-            raise ValidationError({"code": "The authenticator code is not correct: the signature was not applied."})
+            raise ValidationError({"code": _("The authenticator code is not correct: the signature was not applied.")})
         return True
     return False
 
@@ -236,13 +268,13 @@ def sign_lock(
     if not _may(user, (User.Role.INVESTIGATOR,), patient):
         raise PermissionDenied
     if meaning.strip() != CaseLock.MEANING:
-        raise ValidationError({"meaning": f"Confirm the statement: '{CaseLock.MEANING}'"})
+        raise ValidationError({"meaning": _("Confirm the statement: '%(meaning)s'") % {"meaning": CaseLock.MEANING}})
     if timepoint and not FollowUp.objects.filter(patient=patient, timepoint=timepoint).exists():
-        raise ValidationError({"timepoint": "Only a recorded visit can be locked."})
+        raise ValidationError({"timepoint": _("Only a recorded visit can be locked.")})
     with_factor = check_signature(user, password, code)
     with transaction.atomic():
         if CaseLock.objects.active().filter(patient=patient, timepoint=timepoint).exists():
-            raise ValidationError("This is already locked.")
+            raise ValidationError(_("This is already locked."))
         lock = CaseLock(
             patient=patient,
             timepoint=timepoint,
@@ -262,11 +294,11 @@ def unlock(*, lock: CaseLock, user: Any, reason: str) -> CaseLock:
     if not _may(user, (User.Role.ADMIN,), lock.patient):
         raise PermissionDenied
     if not reason.strip():
-        raise ValidationError({"reason": "Give the reason for unlocking; it goes into the audit trail."})
+        raise ValidationError({"reason": _("Give the reason for unlocking; it goes into the audit trail.")})
     with transaction.atomic():
         current = CaseLock.objects.select_for_update().select_related("patient__site").get(pk=lock.pk)
         if current.unlocked_at:
-            raise ValidationError("This lock was already lifted.")
+            raise ValidationError(_("This lock was already lifted."))
         before = row_values(current)
         current.unlocked_at = timezone.now()
         current.unlocked_by = user

@@ -11,6 +11,7 @@ from django.core.paginator import Paginator
 from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.translation import gettext, ngettext
 
 from accounts.models import User
 from accounts.permissions import admin_required, scope_to_sites
@@ -142,13 +143,16 @@ def patient_delete(request: HttpRequest, study_id: str) -> HttpResponse:
         except ValidationError as exc:
             form.add_error(None, exc.messages)
         else:
-            messages.success(request, f"{study_id} was deleted; its values stay in the audit trail.")
+            messages.success(
+                request, gettext("%(what)s was deleted; its values stay in the audit trail.") % {"what": study_id}
+            )
             return redirect("oversight:patient_history", study_id=study_id)
-    counts = {
-        "consent records": patient.consents.count(),
-        "procedures": patient.procedures.count(),
-        "follow-up visits": patient.followups.count(),
-    }
+    consents, procedures, visits = patient.consents.count(), patient.procedures.count(), patient.followups.count()
+    counts = [
+        ngettext("%(n)d consent record", "%(n)d consent records", consents) % {"n": consents},
+        ngettext("%(n)d procedure", "%(n)d procedures", procedures) % {"n": procedures},
+        ngettext("%(n)d follow-up visit", "%(n)d follow-up visits", visits) % {"n": visits},
+    ]
     return render(request, "oversight/patient_delete.html", {"patient": patient, "form": form, "counts": counts})
 
 
@@ -178,7 +182,9 @@ def record_delete(request: HttpRequest, kind: str, pk: int) -> HttpResponse:
                 request, "oversight/record_delete.html", {"record": record, "study_id": study_id, "form": form}
             )
         delete_audited(record, user=request.user, reason=form.cleaned_data["reason"])
-        messages.success(request, f"{record} was deleted; its values stay in the audit trail.")
+        messages.success(
+            request, gettext("%(what)s was deleted; its values stay in the audit trail.") % {"what": record}
+        )
         return redirect("oversight:patient_history", study_id=study_id)
     return render(request, "oversight/record_delete.html", {"record": record, "study_id": study_id, "form": form})
 

@@ -4,6 +4,7 @@ patient page, and the open queries and long-missed visits at the top of the nurs
 from typing import Any
 
 from django import template
+from django.utils.translation import gettext as _
 
 from accounts.permissions import scope_to_sites
 from oversight.models import DataQuery
@@ -35,13 +36,15 @@ def _quick_links(record: Any, label: str) -> dict[str, Any]:
 def case_monitoring(context: Any, patient: Any) -> dict[str, Any]:
     user = context["user"]
     queries = list(patient.queries.select_related("raised_by").order_by("state", "-raised_at"))
+    from oversight.services import record_label, shown_label
+
+    def label(record: Any) -> str:
+        return shown_label(record_label(record))
+
     records = [
-        *((f"patients.Patient:{patient.pk}", "Patient"),),
-        *((f"procedures.Procedure:{p.pk}", f"Procedure {p.procedure_number}") for p in patient.procedures.all()),
-        *(
-            (f"outcomes.FollowUp:{v.pk}", f"{v.get_timepoint_display().split(' (')[0]} visit")
-            for v in patient.followups.all()
-        ),
+        *((f"patients.Patient:{patient.pk}", _("Patient")),),
+        *((f"procedures.Procedure:{p.pk}", label(p)) for p in patient.procedures.all()),
+        *((f"outcomes.FollowUp:{v.pk}", label(v)) for v in patient.followups.all()),
     ]
     return {
         "user": user,
@@ -53,9 +56,9 @@ def case_monitoring(context: Any, patient: Any) -> dict[str, Any]:
         "verifications": list(patient.verifications.select_related("verified_by")),
         "records": records,
         "quick": [
-            _quick_links(patient, "Patient"),
-            *(_quick_links(p, f"Procedure {p.procedure_number}") for p in patient.procedures.all()),
-            *(_quick_links(v, f"{v.get_timepoint_display().split(' (')[0]} visit") for v in patient.followups.all()),
+            _quick_links(patient, _("Patient")),
+            *(_quick_links(p, label(p)) for p in patient.procedures.all()),
+            *(_quick_links(v, label(v)) for v in patient.followups.all()),
         ],
         "procedures": list(patient.procedures.all()),
         "visits": list(patient.followups.all()),
@@ -81,6 +84,14 @@ def worklist_monitoring(context: Any) -> dict[str, Any]:
         "missed_after": missed_after_days(),
         "csrf_token": context.get("csrf_token"),
     }
+
+
+@register.filter
+def shown_label(stored: str) -> str:
+    """A query's or verification's stored (English) record label in the reader's language."""
+    from oversight.services import shown_label as translate_label
+
+    return translate_label(stored)
 
 
 @register.simple_tag

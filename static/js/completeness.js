@@ -1,4 +1,5 @@
 // Completeness page: completed visits (%) per timepoint, one bar series per site (the tables hold the numbers).
+// The axis title comes translated from the template (data-axis).
 (function () {
   "use strict";
   var canvas = document.getElementById("completeness-chart");
@@ -8,6 +9,6 @@
   new window.Chart(canvas, {
     type: "bar",
     data: data,
-    options: { animation: false, scales: { y: { min: 0, max: 100, title: { display: true, text: "% completed" } } } }
+    options: { animation: false, scales: { y: { min: 0, max: 100, title: { display: true, text: canvas.dataset.axis } } } }
   });
 })();
