@@ -5,6 +5,7 @@ from django.apps import apps
 from django.conf import settings
 from django.core.exceptions import FieldDoesNotExist
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 
 class FieldChange(NamedTuple):
@@ -30,39 +31,61 @@ class AuditEvent(models.Model):
     """
 
     class Action(models.TextChoices):
-        CREATE = "create", "Created"
-        UPDATE = "update", "Changed"
-        DELETE = "delete", "Deleted"
-        LOGIN = "login", "Logged in"
-        LOGIN_FAILED = "login_failed", "Failed log-in"
-        LOGOUT = "logout", "Logged out"
-        EXPORT = "export", "Exported"
-        IMPORT = "import", "Imported"
-        VIEW = "view", "Viewed"
-        SEARCH = "search", "Searched patients"
+        CREATE = "create", _("Created")
+        UPDATE = "update", _("Changed")
+        DELETE = "delete", _("Deleted")
+        LOGIN = "login", _("Logged in")
+        LOGIN_FAILED = "login_failed", _("Failed log-in")
+        LOGOUT = "logout", _("Logged out")
+        EXPORT = "export", _("Exported")
+        IMPORT = "import", _("Imported")
+        VIEW = "view", _("Viewed")
+        SEARCH = "search", _("Searched patients")
 
-    at = models.DateTimeField(auto_now_add=True, db_index=True)
+    at = models.DateTimeField(_("when"), auto_now_add=True, db_index=True)
     user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        verbose_name=_("user"),
     )
-    username = models.CharField(max_length=150, blank=True, help_text="Kept as typed, also for failed log-ins")
-    action = models.CharField(max_length=20, choices=Action.choices, db_index=True)
-    model = models.CharField(max_length=100, blank=True, db_index=True, help_text="app_label.ModelName")
-    object_pk = models.CharField(max_length=64, blank=True)
-    object_repr = models.CharField(max_length=200, blank=True)
-    study_id = models.CharField(max_length=32, blank=True, db_index=True, help_text="Patient the row belongs to")
-    site_code = models.CharField(max_length=10, blank=True, db_index=True)
-    changes = models.JSONField(default=dict, blank=True, help_text='{"field": [old, new]}')
-    reason = models.TextField(blank=True)
-    extra = models.JSONField(default=dict, blank=True)
+    username = models.CharField(
+        _("user name"), max_length=150, blank=True, help_text=_("Kept as typed, also for failed log-ins")
+    )
+    action = models.CharField(_("action"), max_length=20, choices=Action.choices, db_index=True)
+    model = models.CharField(
+        _("record type"), max_length=100, blank=True, db_index=True, help_text="app_label.ModelName"
+    )
+    object_pk = models.CharField(_("record id"), max_length=64, blank=True)
+    object_repr = models.CharField(_("record"), max_length=200, blank=True)
+    study_id = models.CharField(
+        _("study ID"), max_length=32, blank=True, db_index=True, help_text=_("Patient the row belongs to")
+    )
+    site_code = models.CharField(_("site"), max_length=10, blank=True, db_index=True)
+    changes = models.JSONField(_("changes"), default=dict, blank=True, help_text='{"field": [old, new]}')
+    reason = models.TextField(_("reason"), blank=True)
+    extra = models.JSONField(_("details"), default=dict, blank=True)
     seq = models.BigIntegerField(
-        null=True, blank=True, unique=True, editable=False, help_text="Position in the hash chain (PostgreSQL)"
+        _("chain position"),
+        null=True,
+        blank=True,
+        unique=True,
+        editable=False,
+        help_text=_("Position in the hash chain (PostgreSQL)"),
     )
     hash = models.CharField(
-        max_length=64, blank=True, editable=False, help_text="SHA-256 over the previous event's hash and this content"
+        _("hash"),
+        max_length=64,
+        blank=True,
+        editable=False,
+        help_text=_("SHA-256 over the previous event's hash and this content"),
     )
 
     class Meta:
+        verbose_name = _("audit event")
+        verbose_name_plural = _("audit trail")
         ordering = ["-at", "-id"]
         indexes = [models.Index(fields=["model", "object_pk"], name="audit_model_object")]
 

@@ -9,6 +9,7 @@ from typing import Any
 from django.core.exceptions import FieldDoesNotExist, ValidationError
 from django.db import models, transaction
 from django.db.models.deletion import Collector
+from django.utils.translation import gettext
 
 from audit.models import AuditEvent
 from registry.errors import StaleEditError
@@ -212,7 +213,7 @@ def save_audited(instance: models.Model, *, user: Any, reason: str = "", expecte
                 instance.version = current.version  # type: ignore[attr-defined]
             return False
         if not reason.strip():
-            raise ValidationError({"reason": "Give the reason for this change; it goes into the audit trail."})
+            raise ValidationError({"reason": gettext("Give the reason for this change; it goes into the audit trail.")})
         if has_version:
             instance.version = current.version + 1  # type: ignore[attr-defined]
         instance.save()
@@ -246,7 +247,7 @@ def save_rows(*, rows: Iterable[models.Model], removed: Iterable[models.Model] =
 def delete_audited(instance: models.Model, *, user: Any, reason: str) -> None:
     """Delete a row and everything under it; the deleted values stay in the trail."""
     if not reason.strip():
-        raise ValidationError({"reason": "Give the reason for deleting this record."})
+        raise ValidationError({"reason": gettext("Give the reason for deleting this record.")})
     study_id, site_code = owner_keys(instance)
     with transaction.atomic():
         collector = Collector(using="default")

@@ -157,3 +157,15 @@ def test_the_csv_keeps_every_raw_value(admin_client, site, nurse):
     assert by_field[("outcomes.Medication", "daily_dose")]["new_value"] == "60.000"
     assert by_field[("outcomes.FollowUp", "status")]["new_value"] == "completed"
     assert ("procedures.Procedure", "dose_area_product_gycm2") in by_field  # empty fields too
+
+
+def test_the_trail_reads_in_chinese(admin_client, site, nurse):
+    patient = _case(site, nurse)
+    response = admin_client.get(
+        reverse("oversight:index"), {"study_id": patient.study_id}, HTTP_ACCEPT_LANGUAGE="zh-hans"
+    )
+    text = _text(response)
+    assert "稽查轨迹" in text  # the page's title
+    assert "已创建" in text and "随访" in text  # the action and the record's name
+    for english in ("Created", "Follow-up visit", "events; times in UTC", "Old value", "Download CSV"):
+        assert english not in text
