@@ -1,5 +1,6 @@
 """What each message says, and queueing it (one Message per purpose, keyed, then the `deliver` task)."""
 
+import re
 from typing import Any
 
 from django.conf import settings
@@ -7,12 +8,42 @@ from django.db import IntegrityError, transaction
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import translation
+from django.utils.translation import gettext, ngettext
 
+from outcomes.models import Timepoint
 from selfreport.models import Kind, Message, NotificationOptOut, SelfReportLink
 
-# Visit names for the Chinese templates (the registry's timepoint labels are English).
-ZH_VISITS = {"w1": "1周", "m1": "1个月", "m3": "3个月", "m6": "6个月", "m12": "12个月"}
 WITHHELD = "[personal link withheld from the log: only its hash is stored]"
+
+
+def _alert_text(context: dict[str, Any]) -> str:
+    """The alert's sentence in the active language (scheduler._alert_of gives its code and values; a message
+    queued before the codes holds its English sentence, shown as it is)."""
+    what = context.get("what", "")
+    if what == "major_complication":
+        return gettext("A major complication was recorded.")
+    if what == "perioperative_death":
+        days = int(context.get("days", 0))
+        return ngettext(
+            "A perioperative death was recorded (%(days)s day after the procedure).",
+            "A perioperative death was recorded (%(days)s days after the procedure).",
+            days,
+        ) % {"days": days}
+    if what == "remove_data":
+        return gettext("The patient withdrew consent and asked for the data to be removed.")
+    return what
+
+
+def _visit_label(visit: dict[str, str]) -> str:
+    """A digest row's visit in the active language (rows queued before they held their timepoint: as queued)."""
+    if visit.get("timepoint") in Timepoint.values:
+        return re.split(r"\s*[(（]", str(Timepoint(visit["timepoint"]).label), maxsplit=1)[0]
+    return visit.get("visit", "")
+
+
+def staff_language(user: Any) -> str:
+    """A staff e-mail's language: the one its reader chose for the pages, else the registry's default."""
+    return getattr(user, "language", "") or settings.LANGUAGE_CODE
 
 
 def opted_out(user: Any, kind: str) -> bool:
@@ -61,17 +92,23 @@ def render(message: Message) -> tuple[str, str, str] | None:
             return None
         language = language_for(link.patient)
         url = link_url(link.new_token())
-        ctx = {
-            "first_name": link.patient.full_name.split()[0] if link.patient.full_name.split() else "",
-            "visit": ZH_VISITS.get(link.timepoint, link.visit_name) if language == "zh-hans" else link.visit_name,
-            "closes": link.expires_at,
-            "url": url,
-        }
-        with translation.override(language):
+        with translation.override(language):  # the visit's name too, from the timepoint's translated label
+            ctx = {
+                "first_name": link.patient.full_name.split()[0] if link.patient.full_name.split() else "",
+                "visit": link.visit_name,
+                "closes": link.expires_at,
+                "url": url,
+            }
             subject = render_to_string(f"selfreport/email/{message.kind}_subject.{language}.txt", ctx).strip()
             body = render_to_string(f"selfreport/email/{message.kind}.{language}.txt", ctx)
         return subject, body, body.replace(url, WITHHELD)
-    ctx = {**message.context, "site_url": settings.SITE_URL, "user": message.user}
-    subject = render_to_string(f"selfreport/email/{message.kind}_subject.txt", ctx).strip()
-    body = render_to_string(f"selfreport/email/{message.kind}.txt", ctx)
+    with translation.override(staff_language(message.user)):
+        ctx = {**message.context, "site_url": settings.SITE_URL, "user": message.user}
+        if message.kind == Kind.ALERT:
+            ctx["what"] = _alert_text(message.context)
+        if message.kind == Kind.DIGEST:
+            for group in ("overdue", "due_now", "due_week"):
+                ctx[group] = [{**v, "visit": _visit_label(v)} for v in ctx.get(group, [])]
+        subject = render_to_string(f"selfreport/email/{message.kind}_subject.txt", ctx).strip()
+        body = render_to_string(f"selfreport/email/{message.kind}.txt", ctx)
     return subject, body, body

@@ -9,6 +9,7 @@ link closes (window closed, submitted or revoked).
 """
 
 import hashlib
+import re
 import secrets
 from decimal import Decimal
 
@@ -17,6 +18,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from outcomes.models import FollowUp, Medication, Timepoint
 from patients.models import Patient
@@ -28,12 +30,12 @@ def hash_token(raw: str) -> str:
 
 class SelfReportLink(models.Model):
     patient = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="selfreport_links")
-    timepoint = models.CharField("Visit", max_length=10, choices=Timepoint.choices)
+    timepoint = models.CharField(_("Visit"), max_length=10, choices=Timepoint.choices)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
     created_at = models.DateTimeField(default=timezone.now)
-    expires_at = models.DateTimeField(help_text="The end of the visit window's last day")
+    expires_at = models.DateTimeField(help_text=_("The end of the visit window's last day"))
     opened_at = models.DateTimeField(null=True, blank=True)
     submitted_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
@@ -68,7 +70,8 @@ class SelfReportLink(models.Model):
 
     @property
     def visit_name(self) -> str:
-        return str(Timepoint(self.timepoint).label).split(" (")[0]
+        # "1 month (21-45 days)" -> "1 month", in the active language (Chinese may use full-width brackets)
+        return re.split(r"\s*[(（]", str(Timepoint(self.timepoint).label), maxsplit=1)[0]
 
 
 class LinkToken(models.Model):
@@ -82,15 +85,15 @@ class LinkToken(models.Model):
 
 class SelfReport(models.Model):
     class Status(models.TextChoices):
-        PENDING = "pending", "Waiting for review"
-        ACCEPTED = "accepted", "Accepted"
-        REJECTED = "rejected", "Rejected"
+        PENDING = "pending", _("Waiting for review")
+        ACCEPTED = "accepted", _("Accepted")
+        REJECTED = "rejected", _("Rejected")
 
     # One submission per link: the database refuses a second.
     link = models.OneToOneField(SelfReportLink, on_delete=models.CASCADE, related_name="report")
     submitted_at = models.DateTimeField(default=timezone.now)
     vas = models.DecimalField(
-        "Pain (0-10)",
+        _("Pain (0-10)"),
         max_digits=3,
         decimal_places=1,
         validators=[MinValueValidator(Decimal(0)), MaxValueValidator(Decimal(10))],
@@ -160,11 +163,11 @@ class TokenFailure(models.Model):
 
 
 class Kind(models.TextChoices):
-    INVITATION = "invitation", "Self-report invitation"
-    REMINDER = "reminder", "Self-report reminder"
-    DIGEST = "digest", "Daily digest of visits due"
-    ALERT = "alert", "Alert: major complication, perioperative death, data removal"
-    RECONSENT = "reconsent", "Weekly note: consents needing re-consent"
+    INVITATION = "invitation", _("Self-report invitation")
+    REMINDER = "reminder", _("Self-report reminder")
+    DIGEST = "digest", _("Daily digest of visits due")
+    ALERT = "alert", _("Alert: major complication, perioperative death, data removal")
+    RECONSENT = "reconsent", _("Weekly note: consents needing re-consent")
 
 
 STAFF_KINDS = (Kind.DIGEST, Kind.ALERT, Kind.RECONSENT)
@@ -185,13 +188,13 @@ class Message(models.Model):
     """One e-mail: who, what kind, when, and whether it was delivered. A failed send is retried."""
 
     class Status(models.TextChoices):
-        QUEUED = "queued", "Queued"
-        SENT = "sent", "Delivered"
-        FAILED = "failed", "Failed (will retry)"
-        GAVE_UP = "gave_up", "Failed (no more retries)"
-        CANCELLED = "cancelled", "Not sent (no longer needed)"
+        QUEUED = "queued", _("Queued")
+        SENT = "sent", _("Delivered")
+        FAILED = "failed", _("Failed (will retry)")
+        GAVE_UP = "gave_up", _("Failed (no more retries)")
+        CANCELLED = "cancelled", _("Not sent (no longer needed)")
 
-    key = models.CharField(max_length=200, unique=True, help_text="One message per purpose (e.g. digest:USER:DATE)")
+    key = models.CharField(max_length=200, unique=True, help_text=_("One message per purpose (e.g. digest:USER:DATE)"))
     kind = models.CharField(max_length=12, choices=Kind.choices)
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE, related_name="messages_received"
@@ -199,7 +202,7 @@ class Message(models.Model):
     link = models.ForeignKey(SelfReportLink, null=True, blank=True, on_delete=models.CASCADE, related_name="messages")
     to_address = models.EmailField()
     subject = models.CharField(max_length=200, blank=True)
-    body = models.TextField(blank=True, help_text="As sent; a patient's link is never stored")
+    body = models.TextField(blank=True, help_text=_("As sent; a patient's link is never stored"))
     context = models.JSONField(default=dict, blank=True)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
     attempts = models.PositiveSmallIntegerField(default=0)

@@ -69,6 +69,7 @@ def _visit(v: Any) -> dict[str, str]:
     return {
         "study_id": v.study_id,
         "visit": v.label,
+        "timepoint": v.timepoint,  # the e-mail names the visit in its reader's language
         "closes": v.closes.isoformat(),
         "url": settings.SITE_URL + reverse("outcomes:visit", args=[v.study_id, v.timepoint]),
     }
@@ -103,13 +104,14 @@ def _digests(today: datetime.date) -> int:
     return queued
 
 
-def _alert_of(event: AuditEvent) -> str:
-    """What an audit event alerts investigators to, or ""."""
+def _alert_of(event: AuditEvent) -> tuple[str, dict[str, Any]]:
+    """What an audit event alerts investigators to: (a code of messaging.ALERTS, its values), or ("", {}).
+    A code, not a sentence: the e-mail is written in its reader's language when it is sent."""
     changes = event.changes or {}
     if event.model == "procedures.Complication" and event.action in ("create", "update"):
         severity = changes.get("severity")
         if severity and severity[1] == "major":
-            return "A major complication was recorded."
+            return "major_complication", {}
     if event.model == "patients.Patient" and event.action in ("create", "update"):
         death = changes.get("death_date")
         if death and death[1] and not death[0]:
@@ -117,12 +119,12 @@ def _alert_of(event: AuditEvent) -> str:
             index = patient.index_procedure_date if patient else None
             died = datetime.date.fromisoformat(death[1])
             if index and 0 <= (died - index).days <= PERIOPERATIVE_DAYS:
-                return f"A perioperative death was recorded ({(died - index).days} days after the procedure)."
+                return "perioperative_death", {"days": (died - index).days}
     if event.model == "patients.Consent" and event.action == "update":
         scope = changes.get("withdrawal_scope")
         if scope and scope[1] == Consent.WithdrawalScope.REMOVE_DATA:
-            return "The patient withdrew consent and asked for the data to be removed."
-    return ""
+            return "remove_data", {}
+    return "", {}
 
 
 def _alerts() -> int:
@@ -136,7 +138,7 @@ def _alerts() -> int:
             return 0
         events = list(AuditEvent.objects.filter(pk__gt=cursor.last_event_id).order_by("pk")[:5000])
         for event in events:
-            what = _alert_of(event)
+            what, values = _alert_of(event)
             if not what or not event.site_code:
                 continue
             investigators = User.objects.filter(
@@ -152,6 +154,7 @@ def _alerts() -> int:
                         user=user,
                         context={
                             "what": what,
+                            **values,
                             "study_id": event.study_id,
                             "site": event.site_code,
                             "at": event.at.isoformat(timespec="minutes"),

@@ -15,6 +15,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 from django.utils.translation import gettext_noop
 
 from audit.models import AuditEvent
@@ -35,19 +36,19 @@ NEUTRAL = gettext_noop(
 def contact_block_reason(patient: Patient) -> str:
     """Why this patient may not be sent a link, or "" when she may."""
     if patient.is_deceased:
-        return "The patient has died."
+        return _("The patient has died.")
     consents = sorted(patient.consents.all(), key=lambda c: (c.signed_date, c.pk))
     if not consents:
-        return "No consent is recorded for this patient."
+        return _("No consent is recorded for this patient.")
     if any(c.withdrawal_scope == Consent.WithdrawalScope.NO_CONTACT for c in consents):
-        return "The patient asked for no further contact."
+        return _("The patient asked for no further contact.")
     latest = consents[-1]
     if latest.withdrawn_date:
-        return "The patient withdrew consent."
+        return _("The patient withdrew consent.")
     if not latest.scope_future_contact:
-        return "The patient did not consent to future contact."
+        return _("The patient did not consent to future contact.")
     if patient.followups.filter(status__in=[FollowUp.Status.DECEASED, FollowUp.Status.WITHDRAWN]).exists():
-        return "The patient's follow-up has ended."
+        return _("The patient's follow-up has ended.")
     return patient.data_entry_block_reason()
 
 
@@ -70,23 +71,26 @@ def create_link(*, patient: Patient, timepoint: str, user: Any, today: datetime.
     """A link for one due visit; ValidationError (naming why) if the patient may not be sent one."""
     today = today or dates.today()
     if timepoint not in SELF_REPORT_TIMEPOINTS:
-        raise ValidationError({"timepoint": "Self-report is offered for the 1-week to 12-month visits."})
+        raise ValidationError({"timepoint": _("Self-report is offered for the 1-week to 12-month visits.")})
     reason = contact_block_reason(patient)
     if reason:
-        raise ValidationError({"patient": f"{reason} No link can be sent."})
+        raise ValidationError({"patient": _("%(reason)s No link can be sent.") % {"reason": reason}})
     window = window_of(patient, timepoint)
     if window is None:
-        raise ValidationError({"patient": "No index procedure is recorded: the visit has no window yet."})
+        raise ValidationError({"patient": _("No index procedure is recorded: the visit has no window yet.")})
     opens, closes = window
     if today < opens or today > closes:
         raise ValidationError(
-            {"timepoint": f"The visit window is {opens:%Y-%m-%d} to {closes:%Y-%m-%d}; a link is sent within it."}
+            {
+                "timepoint": _("The visit window is %(opens)s to %(closes)s; a link is sent within it.")
+                % {"opens": opens.isoformat(), "closes": closes.isoformat()}
+            }
         )
     if patient.followups.filter(timepoint=timepoint).exists():
-        raise ValidationError({"timepoint": "This visit is already recorded."})
+        raise ValidationError({"timepoint": _("This visit is already recorded.")})
     with transaction.atomic():
         if SelfReportLink.objects.filter(patient=patient, timepoint=timepoint, revoked_at__isnull=True).exists():
-            raise ValidationError({"timepoint": "This visit already has a link; revoke it first to send a new one."})
+            raise ValidationError({"timepoint": _("This visit already has a link; revoke it first to send a new one.")})
         link = SelfReportLink(patient=patient, timepoint=timepoint, created_by=user, expires_at=_end_of_day(closes))
         link.full_clean()
         link.save()
@@ -104,11 +108,11 @@ def create_link(*, patient: Patient, timepoint: str, user: Any, today: datetime.
 
 def revoke_link(*, link: SelfReportLink, user: Any, reason: str) -> SelfReportLink:
     if not reason.strip():
-        raise ValidationError({"reason": "Give the reason for revoking the link."})
+        raise ValidationError({"reason": _("Give the reason for revoking the link.")})
     with transaction.atomic():
         link = SelfReportLink.objects.select_for_update().get(pk=link.pk)
         if link.revoked_at:
-            raise ValidationError("This link is already revoked.")
+            raise ValidationError(_("This link is already revoked."))
         link.revoked_at, link.revoked_by, link.revoke_reason = timezone.now(), user, reason
         link.save()
         record_change(
@@ -205,7 +209,7 @@ def accept_report(
     with transaction.atomic():
         report = SelfReport.objects.select_for_update().select_related("link__patient__site").get(pk=report.pk)
         if report.status != SelfReport.Status.PENDING:
-            raise ValidationError("This self-report was already reviewed.")
+            raise ValidationError(_("This self-report was already reviewed."))
         link, patient = report.link, report.link.patient
         patient_meds = [(m.drug, m.daily_dose) for m in report.medications.all()]
         corrections: dict[str, list[Any]] = {}
@@ -217,7 +221,7 @@ def accept_report(
         if sorted(_meds_text(medications)) != sorted(_meds_text(patient_meds)):
             corrections["medications"] = [_meds_text(patient_meds), _meds_text(medications)]
         if corrections and not reason.strip():
-            raise ValidationError({"reason": "You changed the patient's answers: give the reason for the change."})
+            raise ValidationError({"reason": _("You changed the patient's answers: give the reason for the change.")})
         visit = FollowUp(
             patient=patient,
             timepoint=link.timepoint,
@@ -258,11 +262,11 @@ def accept_report(
 
 def reject_report(*, report: SelfReport, user: Any, reason: str) -> SelfReport:
     if not reason.strip():
-        raise ValidationError({"reason": "Give the reason for rejecting the self-report."})
+        raise ValidationError({"reason": _("Give the reason for rejecting the self-report.")})
     with transaction.atomic():
         report = SelfReport.objects.select_for_update().select_related("link__patient__site").get(pk=report.pk)
         if report.status != SelfReport.Status.PENDING:
-            raise ValidationError("This self-report was already reviewed.")
+            raise ValidationError(_("This self-report was already reviewed."))
         report.status, report.reviewed_by, report.reviewed_at = SelfReport.Status.REJECTED, user, timezone.now()
         report.review_reason = reason
         report.save()
