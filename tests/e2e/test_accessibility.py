@@ -13,7 +13,7 @@ from decimal import Decimal
 
 import pytest
 from axe_playwright_python.sync_playwright import Axe
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Browser, Page, expect
 
 from oversight.services import raise_query
 from tests.conftest import confirmed_totp
@@ -99,6 +99,35 @@ def test_the_nurses_pages_have_no_serious_violation(page: Page, log_in, live_ser
     page.get_by_role("button", name="Enrol").click()
     expect(page.locator("#error-summary")).to_be_visible()
     problems += violations(page, "new patient with errors")
+    page.goto(f"{live_server.url}/visits/{sid}/m3/")
+    page.get_by_label("Visit date").fill("")
+    page.get_by_role("button", name="Save visit").click()
+    expect(page.locator("#error-summary")).to_be_visible()
+    problems += violations(page, "visit form with errors")
+
+    second = PatientFactory(site=case["patient"].site)  # not treated yet: the new-procedure form
+    ConsentFactory(patient=second)
+    problems += check(page, live_server.url, {"new procedure form": f"/procedures/new/{second.study_id}/"})
+    page.get_by_role("button", name="Save procedure").click()
+    expect(page.locator("#error-summary")).to_be_visible()
+    problems += violations(page, "procedure form with errors")
+    assert problems == [], "\n" + "\n".join(problems)
+
+
+def test_the_nurses_pages_on_a_phone_have_no_serious_violation(page: Page, log_in, live_server, case):
+    """The header folds into its menu button on a narrow screen; opened, it is checked too."""
+    page.set_viewport_size({"width": 390, "height": 844})
+    log_in("nurse")
+    sid = case["patient"].study_id
+    problems = check(page, live_server.url, {"worklist (phone)": "/patients/worklist/"})
+    page.get_by_role("button", name="Toggle navigation").click()
+    expect(page.get_by_role("button", name="Log out")).to_be_visible()
+    problems += violations(page, "worklist, menu open (phone)")
+    problems += check(
+        page,
+        live_server.url,
+        {"patient page (phone)": f"/patients/{sid}/", "visit form (phone)": f"/visits/{sid}/m3/"},
+    )
     assert problems == [], "\n" + "\n".join(problems)
 
 
@@ -230,3 +259,47 @@ def test_keyboard_focus_is_visible_on_links_buttons_and_fields(page: Page, log_i
         assert style != "none" and width >= 2, f"focus on {tag} draws no outline ({style} {width}px)"
         seen.add(tag.split(":")[0].split(" ")[0])
     assert {"a", "button", "input", "select"} <= seen  # links, buttons and fields were all reached
+
+
+def test_pages_in_chinese_have_no_serious_violation(browser: Browser, live_server, settings, case, investigator):
+    """The same checks with the browser asking for Simplified Chinese (longer labels, CJK text, lang)."""
+    from selfreport.services import create_link
+
+    settings.SELFREPORT_LANGUAGE = "zh-hans"  # a patient's pages take her site's language
+    patient = PatientFactory(site=case["patient"].site, email="rosa@example.org")
+    ConsentFactory(patient=patient)
+    ProcedureFactory(patient=patient, procedure_date=TODAY - datetime.timedelta(days=30))
+    token = create_link(patient=patient, timepoint="m1", user=case["query"].raised_by).new_token()
+    context = browser.new_context(locale="zh-CN")
+    page = context.new_page()
+    page.set_default_timeout(10_000)
+    sid = case["patient"].study_id
+    problems = []
+    try:
+        page.goto(f"{live_server.url}/accounts/login/")
+        expect(page.locator("html")).to_have_attribute("lang", "zh-hans")
+        problems += violations(page, "log-in (zh-hans)")
+        for username, pages in (
+            (
+                "nurse",
+                {
+                    "worklist (zh-hans)": "/patients/worklist/",
+                    "patient page (zh-hans)": f"/patients/{sid}/",
+                    "visit form (zh-hans)": f"/visits/{sid}/m3/",
+                    "new patient (zh-hans)": "/patients/enrol/",
+                },
+            ),
+            ("investigator", {"dashboard (zh-hans)": "/dashboard/", "exports (zh-hans)": "/exports/"}),
+        ):
+            context.clear_cookies()
+            page.goto(f"{live_server.url}/accounts/login/")
+            page.locator("#id_username").fill(username)
+            page.locator("#id_password").fill(PASSWORD)
+            page.locator("form button[type=submit]").last.click()
+            expect(page.locator("nav.navbar")).to_contain_text(username)
+            problems += check(page, live_server.url, pages)
+        context.clear_cookies()
+        problems += check(page, live_server.url, {"self-report form (zh-hans)": f"/r/{token}/"})
+    finally:
+        context.close()
+    assert problems == [], "\n" + "\n".join(problems)
