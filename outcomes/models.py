@@ -285,3 +285,22 @@ class DueWindow(models.Model):
 
     def __str__(self) -> str:
         return f"{self.study_id} {self.timepoint}: {self.opens} - {self.closes}"
+
+
+class AwaitingProcedure(models.Model):
+    """A patient in follow-up with no index procedure yet: the worklist's "enrolled, no procedure
+    recorded yet" list. Derived like DueWindow, by the same triggers (migration 0006)."""
+
+    patient = models.OneToOneField(
+        Patient, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+", primary_key=True
+    )
+    site_id = models.BigIntegerField()
+    study_id = models.CharField(max_length=32)
+    enrolment_date = models.DateField()
+    consented = models.BooleanField()  # the latest consent allows registry use (False: none yet, or it refuses)
+
+    class Meta:
+        indexes = [models.Index(fields=["enrolment_date", "study_id"], name="awaiting_enrolment")]
+
+    def __str__(self) -> str:
+        return f"{self.study_id}: enrolled {self.enrolment_date}, no procedure"

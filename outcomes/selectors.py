@@ -81,10 +81,6 @@ class Worklist:
 # (index date + registry.scoring.VISIT_WINDOWS). Triggers keep those rows current in the statement
 # that changes a patient (outcomes migration 0005), so the counts are index ranges and a page is
 # one sort of the due rows, instead of reading every patient's consents and visits.
-_GROUP = (
-    "CASE WHEN d.closes < %(today)s::date THEN 0 WHEN d.opens <= %(today)s::date THEN 1"
-    " WHEN d.opens <= %(week)s::date THEN 2 ELSE 3 END"
-)
 _COUNTS = """
     SELECT NULL, NULL, NULL, NULL, NULL::date, NULL::date, NULL::int,
            count(*) FILTER (WHERE d.closes < %(today)s::date),
@@ -93,23 +89,40 @@ _COUNTS = """
            count(*) FILTER (WHERE d.opens > %(week)s::date)
     FROM outcomes_duewindow d WHERE d.opens <= %(horizon)s::date {scope}
 """
-# The page: the due rows sorted and cut first (the sort needs no patient row), then their names.
-_PAGE = f"""
+# The page: each group's rows in the order of an index (overdue: closes descending; due now:
+# closes; this week and later: opens), each cut at offset + limit, then merged and cut; the patients'
+# names only for the rows shown. A deep page reads more index entries, never the whole list twice.
+_BRANCHES = (
+    "d.closes < %(today)s::date ORDER BY d.closes DESC, d.study_id, d.rank",
+    "d.closes >= %(today)s::date AND d.opens <= %(today)s::date ORDER BY d.closes, d.study_id, d.rank",
+    "d.opens > %(today)s::date AND d.opens <= %(week)s::date ORDER BY d.opens, d.study_id, d.rank",
+    "d.opens > %(week)s::date AND d.opens <= %(horizon)s::date ORDER BY d.opens, d.study_id, d.rank",
+)
+_BRANCH = "(SELECT d.*, {grp} AS grp FROM outcomes_duewindow d WHERE {where_scope} LIMIT %(limit)s + %(offset)s)"
+_PAGE = """
     SELECT p.study_id, p.full_name, s.code, d.timepoint, d.opens, d.closes, d.grp
     FROM (
-        SELECT d.*, {_GROUP} AS grp FROM outcomes_duewindow d
-        WHERE d.opens <= %(horizon)s::date {{scope}}{{group}}
-        ORDER BY grp, CASE WHEN d.closes < %(today)s::date THEN %(today)s::date - d.closes
-                           WHEN d.opens <= %(today)s::date THEN d.closes - %(today)s::date
-                           ELSE d.opens - %(today)s::date END, d.study_id, d.rank
+        SELECT * FROM ({branches}) u
+        ORDER BY grp, CASE grp WHEN 0 THEN %(today)s::date - closes WHEN 1 THEN closes - %(today)s::date
+                               ELSE opens - %(today)s::date END, study_id, rank
         LIMIT %(limit)s OFFSET %(offset)s
     ) d
     JOIN patients_patient p ON p.id = d.patient_id
     JOIN accounts_site s ON s.id = d.site_id
-    ORDER BY d.grp, CASE WHEN d.closes < %(today)s::date THEN %(today)s::date - d.closes
-                         WHEN d.opens <= %(today)s::date THEN d.closes - %(today)s::date
-                         ELSE d.opens - %(today)s::date END, d.study_id, d.rank
+    ORDER BY d.grp, CASE d.grp WHEN 0 THEN %(today)s::date - d.closes WHEN 1 THEN d.closes - %(today)s::date
+                               ELSE d.opens - %(today)s::date END, d.study_id, d.rank
 """
+
+
+def _page_sql(scope: str, group: str | None) -> str:
+    branches = []
+    for grp, branch in enumerate(_BRANCHES):
+        if group is None or GROUPS[grp] == group:
+            where, order = branch.split(" ORDER BY ")
+            branches.append(_BRANCH.format(grp=grp, where_scope=f"{where} {scope} ORDER BY {order}"))
+    return _PAGE.format(branches=" UNION ALL ".join(branches))
+
+
 # Windows closed before a cutoff, the longest closed first: one range of the closes index.
 _CLOSED_BEFORE = """
     SELECT p.study_id, p.full_name, s.code, d.timepoint, d.opens, d.closes, 0
@@ -121,20 +134,16 @@ _CLOSED_BEFORE = """
     JOIN accounts_site s ON s.id = d.site_id
     ORDER BY d.closes, d.study_id, d.rank
 """
+# Awaiting the index procedure: outcomes.AwaitingProcedure, kept current by the same triggers.
 _AWAITING = """
-    SELECT p.study_id, p.full_name, s.code, p.enrolment_date, coalesce(l.scope_registry, false), count(*) OVER ()
-    FROM patients_patient p
-    JOIN accounts_site s ON s.id = p.site_id
-    LEFT JOIN LATERAL (
-        SELECT c.scope_registry, c.withdrawal_scope FROM patients_consent c
-        WHERE c.patient_id = p.id ORDER BY c.signed_date DESC, c.id DESC LIMIT 1
-    ) l ON true
-    WHERE p.death_date IS NULL AND p.follow_up_ended IS NULL {scope}
-      AND NOT EXISTS (SELECT 1 FROM procedures_procedure pr WHERE pr.patient_id = p.id AND pr.procedure_number = 1)
-      AND (l.withdrawal_scope IS NULL OR l.withdrawal_scope NOT IN %(no_more)s)
-      AND NOT EXISTS (SELECT 1 FROM patients_consent r WHERE r.patient_id = p.id AND r.withdrawal_scope = %(remove)s)
-      AND NOT EXISTS (SELECT 1 FROM outcomes_followup e WHERE e.patient_id = p.id AND e.status IN %(ended)s)
-    ORDER BY p.enrolment_date, p.study_id LIMIT %(cap)s
+    SELECT p.study_id, p.full_name, s.code, a.enrolment_date, a.consented, a.total
+    FROM (
+        SELECT a.*, count(*) OVER () AS total FROM outcomes_awaitingprocedure a WHERE true {scope}
+        ORDER BY a.enrolment_date, a.study_id LIMIT %(cap)s
+    ) a
+    JOIN patients_patient p ON p.id = a.patient_id
+    JOIN accounts_site s ON s.id = a.site_id
+    ORDER BY a.enrolment_date, a.study_id
 """
 
 
@@ -223,11 +232,7 @@ def worklist(
     if connection.vendor != "postgresql":
         return portable_worklist(user, today, site_id=site_id, timepoint=timepoint, group=group)
     scope, params = _due_params(user, today, site_id, timepoint)
-    group_sql = ""
-    if group:
-        group_sql = f" AND {_GROUP} = %(grp)s"
-        params["grp"] = GROUPS.index(group)
-    page_sql = _PAGE.format(scope=scope, group=group_sql)
+    page_sql = _page_sql(scope, group)
     with connection.cursor() as cursor:  # the counts (first row) and the first page in one statement
         cursor.execute(
             f"({_COUNTS.format(scope=scope)}) UNION ALL (SELECT *, NULL, NULL, NULL, NULL FROM ({page_sql}) page)",
@@ -236,24 +241,13 @@ def worklist(
         rows = cursor.fetchall()
         counts = dict(zip(GROUPS, next(row[7:] for row in rows if row[7] is not None), strict=True))
         first = [_due_visit(row[:7]) for row in rows if row[7] is None]
-        # Awaiting the index procedure: few patients, so their consents and visits are looked up by index.
-        patient_scope, patient_params = _scope_sql(user, site_id)
-        cursor.execute(
-            _AWAITING.format(scope=patient_scope),
-            {**patient_params, **_RULES, "cap": AWAITING_CAP},
-        )
+        awaiting_scope, awaiting_params = _scope_sql(user, site_id, alias="a")
+        cursor.execute(_AWAITING.format(scope=awaiting_scope), {**awaiting_params, "cap": AWAITING_CAP})
         awaiting_rows = cursor.fetchall()
     awaiting = [AwaitingPatient(*row[:5]) for row in awaiting_rows]
     awaiting_total = awaiting_rows[0][5] if awaiting_rows else 0
     count = counts[group] if group else sum(counts.values())
     return Worklist(counts, DueVisitRows(page_sql, params, count, first), awaiting, awaiting_total)
-
-
-_RULES = {
-    "remove": Consent.WithdrawalScope.REMOVE_DATA,
-    "ended": tuple(FOLLOW_UP_ENDED),
-    "no_more": tuple(NO_MORE_DATA),
-}
 
 
 def closed_before(user: User, cutoff: datetime.date, limit: int, today: datetime.date | None = None) -> list[DueVisit]:

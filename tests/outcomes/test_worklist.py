@@ -25,7 +25,7 @@ def everything(result: selectors.Worklist) -> list[selectors.DueVisit]:
 def oracle(site_ids: set[int], today: datetime.date) -> tuple[set[tuple], set[str]]:
     """Due visits and awaiting patients from plain rows and the rules in words, with visit_window.
 
-    In follow-up: alive; no consent of hers was withdrawn with "remove data"; no visit
+    In follow-up: alive; follow-up not ended; no consent of hers was withdrawn with "remove data"; no visit
     says deceased or withdrawn; the latest consent (signed date, then id) is not
     withdrawn from new data. Visits are listed only when that latest consent allows
     registry use; patients without procedure 1 are awaiting it."""
@@ -35,7 +35,7 @@ def oracle(site_ids: set[int], today: datetime.date) -> tuple[set[tuple], set[st
             Consent.objects.filter(patient=p).values_list("signed_date", "id", "scope_registry", "withdrawal_scope")
         )
         visits = dict(FollowUp.objects.filter(patient=p).values_list("timepoint", "status"))
-        if p.death_date or any(c[3] == "remove_data" for c in consents):
+        if p.death_date or p.follow_up_ended or any(c[3] == "remove_data" for c in consents):
             continue
         if any(status in ("deceased", "withdrawn") for status in visits.values()):
             continue
