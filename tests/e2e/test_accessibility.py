@@ -93,6 +93,12 @@ def test_the_nurses_pages_have_no_serious_violation(page: Page, log_in, live_ser
             "new visit form": f"/visits/{sid}/m3/",
             "visit form": f"/visits/{sid}/m1/",
             "query (nurse)": f"/audit/queries/{case['query'].pk}/",
+            "send a self-report link": "/selfreport/send/",
+            "self-report links": "/selfreport/links/",
+            "notification preferences": "/selfreport/notifications/",
+            "API tokens": "/api/tokens/",
+            "password change": "/accounts/password/",
+            "user guide": "/help/",
         },
     )
     page.goto(f"{live_server.url}/patients/enrol/")
@@ -136,7 +142,14 @@ def test_the_investigators_pages_have_no_serious_violation(page: Page, log_in, l
     problems = check(
         page,
         live_server.url,
-        {"home": "/", "dashboard": "/dashboard/", "report": "/dashboard/report/", "exports": "/exports/"},
+        {
+            "home": "/",
+            "dashboard": "/dashboard/",
+            "report": "/dashboard/report/",
+            "exports": "/exports/",
+            "monitoring (investigator)": "/audit/monitoring/",
+            "user guide (investigator)": "/help/",
+        },
     )
     assert problems == [], "\n" + "\n".join(problems)
 
@@ -176,6 +189,9 @@ def test_the_admins_pages_have_no_serious_violation(page: Page, log_in, live_ser
             "user": f"/admin/accounts/user/{admin_user.pk}/change/",
             "sites": "/admin/accounts/site/",
             "site": f"/admin/accounts/site/{case['patient'].site.pk}/change/",
+            "export log": "/exports/log/",
+            "second factor (manage)": "/accounts/two-factor/",
+            "user guide (admin)": "/help/",
         },
     )
     assert problems == [], "\n" + "\n".join(problems)
