@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from patients import rules
 from patients.models import Patient
-from registry import scoring
+from registry import measures, scoring
 from registry.fields import not_in_future, related_or_none
 
 ODI_SECTION_TITLES = [
@@ -229,7 +229,7 @@ class Medication(models.Model):
 
     def __str__(self) -> str:
         unit = "mcg/h" if self.drug == self.Drug.FENTANYL_TD else "mg/day"
-        return f"{self.get_drug_display()} {self.daily_dose} {unit}"
+        return f"{self.get_drug_display()} {measures.record(self.daily_dose, 'daily_dose', localize=False)} {unit}"
 
 
 class OdiText(models.Model):

@@ -78,6 +78,7 @@ def test_records_fields_and_ids_read_as_names(admin_client, site, nurse):
     assert ("Primary tumour", "—", "Lung") in rows
     assert ("Prior systemic therapy", "—", "Yes") in rows
     assert ("Total daily dose", "—", "60") in rows  # entered as 60, stored 60.000
+    assert "Morphine 60 mg/day" in text
     assert ("Pain, visual analogue scale (0-10)", "—", "8") in rows
     assert ("Date of enrolment", "—", formats.date_format(patient.enrolment_date)) in rows
 
@@ -161,9 +162,12 @@ def test_the_csv_keeps_every_raw_value(admin_client, site, nurse):
 
 def test_the_trail_reads_in_chinese(admin_client, site, nurse):
     patient = _case(site, nurse)
-    response = admin_client.get(
-        reverse("oversight:index"), {"study_id": patient.study_id}, HTTP_ACCEPT_LANGUAGE="zh-hans"
-    )
+    try:
+        response = admin_client.get(
+            reverse("oversight:index"), {"study_id": patient.study_id}, HTTP_ACCEPT_LANGUAGE="zh-hans"
+        )
+    finally:  # LocaleMiddleware leaves the request's language active in the test's thread
+        translation.activate("en")
     text = _text(response)
     assert "稽查轨迹" in text  # the page's title
     assert "已创建" in text and "随访" in text  # the action and the record's name
