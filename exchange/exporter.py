@@ -36,6 +36,7 @@ import hashlib
 import io
 import json
 import os
+import tempfile
 import threading
 import time
 import zipfile
@@ -296,7 +297,9 @@ def sql_float(expr: str) -> str:
     "2.0" not "2" for whole numbers under 1e16, "-0.0", "inf", "nan"."""
     return (
         f"(CASE WHEN {expr} = 'NaN'::float8 THEN 'nan' WHEN {expr} = 'Infinity'::float8 THEN 'inf'"
-        f" WHEN {expr} = '-Infinity'::float8 THEN '-inf' WHEN ({expr})::text = '-0' THEN '-0.0'"
+        f" WHEN {expr} = '-Infinity'::float8 THEN '-inf'"
+        # only a zero is printed to tell -0.0 from 0.0 (one text conversion per cell, not two)
+        f" WHEN {expr} = 0 THEN (CASE WHEN ({expr})::text = '-0' THEN '-0.0' ELSE '0.0' END)"
         f" WHEN {expr} = trunc({expr}) AND abs({expr}) < 1e16 THEN trunc({expr})::bigint::text || '.0'"
         f" ELSE ({expr})::text END)"
     )
@@ -451,11 +454,11 @@ class Source:
         return mogrify(sql, params).decode()
 
 
-def _source_queries(spec: ExportSpec, population: str | None = None) -> dict[str, Source]:
-    """Each bundle file's rows. `population`: the exported patients' ids fetched once, as a
-    PostgreSQL array literal (the SQL engine: the consent rules then run once per export, not
-    once per file; its index date comes from a join, see `file_sql`). None: the cohort's
-    queryset as a subquery of each file, and the index date a subquery per row."""
+def _source_queries(spec: ExportSpec, population: "Population | None" = None) -> dict[str, Source]:
+    """Each bundle file's rows. `population`: the exported patients fetched once (the SQL engine:
+    the consent rules then run once per export, not once per file; the index date comes from a
+    join and the study ID from the population itself, see `file_sql`). None: the cohort's
+    queryset as a subquery of each file, the study ID a join and the index date a subquery per row."""
     if population is None:
         patients = filtered_patients(spec.user, spec.filters)
         ids: Any = patients.values("pk")
@@ -464,7 +467,7 @@ def _source_queries(spec: ExportSpec, population: str | None = None) -> dict[str
             return {"index_date": _index_date(path)}
 
     else:
-        patients = Patient.objects.filter(_InArray(F("pk"), Value(population)))
+        patients = Patient.objects.filter(_InArray(F("pk"), Value(population.ids)))
         ids = patients.values("pk")
 
         def index(path: str) -> dict[str, Any]:
@@ -476,6 +479,10 @@ def _source_queries(spec: ExportSpec, population: str | None = None) -> dict[str
 
     def patient_ref(path: str) -> dict[str, Any]:
         return {} if population is None else {"patient_ref": F(f"{path}_id")}
+
+    def study_id(path: str) -> dict[str, Any]:
+        """The row's study ID: a join to the patient (Python engine), or nothing (SQL: `pop.study_id`)."""
+        return {"study_id": F(path)} if population is None else {}
 
     return {
         "sites": Source(Site.objects.filter(pk__in=patients.values("site_id")), ["code"], ["code"]),
@@ -494,7 +501,7 @@ def _source_queries(spec: ExportSpec, population: str | None = None) -> dict[str
             ["patient__study_id", "signed_date", "id"],
             ["study_id", "signed_date", "id"],
             {
-                "study_id": F("patient__study_id"),
+                **study_id("patient__study_id"),
                 "version_label": F("consent_version__version"),
                 **index("patient_id"),
             },
@@ -504,7 +511,7 @@ def _source_queries(spec: ExportSpec, population: str | None = None) -> dict[str
             of_population(Procedure, "patient"),
             ["patient__study_id", "procedure_number"],
             ["study_id", "procedure_number"],
-            {"study_id": F("patient__study_id"), **index("patient_id")},
+            {**study_id("patient__study_id"), **index("patient_id")},
             patient_key="patient_id",
         ),
         "leakages": Source(
@@ -512,7 +519,7 @@ def _source_queries(spec: ExportSpec, population: str | None = None) -> dict[str
             ["procedure__patient__study_id", "procedure__procedure_number", "site"],
             ["study_id", "procedure_number", "site"],
             {
-                "study_id": F("procedure__patient__study_id"),
+                **study_id("procedure__patient__study_id"),
                 "procedure_number": F("procedure__procedure_number"),
                 **patient_ref("procedure__patient"),
             },
@@ -523,7 +530,7 @@ def _source_queries(spec: ExportSpec, population: str | None = None) -> dict[str
             ["procedure__patient__study_id", "procedure__procedure_number", "onset_date", "type", "id"],
             ["study_id", "procedure_number", "onset_date", "type", "id"],
             {
-                "study_id": F("procedure__patient__study_id"),
+                **study_id("procedure__patient__study_id"),
                 "procedure_number": F("procedure__procedure_number"),
                 **index("procedure__patient_id"),
                 **patient_ref("procedure__patient"),
@@ -535,7 +542,7 @@ def _source_queries(spec: ExportSpec, population: str | None = None) -> dict[str
             ["patient__study_id", "timepoint_order"],
             ["study_id", "timepoint_order"],
             {
-                "study_id": F("patient__study_id"),
+                **study_id("patient__study_id"),
                 **index("patient_id"),
                 "timepoint_order": _timepoint_order(),
             },
@@ -546,7 +553,7 @@ def _source_queries(spec: ExportSpec, population: str | None = None) -> dict[str
             ["followup__patient__study_id", "timepoint_order", "id"],
             ["study_id", "timepoint_order", "id"],
             {
-                "study_id": F("followup__patient__study_id"),
+                **study_id("followup__patient__study_id"),
                 "timepoint": F("followup__timepoint"),
                 "timepoint_order": _timepoint_order("followup__timepoint"),
                 **patient_ref("followup__patient"),
@@ -565,12 +572,33 @@ class _InArray(Func):
     output_field = BooleanField()
 
 
-def population_literal(spec: ExportSpec) -> str:
-    """The exported patients' ids as a PostgreSQL array literal, in study ID order (the database's
-    collation, sorted once): one query, the cohort's rules. Each file joins it `WITH ORDINALITY` and
-    sorts by that integer rank instead of comparing study IDs by collation again."""
-    ids = filtered_patients(spec.user, spec.filters).order_by("study_id").values_list("pk", flat=True)
-    return "{" + ",".join(str(pk) for pk in ids.iterator(chunk_size=10_000)) + "}"
+@dataclass(frozen=True)
+class Population:
+    """The exported patients in study ID order, as two PostgreSQL array literals: ids and study IDs."""
+
+    ids: str
+    study_ids: str
+
+
+def _array_text(value: str) -> str:
+    """One element of a text[] literal: quoted, with its backslashes and quotes escaped."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def population_literal(spec: ExportSpec) -> Population:
+    """The exported patients (ids and study IDs) in study ID order (the database's collation, sorted
+    once): one query, the cohort's rules. Each file joins it `WITH ORDINALITY`, sorts by that integer
+    rank instead of comparing study IDs by collation again, and takes the study ID from it instead of
+    joining every row to its patient."""
+    rows = list(
+        filtered_patients(spec.user, spec.filters)
+        .order_by("study_id")
+        .values_list("pk", "study_id")
+        .iterator(chunk_size=10_000)
+    )
+    return Population(
+        "{" + ",".join(str(pk) for pk, _ in rows) + "}", "{" + ",".join(_array_text(sid) for _, sid in rows) + "}"
+    )
 
 
 def _sources(spec: ExportSpec) -> dict[str, Callable[[], Iterator[dict[str, Any]]]]:
@@ -660,6 +688,11 @@ def _joined(col: Callable[[str], str], alias: str) -> Callable[[str], str]:
     return lambda name: col(name) if name == "index_date" else f'{alias}."{name}"'
 
 
+def _pivoted(col: Callable[[str], str], i: int) -> Callable[[str], str]:
+    """Names of the visit at time point `i` in the wide file's pivot `w` (see `wide_sql`)."""
+    return lambda name: col(name) if name == "index_date" else f'w."{name}__{i}"'
+
+
 def _wide_parts(spec: ExportSpec) -> tuple[list[Column], list[Column], list[Column], dict[str, Column]]:
     """(all columns, patient columns, index procedure columns, visit columns by name)."""
     patient_cols = [
@@ -702,7 +735,7 @@ def _wide_parts(spec: ExportSpec) -> tuple[list[Column], list[Column], list[Colu
                     base.min,
                     base.max,
                     note=f"From followups.csv, timepoint {tp}",
-                    sql=lambda col, s=visit_cols[measure].sql, a=f"v{i}": s(_joined(col, a)),
+                    sql=lambda col, s=visit_cols[measure].sql, i=i: s(_pivoted(col, i)),
                 )
             )
     return columns, patient_cols, procedure_cols, visit_cols
@@ -729,18 +762,34 @@ def wide_table(spec: ExportSpec) -> tuple[list[Column], Iterator[list[Any]]]:
     return columns, rows()
 
 
-def wide_sql(spec: ExportSpec, columns: list[Column], mogrify: Callable[[str, Any], bytes], population: str) -> str:
+def _names_used(column: Column) -> set[str]:
+    """The source values a column's SQL reads (its `col` names)."""
+    names: set[str] = set()
+    assert column.sql is not None
+    column.sql(lambda name: names.add(name) or f'"{name}"')
+    return names
+
+
+def wide_sql(
+    spec: ExportSpec, columns: list[Column], mogrify: Callable[[str, Any], bytes], population: "Population"
+) -> str:
     """The wide file in one SELECT: each patient row (as patients.csv selects it) joined to its
-    index procedure and to its visit at each time point (at most one: a unique constraint)."""
+    index procedure and to its visits pivoted in one pass (`w`: the values the visit cells read, one
+    column per time point; at most one visit per patient and time point, a unique constraint, so
+    `max` is that visit's value), rather than one scan of the visits per time point."""
     patients = _source_queries(spec, population)["patients"].sql(mogrify)
+    visit_cols = {c.name: c for c in crf_columns("followups", spec)}
+    names = sorted(set().union(*(_names_used(visit_cols[m]) for m in WIDE_MEASURES)) - {"index_date"})
+    pivot = ", ".join(
+        f'max(f."{name}") FILTER (WHERE f."timepoint" = {_sql_literal(tp)}) AS "{name}__{i}"'
+        for i, tp in enumerate(Timepoint.values)
+        for name in names
+    )
     joins = [
         f'JOIN ({patients}) p ON p."id" = pop.id',
         f'LEFT JOIN {Procedure._meta.db_table} ix ON ix."patient_id" = pop.id AND ix."procedure_number" = 1',
-        *[
-            f'LEFT JOIN {FollowUp._meta.db_table} v{i} ON v{i}."patient_id" = pop.id'
-            f' AND v{i}."timepoint" = {_sql_literal(tp)}'
-            for i, tp in enumerate(Timepoint.values)
-        ],
+        f'LEFT JOIN (SELECT f."patient_id", {pivot} FROM {FollowUp._meta.db_table} f GROUP BY f."patient_id") w'
+        ' ON w."patient_id" = pop.id',
     ]
     return (
         f"SELECT {_select_list(columns, _with_index_date('p', 'ix'))} FROM {_population_rows(mogrify, population)}"
@@ -758,14 +807,18 @@ def _select_list(columns: list[Column], col: Callable[[str], str]) -> str:
 
 
 def file_sql(
-    file: str, spec: ExportSpec, columns: list[Column], mogrify: Callable[[str, Any], bytes], population: str
+    file: str, spec: ExportSpec, columns: list[Column], mogrify: Callable[[str, Any], bytes], population: "Population"
 ) -> str:
     """One bundle file in one SELECT: the cells of `columns` over the rows `table` reads, in its order.
 
     A file of patient rows joins the population (its ids in study ID order, see `population_literal`)
     and the index procedure; it is sorted by the population's rank, then as `table` sorts."""
     source = _source_queries(spec, population)[file]
-    select = _select_list(columns, _with_index_date("t", "ix"))
+    if source.patient_key:  # the study ID is the population's (`population_literal`), not a join per row
+        named = _with_index_date("t", "ix")
+        select = _select_list(columns, lambda name: "pop.study_id" if name == "study_id" else named(name))
+    else:
+        select = _select_list(columns, _with_index_date("t", "ix"))
     base = source.sql(mogrify)
     if not source.patient_key:
         order = ", ".join(f't."{name}"' for name in source.sql_order)
@@ -782,8 +835,11 @@ def file_sql(
     )
 
 
-def _population_rows(mogrify: Callable[[str, Any], bytes], population: str) -> str:
-    return mogrify("unnest(%s::bigint[]) WITH ORDINALITY AS pop(id, rank)", [population]).decode()
+def _population_rows(mogrify: Callable[[str, Any], bytes], population: "Population") -> str:
+    return mogrify(
+        "unnest(%s::bigint[], %s::text[]) WITH ORDINALITY AS pop(id, study_id, rank)",
+        [population.ids, population.study_ids],
+    ).decode()
 
 
 def merge_by_study_id(
@@ -854,27 +910,33 @@ def dictionary_rows(described: list[tuple[str, list[Column]]]) -> Iterator[list[
 DICTIONARY_HEADER = ["file", "variable", "label", "type", "choices", "unit", "min", "max", "identifier", "note"]
 
 
+# The export transaction's settings. JIT off: compiling each export query cost seconds and saved
+# nothing on these plain scans; floats as Python's repr writes them (shortest exact, the default);
+# the sorts by study ID in memory, not on disk.
+SNAPSHOT_SETTINGS = "SET LOCAL jit = off; SET LOCAL extra_float_digits = 1; SET LOCAL work_mem = '64MB'"
+
+
 @contextlib.contextmanager
-def snapshot() -> Iterator[None]:
+def snapshot() -> Iterator[str | None]:
     """Read every file from one snapshot, so the files agree while nurses keep entering data.
 
     On PostgreSQL the outermost export transaction is REPEATABLE READ, READ ONLY;
     inside a transaction its server-side cursors also stream rows as they are
-    fetched instead of being materialised WITH HOLD. JIT is off for it: compiling
-    each export query cost seconds and saved nothing on these plain scans. An
+    fetched instead of being materialised WITH HOLD. It yields the snapshot's
+    exported name (`pg_export_snapshot`, also on a hot standby), with which a
+    second connection reads the same rows (`_Prefetch`); None elsewhere. An
     abandoned download (GeneratorExit) just rolls the read-only transaction back.
     """
     connection = connections[read_alias()]  # the replica when the export runs in `reporting_stream`
     outermost = not connection.in_atomic_block
     with transaction.atomic(using=connection.alias):
+        name = None
         if outermost and connection.vendor == "postgresql":
             with connection.cursor() as cursor:
-                cursor.execute(
-                    "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY; SET LOCAL jit = off;"
-                    " SET LOCAL extra_float_digits = 1;"  # shortest exact floats, as Python's repr (the default)
-                    " SET LOCAL work_mem = '64MB'"  # the export's sorts (by study ID) in memory, not on disk
-                )
-        yield
+                cursor.execute(f"SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY; {SNAPSHOT_SETTINGS}")
+                cursor.execute("SELECT pg_export_snapshot()")
+                name = cursor.fetchone()[0]
+        yield name
 
 
 @dataclass
@@ -941,7 +1003,11 @@ def export_zip(
     result = result if result is not None else ExportResult()
     sink = _Sink()
     described: list[tuple[str, list[Column]]] = []
-    with snapshot(), zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+    with (
+        snapshot() as snapshot_name,
+        contextlib.ExitStack() as cleanup,
+        zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_DEFLATED) as zf,
+    ):
         connection = connections[read_alias()]
         engine = engine or (ENGINE_SQL if connection.vendor == "postgresql" else ENGINE_PYTHON)
         mogrify = None
@@ -949,12 +1015,21 @@ def export_zip(
             connection.ensure_connection()
             mogrify = connection.connection.cursor().mogrify
         package = formats.Package(spec.started_at)  # SPSS, Stata and R files of the same CSVs (exchange/formats.py)
-        for member in export_members(spec, engine, mogrify):
+        members = export_members(spec, engine, mogrify)
+        prefetch: _Prefetch | None = None
+        for member in members:
             described.append((member.name[:-4], member.columns))
             header = [c.name for c in member.columns]
             if member.sql is not None:
                 tap = _package_tap(package, member.name, member.columns)
-                yield from _copy_member(zf, sink, member.name, member.sql, result, spec.started_at, tap)
+                if prefetch is None and snapshot_name and result.files:
+                    # after the first file (the population is read by then, the first bytes are out)
+                    later = [(m.name, m.sql()) for m in members if m.name in PREFETCHED and m.sql is not None]
+                    prefetch = cleanup.enter_context(_Prefetch(connection, snapshot_name, later))
+                source = prefetch.take(member.name) if prefetch and member.name in PREFETCHED else None
+                yield from _copy_member(
+                    zf, sink, member.name, member.sql, result, spec.started_at, tap, source, connection
+                )
             else:
                 rows = package.tee(member.name, member.columns, member.rows)
                 yield from _write_member(zf, sink, member.name, header, rows, result, spec.started_at)
@@ -1018,10 +1093,10 @@ class _CopyOut:
     snapshot then rolls back.
     """
 
-    def __init__(self, sql: str) -> None:
+    def __init__(self, sql: str, connection: Any = None) -> None:
         self.sql = f"COPY ({sql}) TO STDOUT WITH (FORMAT csv, HEADER true)"
         self.rows = 0
-        self.connection = connections[read_alias()]  # the snapshot's
+        self.connection = connection or connections[read_alias()]  # the snapshot's
 
     def __iter__(self) -> Iterator[bytes]:
         connection = self.connection
@@ -1079,6 +1154,80 @@ class _CopyOut:
                 connection.queries_log.append({"sql": self.sql, "time": f"{time.monotonic() - started:.3f}"})
 
 
+# The largest files after the visits: a second connection COPYs them (in the same snapshot) into
+# spool files while the export's own connection streams the files before them, so two database
+# processes work at once; the zip still takes the members in order.
+PREFETCHED = frozenset({"medications.csv", WIDE_FILE})
+
+
+class _Spooled:
+    """A prefetched member's CSV bytes, read back from its spool file block by block."""
+
+    def __init__(self, spool: Any, rows: int) -> None:
+        self.spool, self.rows = spool, rows
+
+    def __iter__(self) -> Iterator[bytes]:
+        self.spool.seek(0)
+        while block := self.spool.read(COPY_BLOCK):
+            yield block
+
+
+class _Prefetch:
+    """COPY `jobs` ([(member name, SELECT)]) on a second connection that imports the export's
+    snapshot (`SET TRANSACTION SNAPSHOT`: the same rows, whatever was saved since), each into a
+    temporary file: the disk holds them, not memory. `take(name)` waits for that file. Closing
+    (the export's end, or an abandoned download) cancels the COPY and removes the files."""
+
+    def __init__(self, connection: Any, snapshot_name: str, jobs: list[tuple[str, str]]) -> None:
+        self.connection, self.snapshot_name, self.jobs = connection, snapshot_name, jobs
+        self.done = {name: threading.Event() for name, _ in jobs}
+        self.spooled: dict[str, _Spooled] = {}
+        self.error: BaseException | None = None
+        self.raw: Any = None
+        self.stopping = False
+
+    def __enter__(self) -> "_Prefetch":
+        self.raw = self.connection.Database.connect(**self.connection.get_connection_params())
+        self.thread = threading.Thread(target=self._run, name="export-prefetch", daemon=True)
+        self.thread.start()
+        return self
+
+    def _run(self) -> None:
+        try:
+            with self.raw.cursor() as cursor:
+                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                cursor.execute("SET TRANSACTION SNAPSHOT %s", [self.snapshot_name])
+                cursor.execute(SNAPSHOT_SETTINGS)
+                for name, sql in self.jobs:
+                    spool = tempfile.TemporaryFile(prefix="export-")
+                    cursor.copy_expert(f"COPY ({sql}) TO STDOUT WITH (FORMAT csv, HEADER true)", spool)
+                    self.spooled[name] = _Spooled(spool, max(cursor.rowcount, 0))
+                    self.done[name].set()
+        except BaseException as exc:  # handed to the export's thread by take()
+            self.error = exc
+        finally:
+            for event in self.done.values():
+                event.set()
+
+    def take(self, name: str) -> Callable[[], _Spooled]:
+        def wait() -> _Spooled:
+            self.done[name].wait()
+            if name not in self.spooled:
+                with self.connection.wrap_database_errors:
+                    raise self.error or RuntimeError(f"{name}: not prefetched")
+            return self.spooled[name]
+
+        return wait
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.thread.is_alive():
+            self.raw.cancel()  # an abandoned download: stop the second COPY
+        self.thread.join()
+        self.raw.close()
+        for spooled in self.spooled.values():
+            spooled.spool.close()
+
+
 def _copy_member(
     zf: zipfile.ZipFile,
     sink: _Sink,
@@ -1087,7 +1236,11 @@ def _copy_member(
     result: ExportResult,
     when: datetime.datetime,
     tap: Callable[[bytes], None] | None = None,
+    source: "Callable[[], _Spooled] | None" = None,
+    connection: Any = None,
 ) -> Iterator[bytes]:
+    """One CSV member: COPYed on the export's connection as it is zipped, or, with `source`, read
+    from the file the second connection spooled meanwhile (`_Prefetch`)."""
     digest = hashlib.sha256()
     info = zipfile.ZipInfo(name, date_time=when.astimezone(datetime.UTC).timetuple()[:6])
     info.compress_type = zipfile.ZIP_DEFLATED
@@ -1096,7 +1249,7 @@ def _copy_member(
         chunk = sink.take()  # the entry's header: the download starts before the database is read
         if chunk:
             yield chunk
-        copy = _CopyOut(sql())
+        copy: _CopyOut | _Spooled = source() if source is not None else _CopyOut(sql(), connection)
         for block in copy:
             digest.update(block)
             member.write(block)
