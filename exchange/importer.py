@@ -38,7 +38,9 @@ import functools
 import io
 import itertools
 import json
+import operator
 import re
+import threading
 import zipfile
 import zlib
 from collections import defaultdict
@@ -54,6 +56,7 @@ from django.core.validators import BaseValidator
 from django.db import IntegrityError, connection, models, transaction
 from django.db.models import Count
 from django.utils import timezone
+from django.utils.translation import gettext, ngettext
 
 from accounts.models import Site
 from audit.models import AuditEvent
@@ -108,10 +111,12 @@ class Problem:
 
     def __str__(self) -> str:
         name = f"{self.file}.csv" if self.file in dictionary.FILES else self.file  # else: the bundle itself
-        where = name + (f", row {self.row}" if self.row else "")
-        what = f", {self.variable}" if self.variable else ""
-        value = f" = {self.value!r}" if self.value else ""
-        return f"{where}{what}{value}: {self.message}"
+        where = gettext("%(file)s, row %(row)s") % {"file": name, "row": self.row} if self.row else name
+        if self.variable:
+            where = gettext("%(where)s, %(variable)s") % {"where": where, "variable": self.variable}
+        if self.value:
+            where = f"{where} = {self.value!r}"
+        return gettext("%(where)s: %(message)s") % {"where": where, "message": self.message}
 
 
 class BundleError(Exception):
@@ -120,7 +125,14 @@ class BundleError(Exception):
     def __init__(self, problems: list[Problem], total: int | None = None) -> None:
         self.problems = list(problems)
         self.total = total if total is not None else getattr(problems, "total", len(self.problems))
-        super().__init__(f"{self.total} problem(s) in the bundle; nothing was imported")
+        super().__init__(
+            ngettext(
+                "%(n)s problem in the bundle; nothing was imported",
+                "%(n)s problems in the bundle; nothing was imported",
+                self.total,
+            )
+            % {"n": self.total}
+        )
 
     @property
     def unlisted(self) -> int:
@@ -222,16 +234,21 @@ def open_sources(path: Path, limits: Limits, stack: contextlib.ExitStack) -> dic
         if source.declared > limits.max_file_bytes:
             raise _refuse(
                 source.name,
-                f"the file is {_mib(source.declared)} uncompressed, more than the limit of "
-                f"{_mib(limits.max_file_bytes)} per file; refused",
+                gettext("the file is %(size)s uncompressed, more than the limit of %(limit)s per file; refused")
+                % {"size": _mib(source.declared), "limit": _mib(limits.max_file_bytes)},
             )
     total = sum(s.declared for s in found.values())
     if total > limits.max_total_bytes:
         raise _refuse(
             path.name,
-            f"the bundle expands to {_mib(total)}, more than the limit of {_mib(limits.max_total_bytes)}; refused",
+            gettext("the bundle expands to %(size)s, more than the limit of %(limit)s; refused")
+            % {"size": _mib(total), "limit": _mib(limits.max_total_bytes)},
         )
     return found
+
+
+def _too_many_entries(limits: Limits) -> str:
+    return gettext("the zip lists more than %(n)s entries; refused") % {"n": f"{limits.max_zip_entries:,}"}
 
 
 def _zip_sources(path: Path, wanted: set[str], limits: Limits, stack: contextlib.ExitStack) -> dict[str, _Source]:
@@ -240,23 +257,24 @@ def _zip_sources(path: Path, wanted: set[str], limits: Limits, stack: contextlib
         with path.open("rb") as fh:
             end = zipfile._EndRecData(fh)  # type: ignore[attr-defined]  # the directory's entry count, before it is read
     except OSError as exc:
-        raise _refuse(name, f"the bundle cannot be read: {exc.strerror or exc}") from exc
+        raise _refuse(name, gettext("the bundle cannot be read: %(error)s") % {"error": exc.strerror or exc}) from exc
     if not end:
-        raise _refuse(name, "not a folder or a zip file")
+        raise _refuse(name, gettext("not a folder or a zip file"))
     if end[zipfile._ECD_ENTRIES_TOTAL] > limits.max_zip_entries:  # type: ignore[attr-defined]
-        raise _refuse(name, f"the zip lists more than {limits.max_zip_entries:,} entries; refused")
+        raise _refuse(name, _too_many_entries(limits))
     try:
         zf = stack.enter_context(zipfile.ZipFile(path))
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError) as exc:
-        raise _refuse(name, f"the zip is corrupt: {exc}") from exc
+        raise _refuse(name, gettext("the zip is corrupt: %(error)s") % {"error": exc}) from exc
     infos = [i for i in zf.infolist() if not i.is_dir() and not i.filename.startswith("__MACOSX/")]
     if len(infos) > limits.max_zip_entries:
-        raise _refuse(name, f"the zip lists more than {limits.max_zip_entries:,} entries; refused")
+        raise _refuse(name, _too_many_entries(limits))
     declared = sum(i.file_size for i in infos)
     if declared > limits.max_total_bytes:
         raise _refuse(
             name,
-            f"the zip expands to {_mib(declared)}, more than the limit of {_mib(limits.max_total_bytes)}; refused",
+            gettext("the zip expands to %(size)s, more than the limit of %(limit)s; refused")
+            % {"size": _mib(declared), "limit": _mib(limits.max_total_bytes)},
         )
     by_folder: dict[str, list[zipfile.ZipInfo]] = defaultdict(list)
     for info in infos:
@@ -264,14 +282,17 @@ def _zip_sources(path: Path, wanted: set[str], limits: Limits, stack: contextlib
         if len(parts) <= 2 and parts[-1] in wanted:
             by_folder["/".join(parts[:-1])].append(info)
     if len(by_folder) > 1:
-        raise _refuse(name, f"bundle files are in several folders ({', '.join(sorted(by_folder))}); use one")
+        folders = ", ".join(sorted(by_folder))
+        raise _refuse(
+            name, gettext("bundle files are in several folders (%(folders)s); use one") % {"folders": folders}
+        )
     found = {}
     for info in next(iter(by_folder.values()), []):
         file = info.filename.split("/")[-1][:-4]
         if info.flag_bits & 0x1:
-            raise _refuse(file, "the file is encrypted in the zip; export the bundle without a password")
+            raise _refuse(file, gettext("the file is encrypted in the zip; export the bundle without a password"))
         if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
-            raise _refuse(file, "the file is compressed with a method other than deflate; zip it again")
+            raise _refuse(file, gettext("the file is compressed with a method other than deflate; zip it again"))
         found[file] = _Source(file, info.file_size, functools.partial(zf.open, info))
     return found
 
@@ -288,18 +309,28 @@ class _Budget:
         if read_in_file > self.limits.max_file_bytes:
             raise _refuse(
                 file,
-                f"the file expands to more than {_mib(self.limits.max_file_bytes)} (the limit per file); "
-                "refused while reading (a zip bomb?)",
+                gettext(
+                    "the file expands to more than %(limit)s (the limit per file); refused while reading (a zip bomb?)"
+                )
+                % {"limit": _mib(self.limits.max_file_bytes)},
             )
         if self.total > self.limits.max_total_bytes:
             raise _refuse(
                 file,
-                f"the bundle expands to more than {_mib(self.limits.max_total_bytes)} (the limit); "
-                "refused while reading (a zip bomb?)",
+                gettext("the bundle expands to more than %(limit)s (the limit); refused while reading (a zip bomb?)")
+                % {"limit": _mib(self.limits.max_total_bytes)},
             )
 
 
 _CORRUPT = (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, NotImplementedError)
+
+
+def _long_line(limits: Limits) -> str:
+    return gettext("a line is longer than %(n)s characters; refused") % {"n": f"{limits.max_line_chars:,}"}
+
+
+def _unreadable(exc: Exception) -> str:
+    return gettext("the file cannot be read from the bundle (corrupt zip?): %(error)s") % {"error": exc}
 
 
 def _lines(source: _Source, limits: Limits, budget: _Budget) -> Iterator[str]:
@@ -312,21 +343,23 @@ def _lines(source: _Source, limits: Limits, budget: _Budget) -> Iterator[str]:
     try:
         stream = source.open()
     except _CORRUPT as exc:
-        raise _refuse(file, f"the file cannot be read from the bundle (corrupt zip?): {exc}") from exc
+        raise _refuse(file, _unreadable(exc)) from exc
     with stream:
         while True:
             try:
                 chunk = stream.read(1 << 16)
             except _CORRUPT as exc:
-                raise _refuse(file, f"the file cannot be read from the bundle (corrupt zip?): {exc}") from exc
+                raise _refuse(file, _unreadable(exc)) from exc
             read += len(chunk)
             budget.take(file, read, len(chunk))
             nul = chunk.find(b"\x00")
             if nul != -1:
                 raise _refuse(
                     file,
-                    f"the file contains a NUL byte (offset {read - len(chunk) + nul}); a CSV file is text: "
-                    "save it as UTF-8 CSV",
+                    gettext(
+                        "the file contains a NUL byte (offset %(offset)s); a CSV file is text: save it as UTF-8 CSV"
+                    )
+                    % {"offset": read - len(chunk) + nul},
                 )
             try:
                 text = decoder.decode(chunk, final=not chunk)
@@ -334,20 +367,20 @@ def _lines(source: _Source, limits: Limits, budget: _Budget) -> Iterator[str]:
                 offset = read - len(exc.object) + exc.start
                 raise _refuse(
                     file,
-                    f"the file is not UTF-8 (byte 0x{exc.object[exc.start]:02x} at offset {offset}); "
-                    "save it as UTF-8 CSV",
+                    gettext("the file is not UTF-8 (byte %(byte)s at offset %(offset)s); save it as UTF-8 CSV")
+                    % {"byte": f"0x{exc.object[exc.start]:02x}", "offset": offset},
                 ) from exc
             if pending:
                 text = pending + text
             start = 0
             while (end := text.find("\n", start)) != -1:
                 if end - start >= limits.max_line_chars:
-                    raise _refuse(file, f"a line is longer than {limits.max_line_chars:,} characters; refused")
+                    raise _refuse(file, _long_line(limits))
                 yield text[start : end + 1]
                 start = end + 1
             pending = text[start:]
             if len(pending) > limits.max_line_chars:
-                raise _refuse(file, f"a line is longer than {limits.max_line_chars:,} characters; refused")
+                raise _refuse(file, _long_line(limits))
             if not chunk:
                 if pending:
                     yield pending
@@ -370,13 +403,15 @@ def _check_header(name: str, header: list[str], problems: list[Problem]) -> bool
     seen: set[str] = set()
     for col in header:
         if col in seen:
-            problems.append(Problem(name, 1, col, "", "the column appears twice"))
+            problems.append(Problem(name, 1, col, "", gettext("the column appears twice")))
         seen.add(col)
         if col not in allowed:
-            problems.append(Problem(name, 1, col[:80], "", "unknown column (not in the data dictionary for this file)"))
+            problems.append(
+                Problem(name, 1, col[:80], "", gettext("unknown column (not in the data dictionary for this file)"))
+            )
     for v in dictionary.variables_for(name):
         if not v.is_derived and v.name not in seen and (name, v.name) not in dictionary.LATER_COLUMNS:
-            problems.append(Problem(name, 1, v.name, "", "required column is missing"))
+            problems.append(Problem(name, 1, v.name, "", gettext("required column is missing")))
     after = len(problems) if not isinstance(problems, Problems) else problems.total
     return after == before
 
@@ -391,10 +426,10 @@ def _records(
     try:
         header = [h.strip() for h in next(reader)]
     except StopIteration:
-        problems.append(Problem(name, 1, "", "", "the file is empty: it needs at least the header row"))
+        problems.append(Problem(name, 1, "", "", gettext("the file is empty: it needs at least the header row")))
         return
     except csv.Error as exc:
-        problems.append(Problem(name, 1, "", "", f"unreadable CSV: {_csv_message(exc, limits)}"))
+        problems.append(Problem(name, 1, "", "", _unreadable_csv(exc, limits)))
         return
     if not _check_header(name, header, problems):
         return
@@ -408,28 +443,39 @@ def _records(
                 if count > cap:
                     raise _refuse(
                         name,
-                        f"the file has more than {cap:,} rows, the limit per file"
-                        + (" (IMPORT_MAX_ROWS)" if cap == limits.max_rows else "")
-                        + "; refused (split the bundle, or raise the limit)",
+                        gettext(
+                            "the file has more than %(n)s rows, the limit per file%(setting)s; refused "
+                            "(split the bundle, or raise the limit)"
+                        )
+                        % {"n": f"{cap:,}", "setting": " (IMPORT_MAX_ROWS)" if cap == limits.max_rows else ""},
                     )
                 if not any(c.strip() for c in cells):
                     continue
                 if len(cells) != len(header):
                     problems.append(
-                        Problem(name, line, "", "", f"the row has {len(cells)} cells; the header has {len(header)}")
+                        Problem(
+                            name,
+                            line,
+                            "",
+                            "",
+                            gettext("the row has %(cells)s cells; the header has %(header)s")
+                            % {"cells": len(cells), "header": len(header)},
+                        )
                     )
                     continue
                 yield line, cells
         except csv.Error as exc:
-            problems.append(Problem(name, line + 1, "", "", f"unreadable CSV: {_csv_message(exc, limits)}"))
+            problems.append(Problem(name, line + 1, "", "", _unreadable_csv(exc, limits)))
 
     yield header, rows()
 
 
-def _csv_message(exc: csv.Error, limits: Limits) -> str:
+def _unreadable_csv(exc: csv.Error, limits: Limits) -> str:
     if "field larger than field limit" in str(exc):
-        return f"a cell is longer than {limits.max_cell_chars:,} characters"
-    return str(exc)
+        why = gettext("a cell is longer than %(n)s characters") % {"n": f"{limits.max_cell_chars:,}"}
+    else:
+        why = str(exc)
+    return gettext("unreadable CSV: %(why)s") % {"why": why}
 
 
 class _StreamReader:
@@ -496,7 +542,7 @@ def stage_bundle(
     small: dict[str, list[Row]] = {}
     staged: dict[str, _Staged] = {}
     if "patients" not in sources:
-        problems.append(Problem("patients", None, "", "", "the bundle has no patients.csv"))
+        problems.append(Problem("patients", None, "", "", gettext("the bundle has no patients.csv")))
     with _cell_limit(limits.max_cell_chars), connection.cursor() as cursor:
         for name in dictionary.FILES:
             source = sources.get(name)
@@ -508,7 +554,8 @@ def stage_bundle(
                             None,
                             "",
                             "",
-                            f"the bundle has no {name}.csv (a file with only its header row is fine)",
+                            gettext("the bundle has no %(file)s.csv (a file with only its header row is fine)")
+                            % {"file": name},
                         )
                     )
                 continue
@@ -549,11 +596,14 @@ def stage_bundle(
                 )
                 crowded = cursor.fetchone()
                 if crowded is not None:
-                    who = f"study ID {crowded[0]!r}" if crowded[0] else "no study_id"
+                    who = gettext("study ID %(id)r") % {"id": crowded[0]} if crowded[0] else gettext("no study_id")
                     raise _refuse(
                         name,
-                        f"{crowded[1]:,} rows have {who}, more than the limit of {limits.max_rows_per_patient:,} "
-                        "rows per patient in one file; refused",
+                        gettext(
+                            "%(n)s rows have %(who)s, more than the limit of %(limit)s rows per patient in one file; "
+                            "refused"
+                        )
+                        % {"n": f"{crowded[1]:,}", "who": who, "limit": f"{limits.max_rows_per_patient:,}"},
                     )
                 staged[name] = stage
     return small, staged
@@ -603,16 +653,16 @@ def parse_cell(var: Variable, raw: str, today: datetime.date) -> tuple[Any, str]
         return text, ""
     if kind == "yesno":
         if text.lower() not in ("yes", "no"):
-            return None, "must be yes or no"
+            return None, gettext("must be yes or no")
         return text.lower() == "yes", ""
     if kind == "choice":
-        if var.choices and text not in var.codes:
-            return None, f"unknown code; expected one of {', '.join(var.codes)}"
+        if var.choices and text not in _codes(var):
+            return None, gettext("unknown code; expected one of %(codes)s") % {"codes": ", ".join(var.codes)}
         return text, ""
     if kind == "multichoice":
         codes = text.split("|")
         if len(set(codes)) != len(codes):
-            return None, "a code is listed twice"
+            return None, gettext("a code is listed twice")
         try:
             return join_codes(codes, var.choices), ""
         except ValueError as exc:
@@ -620,29 +670,31 @@ def parse_cell(var: Variable, raw: str, today: datetime.date) -> tuple[Any, str]
     value: Any
     if kind == "integer":
         if not INTEGER.fullmatch(text):
-            return None, "must be a whole number"
+            return None, gettext("must be a whole number")
         value = int(text)
     elif kind == "decimal":
         if not DECIMAL.fullmatch(text):
-            return None, "must be a number with a dot as decimal separator"
+            return None, gettext("must be a number with a dot as decimal separator")
         try:
             value = Decimal(text)
         except InvalidOperation:
-            return None, "must be a number"
+            return None, gettext("must be a number")
     elif kind == "date":
         if not ISO_DATE.fullmatch(text):
-            return None, "must be a date written YYYY-MM-DD"
+            return None, gettext("must be a date written YYYY-MM-DD")
         try:
             value = datetime.date.fromisoformat(text)
         except ValueError:
-            return None, "is not a real calendar date"
+            return None, gettext("is not a real calendar date")
     else:  # pragma: no cover - the dictionary has no other type
         return text, ""
     low, high = _bound(var.min, today), _bound(var.max, today)
     if low is not None and value < low:  # type: ignore[operator]
-        return None, f"below the minimum {var.min}"
+        return None, gettext("below the minimum %(min)s") % {"min": var.min}
     if high is not None and value > high:  # type: ignore[operator]
-        return None, "in the future" if var.max == "today" else f"above the maximum {var.max}"
+        if var.max == "today":
+            return None, gettext("in the future")
+        return None, gettext("above the maximum %(max)s") % {"max": var.max}
     return value, ""
 
 
@@ -662,6 +714,11 @@ def is_required(var: Variable, values: dict[str, Any]) -> bool:
     if among is not None:
         return current in {c.strip() for c in among.split(",")}
     return current not in (None, "")
+
+
+@functools.cache
+def _codes(var: Variable) -> frozenset[str]:
+    return frozenset(var.codes)
 
 
 @functools.cache
@@ -692,21 +749,73 @@ def _parse_rows(rows: list[Row], today: datetime.date, problems: list[Problem]) 
             values[var.name] = value
         for var in blank:
             if var.required and is_required(var, values):
-                condition = "" if var.required == "y" else f" ({var.required})"
-                problems.append(Problem(row.file, row.line, var.name, "", f"is required{condition}"))
+                if var.required == "y":
+                    message = gettext("is required")
+                else:  # the dictionary's condition, e.g. "if leakage = yes", as written there
+                    message = gettext("is required (%(condition)s)") % {"condition": var.required}
+                problems.append(Problem(row.file, row.line, var.name, "", message))
         for name in dictionary.KEY_COLUMNS:
             text = raw_cells.get(name, "").strip()
             if not text:
                 row.keys[name] = None
             elif not text.isdigit() or int(text) < 1:
                 problems.append(
-                    Problem(row.file, row.line, name, text, "must be a whole number from 1 (the registry's row key)")
+                    Problem(
+                        row.file,
+                        row.line,
+                        name,
+                        text,
+                        gettext("must be a whole number from 1 (the registry's row key)"),
+                    )
                 )
             else:
                 row.keys[name] = int(text)
 
 
 # --------------------------------------------------------------------------- the importer
+
+
+@functools.cache
+def _blueprint(model: type[models.Model]) -> tuple[dict[str, Any], list[Any], frozenset[str], dict[str, Any]]:
+    """(constant defaults by attname, fields with a callable default, plain attnames, foreign keys by name)."""
+    constant: dict[str, Any] = {}
+    dynamic = []
+    for f in model._meta.concrete_fields:
+        if getattr(f, "generated", False):
+            continue
+        if f.has_default() and callable(f.default):
+            dynamic.append(f)
+        else:
+            constant[f.attname] = f.get_default()
+    fields = model._meta.concrete_fields
+    plain = frozenset(f.attname for f in fields if not f.is_relation and not getattr(f, "generated", False))
+    return constant, dynamic, plain, {f.name: f for f in fields if f.is_relation}
+
+
+def _new(model: type[models.Model], values: dict[str, Any], **parents: models.Model) -> Any:
+    """`model(**parents, **values)` for a bundle row: the same attributes (defaults, values, each parent's
+    key and the parent cached as the foreign key's descriptor caches it), built without Model.__init__'s
+    keyword handling per field, which cost a fifth of the checks (the project has no pre/post_init
+    receivers). Anything but plain field names goes through the constructor."""
+    constant, dynamic, plain, foreign = _blueprint(model)
+    if not values.keys() <= plain or not parents.keys() <= foreign.keys():
+        return model(**parents, **values)
+    obj = model.__new__(model)
+    state = obj._state = models.base.ModelState()
+    attrs = obj.__dict__
+    attrs.update(constant)
+    for f in dynamic:
+        attrs[f.attname] = f.get_default()
+    attrs.update(values)
+    for name, parent in parents.items():
+        f = foreign[name]
+        attrs[f.attname] = getattr(parent, f.target_field.attname)
+        state.fields_cache[name] = parent
+    return obj
+
+
+def _leakage_rows_needed() -> str:  # one message, two places
+    return gettext("leakage = yes needs one row per leakage site in leakages.csv")
 
 
 class _Import:
@@ -795,7 +904,8 @@ class _Import:
             if None in key:
                 continue
             if key in seen:
-                self.problem(row, key_vars[-1], f"duplicate {what}: already given in row {seen[key]}")
+                message = gettext("duplicate %(what)s: already given in row %(row)s") % {"what": what, "row": seen[key]}
+                self.problem(row, key_vars[-1], message)
                 continue
             seen[key] = row.line
             kept.append(row)
@@ -804,7 +914,7 @@ class _Import:
     # Each step builds and checks the instances of one file.
 
     def load_sites(self) -> None:
-        for row in self.unique(self.tables.get("sites", []), ("code",), "site code"):
+        for row in self.unique(self.tables.get("sites", []), ("code",), gettext("site code")):
             code = row.values["code"]
             if code in self.sites:
                 continue
@@ -814,7 +924,7 @@ class _Import:
                 self.new_sites.append(site)
 
     def load_versions(self) -> None:
-        for row in self.unique(self.tables.get("consent_versions", []), ("version",), "consent version"):
+        for row in self.unique(self.tables.get("consent_versions", []), ("version",), gettext("consent version")):
             v = row.values
             existing = self.versions.get(v["version"])
             if existing is not None:
@@ -822,7 +932,8 @@ class _Import:
                     self.problem(
                         row,
                         "effective_from",
-                        f"version {existing.version} is already in the registry with a different period",
+                        gettext("version %(version)s is already in the registry with a different period")
+                        % {"version": existing.version},
                     )
                 continue
             version = ConsentVersion(
@@ -832,18 +943,26 @@ class _Import:
                 self.versions[version.version] = version
                 self.new_versions.append(version)
 
-    def load_patients(self) -> None:
-        rows = self.unique(self.tables.get("patients", []), ("study_id",), "study ID")
-        in_registry = {
+    def prefetch(self) -> None:
+        """The registry's patients this chunk's study IDs and MRNs meet, read before the checks (which then
+        make no query, so the previous chunk's rows can be written meanwhile)."""
+        rows = self.tables.get("patients", [])
+        self.in_registry = {
             p.study_id: p
             for p in Patient.objects.filter(study_id__in=[r.values["study_id"] for r in rows]).select_related("site")
         }
-        mrns = {
+        self.registry_mrns = {
             (site, mrn): sid
             for site, mrn, sid in Patient.objects.filter(mrn__in={r.values["mrn"] for r in rows}).values_list(
                 "site__code", "mrn", "study_id"
             )
         }
+
+    def load_patients(self) -> None:
+        if not hasattr(self, "in_registry"):
+            self.prefetch()
+        rows = self.unique(self.tables.get("patients", []), ("study_id",), gettext("study ID"))
+        in_registry, mrns = self.in_registry, self.registry_mrns
         seen_mrn = self.seen_mrn
         for row in rows:
             v = row.values
@@ -851,35 +970,47 @@ class _Import:
                 self.problem(
                     row,
                     "study_id",
-                    "this study ID is already in the registry; the bundle is refused as a whole "
-                    "(import_bundle --update --reason ... --user ... updates existing patients)",
+                    gettext(
+                        "this study ID is already in the registry; the bundle is refused as a whole "
+                        "(import_bundle --update --reason ... --user ... updates existing patients)"
+                    ),
                 )
                 continue
             if self.update_reason and v["study_id"] not in in_registry and row.keys.get("record_id") is not None:
                 self.problem(
                     row,
                     "record_id",
-                    f"this patient was record {row.keys['record_id']} of the registry when exported but is no "
-                    "longer in it (deleted since the export?); an update does not bring deleted patients back",
+                    gettext(
+                        "this patient was record %(record)s of the registry when exported but is no longer in it "
+                        "(deleted since the export?); an update does not bring deleted patients back"
+                    )
+                    % {"record": row.keys["record_id"]},
                 )
                 continue
             site = self.sites.get(v["site"] or "")
             if site is None:
                 if v["site"]:
-                    self.problem(row, "site", "unknown site code: not in sites.csv nor in the registry")
+                    self.problem(row, "site", gettext("unknown site code: not in sites.csv nor in the registry"))
                 continue
             key = (site.code, v["mrn"])
             if key in seen_mrn:  # (before the registry: an earlier chunk of this bundle may be written already)
-                self.problem(row, "mrn", f"the same MRN is used by row {seen_mrn[key]} of the same site")
+                self.problem(
+                    row, "mrn", gettext("the same MRN is used by row %(row)s of the same site") % {"row": seen_mrn[key]}
+                )
                 continue
             if mrns.get(key, v["study_id"]) != v["study_id"]:
-                self.problem(row, "mrn", f"a patient of site {site.code} with this MRN is already in the registry")
+                self.problem(
+                    row,
+                    "mrn",
+                    gettext("a patient of site %(site)s with this MRN is already in the registry")
+                    % {"site": site.code},
+                )
                 continue
             seen_mrn[key] = row.line
             fields = {k: val for k, val in v.items() if k != "site"}
             for name in ("primary_tumour_other", "notes", "email"):
                 fields[name] = fields.get(name) or ""
-            patient = Patient(site=site, **fields)
+            patient = _new(Patient, fields, site=site)
             if self.clean(row, patient, exclude=["id", "site"]):
                 self.patients[patient.study_id] = patient
                 self.accept(row, patient)
@@ -891,7 +1022,7 @@ class _Import:
         study_id = row.values.get("study_id")
         patient = self.patients.get(study_id or "")
         if patient is None and study_id is not None and study_id not in self.bundle_ids:
-            self.problem(row, "study_id", "orphan row: this study ID is not in patients.csv")
+            self.problem(row, "study_id", gettext("orphan row: this study ID is not in patients.csv"))
         return patient
 
     def load_consents(self) -> set[str]:
@@ -902,14 +1033,16 @@ class _Import:
             version = self.versions.get(v["consent_version"] or "")
             if v["consent_version"] and version is None:
                 self.problem(
-                    row, "consent_version", "unknown consent version: not in consent_versions.csv nor in the registry"
+                    row,
+                    "consent_version",
+                    gettext("unknown consent version: not in consent_versions.csv nor in the registry"),
                 )
             if patient is None or version is None:
                 continue
             fields = {k: val for k, val in v.items() if k not in ("study_id", "consent_version")}
             for name in ("document_sha256", "withdrawal_scope", "withdrawal_reason"):
                 fields[name] = fields[name] or ""
-            consent = Consent(patient=patient, consent_version=version, **fields)
+            consent = _new(Consent, fields, patient=patient, consent_version=version)
             if self.clean(
                 row,
                 consent,
@@ -924,7 +1057,9 @@ class _Import:
 
     def load_procedures(self) -> None:
         for row in self.unique(
-            self.tables.get("procedures", []), ("study_id", "procedure_number"), "procedure number for this patient"
+            self.tables.get("procedures", []),
+            ("study_id", "procedure_number"),
+            gettext("procedure number for this patient"),
         ):
             patient = self.patient_for(row)
             if patient is None:
@@ -933,7 +1068,7 @@ class _Import:
             for name in ("cement_product", "cement_viscosity"):
                 fields[name] = fields[name] or ""
             fields["needle_gauge"] = int(fields["needle_gauge"]) if fields["needle_gauge"] else None
-            procedure = Procedure(patient=patient, **fields)
+            procedure = _new(Procedure, fields, patient=patient)
             if self.clean(row, procedure, exclude=["id", "patient"]):
                 self.procedures[(patient.study_id, procedure.procedure_number)] = procedure
                 self.procedure_rows[(patient.study_id, procedure.procedure_number)] = row
@@ -945,24 +1080,29 @@ class _Import:
         key = (row.values["study_id"], row.values.get("procedure_number"))
         procedure = self.procedures.get(key)  # type: ignore[arg-type]
         if procedure is None and key[1] is not None:
-            self.problem(row, "procedure_number", "orphan row: no such procedure for this patient in procedures.csv")
+            self.problem(
+                row, "procedure_number", gettext("orphan row: no such procedure for this patient in procedures.csv")
+            )
         return procedure
 
     def load_procedure_children(self) -> None:
         for row in self.unique(
-            self.tables.get("leakages", []), ("study_id", "procedure_number", "site"), "leakage site"
+            self.tables.get("leakages", []), ("study_id", "procedure_number", "site"), gettext("leakage site")
         ):
             procedure = self.procedure_for(row)
             if procedure is None:
                 continue
-            leakage = Leakage(
+            leakage = _new(
+                Leakage,
+                {
+                    "site": row.values["site"],
+                    "symptomatic": row.values["symptomatic"],
+                    "treatment_required": row.values["treatment_required"],
+                },
                 procedure=procedure,
-                site=row.values["site"],
-                symptomatic=row.values["symptomatic"],
-                treatment_required=row.values["treatment_required"],
             )
             if not procedure.leakage:
-                self.problem(row, "site", "procedures.csv says this procedure had no leakage (leakage = no)")
+                self.problem(row, "site", gettext("procedures.csv says this procedure had no leakage (leakage = no)"))
             elif self.clean(row, leakage, exclude=["id", "procedure"]):
                 self.children["leakages"].append((row, leakage))
                 self.accept(row, leakage)
@@ -970,7 +1110,7 @@ class _Import:
         for key, procedure in self.procedures.items():
             if procedure.leakage and key not in leaked and key[0] not in self.existing:  # (--update: see below)
                 row = self.procedure_rows[key]
-                self.problem(row, "leakage", "leakage = yes needs one row per leakage site in leakages.csv")
+                self.problem(row, "leakage", _leakage_rows_needed())
         for row in self.tables.get("complications", []):
             procedure = self.procedure_for(row)
             if procedure is None:
@@ -978,7 +1118,7 @@ class _Import:
             fields = {k: val for k, val in row.values.items() if k not in ("study_id", "procedure_number")}
             for name in ("severity", "description"):
                 fields[name] = fields[name] or ""
-            complication = Complication(procedure=procedure, **fields)
+            complication = _new(Complication, fields, procedure=procedure)
             if self.clean(row, complication, exclude=["id", "procedure"]):
                 self.children["complications"].append((row, complication))
                 self.accept(row, complication)
@@ -987,26 +1127,32 @@ class _Import:
         meds: dict[tuple[str, str], list[tuple[Row, Medication]]] = defaultdict(list)
         for row in self.tables.get("medications", []):
             key = (row.values.get("study_id"), row.values.get("timepoint"))
-            med = Medication(
-                drug=row.values["drug"], daily_dose=row.values["daily_dose"], route=row.values.get("route") or ""
+            med = _new(
+                Medication,
+                {
+                    "drug": row.values["drug"],
+                    "daily_dose": row.values["daily_dose"],
+                    "route": row.values.get("route") or "",
+                },
             )
             meds[key].append((row, med))  # type: ignore[index]
         for row in self.unique(
-            self.tables.get("followups", []), ("study_id", "timepoint"), "visit for this patient and timepoint"
+            self.tables.get("followups", []), ("study_id", "timepoint"), gettext("visit for this patient and timepoint")
         ):
             patient = self.patient_for(row)
             if patient is None:
                 continue
             fields = {k: val for k, val in row.values.items() if k != "study_id"}
             fields["deviation_note"] = fields["deviation_note"] or ""
-            visit = FollowUp(patient=patient, **fields)
+            visit = _new(FollowUp, fields, patient=patient)
             visit_meds = meds.pop((patient.study_id, visit.timepoint), [])
             if visit_meds and visit.status != FollowUp.Status.COMPLETED:
                 for med_row, _ in visit_meds:
                     self.problem(
                         med_row,
                         "timepoint",
-                        f"medications can only be recorded for a completed visit (this one is {visit.status})",
+                        gettext("medications can only be recorded for a completed visit (this one is %(status)s)")
+                        % {"status": visit.status},
                     )
             for _, med in visit_meds:
                 med.compute_derived()  # a blank route is the drug's usual one, before MME is derived
@@ -1022,14 +1168,18 @@ class _Import:
         for (study_id, timepoint), orphans in meds.items():
             for row, _ in orphans:
                 if study_id is not None and timepoint is not None and self.patient_for(row) is not None:
-                    self.problem(row, "timepoint", "orphan row: no such visit for this patient in followups.csv")
+                    self.problem(
+                        row, "timepoint", gettext("orphan row: no such visit for this patient in followups.csv")
+                    )
 
     def check_consent(self, consented: set[str]) -> None:
         clinical = [*self.tables.get("procedures", []), *self.tables.get("followups", [])]
         for row in clinical:
             study_id = row.values.get("study_id")
             if study_id in self.patients and study_id not in consented:
-                self.problem(row, "study_id", "no consent to registry use is recorded for this patient in consents.csv")
+                self.problem(
+                    row, "study_id", gettext("no consent to registry use is recorded for this patient in consents.csv")
+                )
 
     def run(self) -> None:
         """Check the rows of this job's patients (its chunk of the bundle)."""
@@ -1062,8 +1212,10 @@ class _Import:
                         1,
                         "record_id",
                         "",
-                        "--update needs the record_id and record_version columns of an identified export "
-                        "(export the patients from the registry, correct that bundle, then import it)",
+                        gettext(
+                            "--update needs the record_id and record_version columns of an identified export "
+                            "(export the patients from the registry, correct that bundle, then import it)"
+                        ),
                     )
                 )
                 continue
@@ -1083,8 +1235,11 @@ class _Import:
                             None,
                             "record_id",
                             str(pk),
-                            f"the consent of {_owner(current).study_id} signed {current.signed_date} is not in the "
-                            "bundle; --remove-missing never removes a consent record (withdraw it in the registry)",
+                            gettext(
+                                "the consent of %(study_id)s signed %(signed)s is not in the bundle; --remove-missing "
+                                "never removes a consent record (withdraw it in the registry)"
+                            )
+                            % {"study_id": _owner(current).study_id, "signed": current.signed_date},
                         )
                     )
                 else:
@@ -1096,12 +1251,13 @@ class _Import:
         if file == "patients":
             current: models.Model | None = self.existing[instance.study_id]  # type: ignore[attr-defined]
             if record_id is not None and record_id != current.pk:  # type: ignore[union-attr]
-                self.problem(row, "record_id", f"study ID {instance} is record {current.pk} in the registry")  # type: ignore[union-attr]
+                message = gettext("study ID %(id)s is record %(record)s in the registry")
+                self.problem(row, "record_id", message % {"id": instance, "record": current.pk})  # type: ignore[union-attr]
                 return
             record_id = current.pk  # type: ignore[union-attr]
         elif record_id is None:
             if loaded is not None:
-                self.problem(row, "record_version", "a row with a record_version needs its record_id")
+                self.problem(row, "record_version", gettext("a row with a record_version needs its record_id"))
             return  # a new row
         else:
             current = self.current[file].get(record_id)
@@ -1109,33 +1265,38 @@ class _Import:
                 self.problem(
                     row,
                     "record_id",
-                    "no such row of this patient in the registry (removed since the export?); "
-                    "leave record_id blank to add a new row",
+                    gettext(
+                        "no such row of this patient in the registry (removed since the export?); "
+                        "leave record_id blank to add a new row"
+                    ),
                 )
                 return
             parent = _PARENT.get(file)
             if parent in ("procedure", "followup"):
                 current_parent, bundle_parent = getattr(current, parent), getattr(instance, parent)
                 if current_parent.pk != bundle_parent.pk:
-                    what = (
-                        f"procedure {current_parent.procedure_number}"
-                        if parent == "procedure"
-                        else f"the {current_parent.timepoint} visit"
-                    )
+                    if parent == "procedure":
+                        what = gettext("procedure %(n)s") % {"n": current_parent.procedure_number}
+                    else:
+                        what = gettext("the %(timepoint)s visit") % {"timepoint": current_parent.timepoint}
                     self.problem(
                         row,
                         "procedure_number" if parent == "procedure" else "timepoint",
-                        f"this row belongs to {what} in the registry; an update does not move rows "
-                        "(leave its record_id blank to add it here, and remove the old one with --remove-missing)",
+                        gettext(
+                            "this row belongs to %(what)s in the registry; an update does not move rows (leave its "
+                            "record_id blank to add it here, and remove the old one with --remove-missing)"
+                        )
+                        % {"what": what},
                     )
                     return
         if loaded is None:
             self.problem(
-                row, "record_version", "is required to update a registry row (an identified export carries it)"
+                row, "record_version", gettext("is required to update a registry row (an identified export carries it)")
             )
             return
         if record_id in seen:
-            self.problem(row, "record_id", f"the same registry row is already given in row {seen[record_id]}")
+            message = gettext("the same registry row is already given in row %(row)s") % {"row": seen[record_id]}
+            self.problem(row, "record_id", message)
             return
         seen[record_id] = row.line
         assert current is not None
@@ -1143,7 +1304,8 @@ class _Import:
             self.problem(
                 row,
                 "record_version",
-                f"changed in the registry since the export: version {loaded} now {current.version}",  # type: ignore[attr-defined]
+                gettext("changed in the registry since the export: version %(then)s now %(now)s")
+                % {"then": loaded, "now": current.version},  # type: ignore[attr-defined]
             )
             return
         instance.pk = current.pk
@@ -1172,18 +1334,19 @@ class _Import:
             kept = [leak for leak in self.kept["leakages"] if leak.procedure_id == procedure.pk]  # type: ignore[attr-defined]
             listed = [leak for _, leak in self.accepted.get("leakages", []) if leak.procedure is procedure]  # type: ignore[attr-defined]
             if procedure.leakage and not kept and not listed:
-                self.problem(
-                    self.procedure_rows[key], "leakage", "leakage = yes needs one row per leakage site in leakages.csv"
-                )
+                self.problem(self.procedure_rows[key], "leakage", _leakage_rows_needed())
             if kept and not procedure.leakage:
                 self.problem(
                     self.procedure_rows[key],
                     "leakage",
-                    f"leakage = no, but the registry keeps {len(kept)} leakage row(s) of this procedure that "
-                    "leakages.csv leaves out ("
-                    + ", ".join(leak.site for leak in kept)
-                    + "): rows left out of a bundle "  # type: ignore[attr-defined]
-                    "are kept unless --remove-missing is given",
+                    ngettext(
+                        "leakage = no, but the registry keeps %(n)s leakage row of this procedure that leakages.csv "
+                        "leaves out (%(sites)s): rows left out of a bundle are kept unless --remove-missing is given",
+                        "leakage = no, but the registry keeps %(n)s leakage rows of this procedure that leakages.csv "
+                        "leaves out (%(sites)s): rows left out of a bundle are kept unless --remove-missing is given",
+                        len(kept),
+                    )
+                    % {"n": len(kept), "sites": ", ".join(leak.site for leak in kept)},  # type: ignore[attr-defined]
                 )
 
     # ------------------------------------------------------------------ cross-record rules
@@ -1224,7 +1387,7 @@ class _Import:
                             None,
                             p.field,
                             f"record_id {p.record.pk}",
-                            p.message + " (a registry row this bundle does not list)",
+                            gettext("%(problem)s (a registry row this bundle does not list)") % {"problem": p.message},
                         )
                     )
 
@@ -1252,11 +1415,20 @@ class _Import:
                 )
         AuditEvent.objects.bulk_create(events)
 
+    def new_batches(self) -> list[list[models.Model]]:
+        """This job's new rows, one list per model, parents first."""
+        if not self.existing:
+            return [[i for _, i in self.accepted.get(file, [])] for file in dictionary.KEYED_FILES]
+        return [[i for _, i in self.accepted.get(file, []) if self.is_new(i)] for file in dictionary.KEYED_FILES]
+
+    @property
+    def reason(self) -> str:
+        return f"Imported from bundle {self.source}"
+
     def write(self) -> None:
         """Insert this job's new patients with all their rows (COPY, a trail entry each); change the updated
         patients through the services."""
-        batches = [[i for _, i in self.accepted.get(file, []) if self.is_new(i)] for file in dictionary.KEYED_FILES]
-        copy_created(batches, user=self.user, reason=f"Imported from bundle {self.source}")
+        copy_created(self.new_batches(), user=self.user, reason=self.reason)
         if self.existing:
             self.write_updates()
 
@@ -1353,7 +1525,8 @@ class _Import:
                             obj.version = version  # type: ignore[attr-defined]
                     failed.append((op, exc))
                 except StaleEditError as exc:
-                    self.problems.append(op.problem("record_version", f"changed in the registry meanwhile: {exc}"))
+                    message = gettext("changed in the registry meanwhile: %(error)s") % {"error": exc}
+                    self.problems.append(op.problem("record_version", message))
                     raise BundleError(self.problems) from exc
             if len(failed) == len(pending):
                 for op, exc in failed:
@@ -1376,7 +1549,9 @@ class _Operation:
 
     def problem(self, variable: str, message: str) -> Problem:
         if self.row is None:
-            return Problem(self.file, None, variable, f"record_id {self.record.pk}", message)
+            return Problem(
+                self.file, None, variable, f"record_id {self.record.pk}", message
+            )  # (a column and its value)
         return Problem(self.row.file, self.row.line, variable, self.row.raw.get(variable, ""), message)
 
 
@@ -1398,17 +1573,20 @@ _SIMPLE_FIELDS: dict[type, tuple[type, ...]] = {
 @functools.cache
 def _field_checks(model: type[models.Model], exclude: tuple[str, ...]) -> list[tuple[Any, ...]]:
     """Model.clean_fields's checks of each field, prepared once: (field, attname, types it needs no
-    conversion for, choice keys, validators); types None: the field's own clean() is called."""
+    conversion for, choice keys, validators, whether it may be empty); types None: the field's own clean()
+    is called."""
     checks = []
     for f in model._meta.fields:
         if f.name in exclude or getattr(f, "generated", False):
             continue
         types = _SIMPLE_FIELDS.get(type(f))
         keys = None
-        if f.choices is not None:
+        if f.choices is not None and f.editable:
             keys = frozenset(k for k, _ in f.flatchoices)  # type: ignore[attr-defined]
         validators = tuple(_prepared_validator(v) for v in f.validators)
-        checks.append((f, f.attname, types, keys, validators))
+        # Field.validate (null, blank, choices) skips a field that is not editable (a derived value), so an
+        # empty one passes; its validators still run on a value.
+        checks.append((f, f.attname, types, keys, validators, f.blank or not f.editable))
     return checks
 
 
@@ -1429,10 +1607,10 @@ def _passes_full_clean(instance: models.Model, exclude: tuple[str, ...], today: 
     """True if `instance.full_clean(exclude, validate_unique=False, validate_constraints=False)` would pass:
     the same field checks (null, blank, choices, validators such as max_length and ranges) and the model's
     clean(), without building error lists. On False the caller runs full_clean itself for the messages."""
-    for f, attname, types, keys, validators in _field_checks(type(instance), exclude):
+    for f, attname, types, keys, validators, may_be_empty in _field_checks(type(instance), exclude):
         value = getattr(instance, attname)
         if value is None or value == "" or (type(value) in (list, tuple, dict) and not value):
-            if f.blank:
+            if may_be_empty:
                 continue
             return False  # null or blank where the field allows neither
         if types is None or type(value) not in types:
@@ -1625,11 +1803,13 @@ class _ModelSpec:
         self.label = model._meta.label
         self.fields = list(model._meta.concrete_fields)
         self.columns = ", ".join(connection.ops.quote_name(f.column) for f in self.fields)
-        self.relations = [f for f in self.fields if f.is_relation]
+        self.relations = [(f, f.target_field.attname) for f in self.fields if f.is_relation]
+        self.parent = next((f for f, _ in self.relations if f.name in ("patient", "procedure", "followup")), None)
         self.auto = [f for f in self.fields if getattr(f, "auto_now", False) or getattr(f, "auto_now_add", False)]
+        self.values = operator.attrgetter(*(f.attname for f in self.fields))
         self.prepared = [
-            f
-            for f in self.fields
+            (i, f)
+            for i, f in enumerate(self.fields)
             if isinstance(f, (models.FileField, models.JSONField))
             or f.get_internal_type() in ("DurationField", "UUIDField", "BinaryField", "FloatField")
         ]
@@ -1637,7 +1817,7 @@ class _ModelSpec:
         if not has_version_token(model):  # type: ignore[arg-type]
             skip.discard("version")
         self.trail = [
-            (f, not isinstance(f, (models.DecimalField, models.FloatField, models.FileField)))
+            (f.name, f.attname, not isinstance(f, (models.DecimalField, models.FloatField, models.FileField)), f)
             for f in self.fields
             if f.name not in skip
         ]
@@ -1647,23 +1827,24 @@ class _ModelSpec:
         return [r[0] for r in cursor.fetchall()]
 
     def line(self, obj: models.Model) -> str:
-        values = [getattr(obj, f.attname) for f in self.fields]
-        for f in self.prepared:
-            i = self.fields.index(f)
-            values[i] = f.get_db_prep_save(values[i], connection)
-            if isinstance(f, models.JSONField) and values[i] is not None:
-                values[i] = json.dumps(getattr(obj, f.attname), cls=f.encoder)
-        return "\t".join(_copy_text(v) for v in values) + "\n"
+        values = self.values(obj)
+        if self.prepared:
+            values = list(values)
+            for i, f in self.prepared:
+                values[i] = f.get_db_prep_save(values[i], connection)
+                if isinstance(f, models.JSONField) and values[i] is not None:
+                    values[i] = json.dumps(getattr(obj, f.attname), cls=f.encoder)
+        return "\t".join([_copy_text(v) for v in values]) + "\n"
 
     def changes(self, obj: models.Model) -> dict[str, list[Any]]:
         """{field: [None, value]} exactly as audit.services.row_values gives the created row."""
         out = {}
-        for f, plain_kind in self.trail:
-            value = getattr(obj, f.attname)
+        for name, attname, plain_kind, f in self.trail:
+            value = getattr(obj, attname)
             if plain_kind and (value is None or type(value) in (str, int, bool)):
-                out[f.name] = [None, value]  # what _plain(_field_value(...)) gives these unchanged
+                out[name] = [None, value]  # what _plain(_field_value(...)) gives these unchanged
             else:
-                out[f.name] = [None, _plain(_field_value(f, value))]
+                out[name] = [None, _plain(_field_value(f, value))]
         return out
 
 
@@ -1685,53 +1866,121 @@ _EVENT_COLUMNS = (
 )
 
 
+def created_payloads(
+    batches: list[list[models.Model]], *, user: Any, reason: str, cursor: Any
+) -> list[tuple[str, str]]:
+    """The COPY statements (and their text) that insert new rows (parents first) and one trail entry each:
+    the entries save_audited would write for each created row (the chain trigger links them). Primary keys
+    are taken from the tables' sequences here, so the rows can be sent later (by `CopyWriter`)."""
+    actor, username = _actor(user)
+    user_id = _copy_text(actor.pk if actor is not None else None)
+    head = "\t".join((user_id, _copy_text(username), AuditEvent.Action.CREATE))
+    tail = "\t".join((_copy_text(reason), "{}", ""))
+    now = timezone.now().isoformat()
+    dumps = json.JSONEncoder().encode
+    payloads: list[tuple[str, str]] = []
+    events: list[str] = []
+    owners: dict[int, tuple[str, str]] = {}  # id(parent) -> (study ID, site code), parents coming first
+    for batch in batches:
+        if not batch:
+            continue
+        spec = _spec(type(batch[0]))
+        label = _copy_text(spec.label)
+        lines = []
+        for obj, pk in zip(batch, spec.sequence_ids(cursor, len(batch)), strict=True):
+            obj.pk = pk
+            state = obj._state
+            for f, target in spec.relations:
+                parent = state.fields_cache.get(f.name)
+                if parent is not None:  # the parent's new key; the cache keeps the parent (as setattr would)
+                    obj.__dict__[f.attname] = getattr(parent, target)
+            for f in spec.auto:
+                f.pre_save(obj, True)
+            state.adding = False
+            state.db = connection.alias
+            lines.append(spec.line(obj))
+            parent = state.fields_cache.get(spec.parent.name) if spec.parent is not None else None
+            keys = owners.get(id(parent)) if parent is not None else None
+            if keys is None:
+                keys = owner_keys(obj)  # (a patient, or a parent from elsewhere)
+            owners[id(obj)] = keys
+            events.append(
+                "\t".join(
+                    (
+                        now,
+                        head,
+                        label,
+                        str(pk),
+                        _copy_text(str(obj)[:200]),
+                        _copy_text(keys[0]),
+                        _copy_text(keys[1]),
+                        _copy_text(dumps(spec.changes(obj))),
+                        tail,
+                    )
+                )
+                + "\n"
+            )
+        payloads.append((f"COPY {spec.table} ({spec.columns}) FROM STDIN", "".join(lines)))
+    if events:
+        payloads.append((f"COPY {AuditEvent._meta.db_table} ({_EVENT_COLUMNS}) FROM STDIN", "".join(events)))
+    return payloads
+
+
 def copy_created(batches: list[list[models.Model]], *, user: Any, reason: str) -> int:
     """Insert new rows (parents first) and one trail entry each, with COPY, in the caller's transaction.
     The trail entries are those save_audited would write for each created row (the chain trigger links them)."""
     if not _postgres():
         return _bulk_created(batches, user=user, reason=reason)
-    actor, username = _actor(user)
-    user_id = _copy_text(actor.pk if actor is not None else None)
-    head = "\t".join((user_id, _copy_text(username), AuditEvent.Action.CREATE))
-    tail = "\t".join((_copy_text(reason), "{}", ""))
-    events: list[str] = []
     with connection.cursor() as cursor:
-        for batch in batches:
-            if not batch:
-                continue
-            spec = _spec(type(batch[0]))
-            for obj, pk in zip(batch, spec.sequence_ids(cursor, len(batch)), strict=True):
-                obj.pk = pk
-                for f in spec.relations:
-                    if f.is_cached(obj):  # type: ignore[attr-defined]
-                        setattr(obj, f.name, f.get_cached_value(obj))  # type: ignore[attr-defined]  # sets the key, keeps the cache
-                for f in spec.auto:
-                    f.pre_save(obj, True)
-            _copy(cursor, spec.table, spec.columns, (spec.line(obj) for obj in batch))
-            now = timezone.now().isoformat()
-            label = _copy_text(spec.label)
-            for obj in batch:
-                obj._state.adding = False
-                obj._state.db = connection.alias
-                study_id, site_code = owner_keys(obj)
-                events.append(
-                    "\t".join(
-                        (
-                            now,
-                            head,
-                            label,
-                            str(obj.pk),
-                            _copy_text(str(obj)[:200]),
-                            _copy_text(study_id),
-                            _copy_text(site_code),
-                            _copy_text(json.dumps(spec.changes(obj))),
-                            tail,
-                        )
-                    )
-                    + "\n"
-                )
-        _copy(cursor, AuditEvent._meta.db_table, _EVENT_COLUMNS, events)
-    return len(events)
+        payloads = created_payloads(batches, user=user, reason=reason, cursor=cursor)
+        for sql, text in payloads:
+            cursor.copy_expert(sql, io.StringIO(text), 1 << 20)
+    return sum(len(b) for b in batches)
+
+
+class CopyWriter:
+    """Sends one chunk's COPY statements on the import's own connection (so in its transaction) from a
+    thread: PostgreSQL inserts those rows (the chain trigger hashes each trail entry, the indexes) on another
+    core while this process checks the next chunk. psycopg2 releases the GIL while it sends and waits.
+    The connection serves one statement at a time: a query of the main thread meanwhile (`guard`, an
+    execute wrapper) first waits for the writer."""
+
+    def __init__(self) -> None:
+        self.thread: threading.Thread | None = None
+        self.error: BaseException | None = None
+
+    def start(self, payloads: list[tuple[str, str]]) -> None:
+        self.join()
+        raw = connection.connection  # the psycopg2 connection of this thread's Django connection
+
+        def send() -> None:
+            try:
+                with raw.cursor() as cursor:
+                    for sql, text in payloads:
+                        cursor.copy_expert(sql, io.StringIO(text), 1 << 20)
+            except BaseException as exc:  # raised in the main thread by join()
+                self.error = exc
+
+        self.thread = threading.Thread(target=send, name="import-writer", daemon=True)
+        self.thread.start()
+
+    def join(self) -> None:
+        if self.thread is not None:
+            self.thread.join()
+            self.thread = None
+        if self.error is not None:
+            error, self.error = self.error, None
+            with connection.wrap_database_errors:  # psycopg2's errors as Django's (IntegrityError...)
+                raise error
+
+    def wait(self) -> None:
+        if self.thread is not None:
+            self.thread.join()
+            self.thread = None
+
+    def guard(self, execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        self.join()
+        return execute(sql, params, many, context)
 
 
 def _bulk_created(batches: list[list[models.Model]], *, user: Any, reason: str) -> int:
@@ -1742,7 +1991,7 @@ def _bulk_created(batches: list[list[models.Model]], *, user: Any, reason: str) 
             continue
         spec = _spec(type(batch[0]))
         for obj in batch:
-            for f in spec.relations:
+            for f, _ in spec.relations:
                 if f.is_cached(obj):  # type: ignore[attr-defined]
                     setattr(obj, f.name, f.get_cached_value(obj))  # type: ignore[attr-defined]
         type(batch[0])._default_manager.bulk_create(batch, batch_size=500)
@@ -1833,29 +2082,53 @@ def import_bundle(
             head.load_versions()
             keys = _stage_keys(staged)
             heads_written = False
-            for first in range(0, len(keys), chunk_patients):
-                tables = _staged_rows(staged, keys[first : first + chunk_patients])
-                before = problems.total
-                for rows in tables.values():
-                    _parse_rows(rows, today, problems)
-                if problems.total > before:
-                    continue  # cells that do not parse: the rows are not checked further
-                job = _Import(
-                    tables,
-                    user=user,
-                    source=path.name,
-                    update_reason=update_reason,
-                    remove_missing=remove_missing,
-                    head=head,
-                )
-                job.run()
-                if problems.total:
-                    continue  # nothing more is written; the other chunks are still checked
-                if not heads_written:
-                    head.write_heads()
-                    heads_written = True
-                job.write()
-                del job, tables
+            # Plain imports on PostgreSQL: chunk k's rows are sent (a thread, the same connection) while
+            # chunk k+1 is checked, which needs no query; reads and sequence numbers happen between.
+            writer = CopyWriter() if _postgres() and not update_reason else None
+            pending: list[tuple[str, str]] = []
+            try:
+                with connection.execute_wrapper(writer.guard) if writer else contextlib.nullcontext():
+                    for first in range(0, len(keys), chunk_patients):
+                        tables = _staged_rows(staged, keys[first : first + chunk_patients])
+                        before = problems.total
+                        for rows in tables.values():
+                            _parse_rows(rows, today, problems)
+                        job = _Import(
+                            tables,
+                            user=user,
+                            source=path.name,
+                            update_reason=update_reason,
+                            remove_missing=remove_missing,
+                            head=head,
+                        )
+                        if problems.total == before:
+                            job.prefetch()
+                        if pending:
+                            writer.start(pending)  # type: ignore[union-attr]
+                            pending = []
+                        if problems.total == before:  # (cells that do not parse: the rows are not checked further)
+                            job.run()
+                        if writer:
+                            writer.join()
+                        if problems.total:
+                            continue  # nothing more is written; the other chunks are still checked
+                        if not heads_written:
+                            head.write_heads()
+                            heads_written = True
+                        if writer:
+                            with connection.cursor() as cursor:
+                                pending = created_payloads(
+                                    job.new_batches(), user=user, reason=job.reason, cursor=cursor
+                                )
+                        else:
+                            job.write()
+                        del job, tables
+                    if pending:
+                        writer.start(pending)  # type: ignore[union-attr]
+                        writer.join()  # type: ignore[union-attr]
+            finally:
+                if writer:
+                    writer.wait()  # (an error elsewhere: the connection is free before the rollback)
             if problems.total:
                 raise BundleError(problems)
             with connection.cursor() as cursor:
