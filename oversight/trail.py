@@ -54,6 +54,33 @@ FOREIGN_NAMES = {
 }
 
 
+# The keys of an event's details (exports, reads, searches, API calls, self-reports).
+DETAIL_NAMES = {
+    "page": _("Page"),
+    "term": _("Search term"),
+    "filters": _("Filters"),
+    "document_matches_sha256": _("Document matches its SHA-256"),
+    "api_token": _("API token"),
+    "path": _("Address"),
+    "query": _("Query"),
+    "status": _("Status"),
+    "name": _("Name"),
+    "export_log": _("Export"),
+    "level": _("Level"),
+    "shape": _("Shape"),
+    "counts": _("Rows"),
+    "updated": _("Updated"),
+    "removed": _("Removed"),
+    "query_message": _("Query message"),
+    "entered_by": _("Entered by"),
+    "link": _("Self-report link"),
+    "timepoint": _("Visit"),
+    "correction": _("Correction"),
+    "review": _("Review"),
+    "corrections": _("Corrections"),
+}
+
+
 @dataclass(frozen=True)
 class Change:
     field: str  # the stored name, for the CSV reader and the title attribute
@@ -67,6 +94,19 @@ class Entry:
     event: AuditEvent
     record: str  # the record's name, "" for an event about no record (a log-in)
     changes: list[Change] = field(default_factory=list)
+
+    @property
+    def details(self) -> list[tuple[str, str]]:
+        """The event's details (what was exported, which page was read) by their names."""
+        return [(str(DETAIL_NAMES.get(k, k)), _detail(v)) for k, v in (self.event.extra or {}).items()]
+
+
+def _detail(value: Any) -> str:
+    if isinstance(value, bool):
+        return gettext("Yes") if value else gettext("No")
+    if isinstance(value, (list, dict)):
+        return json.dumps(value, ensure_ascii=False)
+    return "" if value is None else str(value)
 
 
 def _meta(label: str) -> Any:

@@ -12,6 +12,7 @@ import pytest
 from django.urls import reverse
 from django.utils import formats, translation
 
+from audit.services import record_search
 from outcomes.models import FollowUp, Medication
 from outcomes.services import record_visit
 from oversight import trail
@@ -173,3 +174,9 @@ def test_the_trail_reads_in_chinese(admin_client, site, nurse):
     assert "已创建" in text and "随访" in text  # the action and the record's name
     for english in ("Created", "Follow-up visit", "events; times in UTC", "Old value", "Download CSV"):
         assert english not in text
+
+
+def test_an_events_details_read_by_their_names(admin_client, nurse):
+    record_search(user=nurse, term="Wang")
+    text = _text(admin_client.get(reverse("oversight:index"), {"action": "search"}))
+    assert "Search term: Wang" in text  # the key "term" by its name
