@@ -16,15 +16,18 @@ scored, 8 not), opioids with buprenorphine and IV/subcutaneous routes (MME
 unknown), deaths (some on the day of the procedure, some recorded as a
 "deceased" visit). Derived values come from the models' own derivations.
 
-Rows are written with bulk_create in batches, each with its CREATE entry in
-the audit trail written in bulk as `import_bundle` does. It refuses a database
-that already holds patients unless `--flush` is given (which empties it).
+Rows are written by the importer's COPY writer (`exchange.importer`: the same
+write path as `import_bundle`, each row with its CREATE entry in the audit
+trail), in one transaction: on PostgreSQL a batch of 2,000 patients is sent by
+a thread while the next one is generated. It refuses a database that already
+holds patients unless `--flush` is given (which empties it).
 """
 
 import datetime
 import random
 import sys
 import time
+from contextlib import nullcontext
 from decimal import Decimal
 from typing import Any
 
@@ -35,6 +38,7 @@ from django.db import connection, transaction
 from accounts.models import Site
 from audit.models import AuditEvent
 from audit.services import change_event, row_values
+from exchange.importer import CopyWriter, copy_created, created_payloads
 from outcomes.models import ODI_FIELDS, FollowUp, Medication
 from patients.models import Consent, ConsentVersion, Patient
 from procedures.models import Complication, Leakage, Procedure
@@ -90,13 +94,27 @@ class Command(BaseCommand):
         today = options["today"] or dates.today()
         started = time.perf_counter()
         generator = Generator(seed, today)
-        with transaction.atomic():
-            generator.setup()
-        for start in range(0, n, BATCH):
-            with transaction.atomic():
-                generator.batch(start, min(n, start + BATCH))
-            if options["verbosity"] > 1:
-                print(f"  {min(n, start + BATCH):,} patients", file=sys.stderr)
+        # One transaction; on PostgreSQL each batch's rows are sent (a thread, the same connection) while
+        # the next batch is generated, which makes no query.
+        writer = CopyWriter() if connection.vendor == "postgresql" else None
+        try:
+            with transaction.atomic(), connection.execute_wrapper(writer.guard) if writer else nullcontext():
+                generator.setup()
+                for start in range(0, n, BATCH):
+                    batches = generator.batch(start, min(n, start + BATCH))
+                    if writer:
+                        writer.join()
+                        with connection.cursor() as cursor:
+                            writer.start(created_payloads(batches, user=None, reason=generator.reason, cursor=cursor))
+                    else:
+                        copy_created(batches, user=None, reason=generator.reason)
+                    if options["verbosity"] > 1:
+                        print(f"  {min(n, start + BATCH):,} patients", file=sys.stderr)
+                if writer:
+                    writer.join()
+        finally:
+            if writer:
+                writer.wait()
         with connection.cursor() as cursor:
             cursor.execute("ANALYZE")
         self.stdout.write(
@@ -139,36 +157,21 @@ class Generator:
     def _version_on(self, day: datetime.date) -> ConsentVersion:
         return next(v for v in self.versions if v.in_force_on(day))
 
-    def batch(self, start: int, stop: int) -> None:
+    def batch(self, start: int, stop: int) -> list[list[Any]]:
+        """The rows of patients start..stop-1, one list per model, parents first (as the COPY writer takes them)."""
         rows: dict[type, list[Any]] = {m: [] for m in (Patient, Consent, Procedure, Leakage, Complication)}
         visits: list[tuple[FollowUp, list[Medication]]] = []
         for i in range(start, stop):
             rng = random.Random(self.seed * 1_000_003 + i)  # each patient from its own stream: batch-independent
             self._patient(rng, i, rows, visits)
-        owner: dict[int, tuple[str, str]] = {}
-        events: list[AuditEvent] = []
-
-        def write(model: type, objs: list[Any], key: Any) -> None:
-            model.objects.bulk_create(objs, batch_size=1000)
-            for obj in objs:
-                study_id, site_code = key(obj)
-                events.append(self._event(obj, study_id, site_code))
-            self.totals[model._meta.verbose_name_plural] = self.totals.get(model._meta.verbose_name_plural, 0) + len(
-                objs
-            )
-
-        patients = rows[Patient]
-        write(Patient, patients, lambda p: (p.study_id, p.site.code))
-        owner.update({id(p): (p.study_id, p.site.code) for p in patients})  # FKs set from the parents by bulk_create
-        write(Consent, rows[Consent], lambda c: owner[id(c.patient)])
-        write(Procedure, rows[Procedure], lambda p: owner[id(p.patient)])
-        write(Leakage, rows[Leakage], lambda r: owner[id(r.procedure.patient)])
-        write(Complication, rows[Complication], lambda r: owner[id(r.procedure.patient)])
         followups = [f for f, _ in visits]
-        write(FollowUp, followups, lambda f: owner[id(f.patient)])
         meds = [m for _, ms in visits for m in ms]
-        write(Medication, meds, lambda m: owner[id(m.followup.patient)])
-        AuditEvent.objects.bulk_create(events, batch_size=2000)
+        batches = [rows[Patient], rows[Consent], rows[Procedure], rows[Leakage], rows[Complication], followups, meds]
+        models = (Patient, Consent, Procedure, Leakage, Complication, FollowUp, Medication)
+        for batch, model in zip(batches, models, strict=True):
+            name = model._meta.verbose_name_plural
+            self.totals[name] = self.totals.get(name, 0) + len(batch)
+        return batches
 
     def _patient(self, rng: random.Random, i: int, rows: dict[type, list[Any]], visits: list) -> None:
         today = self.today
@@ -333,7 +336,7 @@ class Generator:
             proc.discharge_date = day
         rows[Procedure].append(proc)
         if leak:
-            for site in set(rng.choices(LEAK_SITES, weights=LEAK_WEIGHTS, k=rng.choice([1, 1, 1, 2, 3]))):
+            for site in dict.fromkeys(rng.choices(LEAK_SITES, weights=LEAK_WEIGHTS, k=rng.choice([1, 1, 1, 2, 3]))):
                 rows[Leakage].append(
                     Leakage(procedure=proc, site=site, symptomatic=rng.random() < 0.08, treatment_required=False)
                 )
@@ -368,7 +371,8 @@ class Generator:
         for field, value in zip(ODI_FIELDS, answers, strict=True):
             setattr(f, field, value)
         meds = []
-        for drug in {_weighted(rng, DRUGS) for _ in range(rng.choice([0, 1, 1, 2, 2, 3] if base else [0, 0, 1, 1, 2]))}:
+        draws = range(rng.choice([0, 1, 1, 2, 2, 3] if base else [0, 0, 1, 1, 2]))
+        for drug in dict.fromkeys(_weighted(rng, DRUGS) for _ in draws):  # (a set's order would vary per process)
             low, high = DOSES[drug]
             dose = Decimal(str(round(rng.uniform(low, high), 1 if high < 5 else 0)))
             route = "transdermal" if drug == "fentanyl_td" else ""
