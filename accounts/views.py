@@ -16,6 +16,7 @@ from django_otp import login as otp_login
 
 from accounts import second_factor
 from accounts.forms import CodeForm, EnrolForm, PasswordConfirmForm
+from accounts.models import User
 from accounts.signals import account_changed
 
 
@@ -166,16 +167,19 @@ def language(request: HttpRequest) -> HttpResponse:
     return response
 
 
-GUIDE_ROLES = ("nurse", "investigator", "monitor", "admin")
+# One page per role (templates/guide/<role>.html), titled with the role's own label.
+GUIDES = {
+    role.value: role.label for role in (User.Role.NURSE, User.Role.INVESTIGATOR, User.Role.MONITOR, User.Role.ADMIN)
+}
 
 
 @login_required
 def guide(request: HttpRequest, role: str = "") -> HttpResponse:
-    """The user guide: one printable page per role, the reader's own role first."""
+    """The user guide: a printable page per role; /help/ opens the reader's own."""
     if not role:
-        user = request.user
-        own = "admin" if user.is_registry_admin else user.role  # type: ignore[union-attr]
-        return redirect("guide_role", role=own if own in GUIDE_ROLES else "nurse")
-    if role not in GUIDE_ROLES:
+        own = "admin" if request.user.is_registry_admin else request.user.role  # type: ignore[union-attr]
+        return redirect("guide_role", role=own)
+    if role not in GUIDES:
         raise Http404(_("There is no guide for that role."))
-    return render(request, f"guide/{role}.html", {"roles": GUIDE_ROLES, "role": role})
+    context = {"guides": list(GUIDES.items()), "role": role, "role_title": GUIDES[role]}
+    return render(request, f"guide/{role}.html", context)

@@ -12,10 +12,12 @@ from typing import Any
 from django import forms
 from django.core.exceptions import ObjectDoesNotExist, ValidationError
 from django.db import models
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 
 from registry.dates import today
 
-YES_NO = [(True, "Yes"), (False, "No")]
+YES_NO = [(True, _("Yes")), (False, _("No"))]
 
 
 def join_codes(codes: Sequence[str], options: Sequence[tuple[str, str]]) -> str:
@@ -71,10 +73,19 @@ class MultiChoiceField(models.CharField):
         try:
             canonical = join_codes(split_codes(value), self.options)
         except ValueError as exc:
-            raise ValidationError(str(exc).capitalize(), code="invalid_choice") from exc
+            # join_codes speaks to importers (English in their reports); the form reader gets her language.
+            raise ValidationError(
+                gettext("Unknown code %(code)s; expected one of %(codes)s.")
+                % {
+                    "code": next(c for c in split_codes(value) if c not in dict(self.options)),
+                    "codes": ", ".join(c for c, _ in self.options),
+                },
+                code="invalid_choice",
+            ) from exc
         if value and canonical != value:
             raise ValidationError(
-                f"Codes must be listed once each, in the order {'|'.join(c for c, _ in self.options)}."
+                gettext("Codes must be listed once each, in the order %(order)s.")
+                % {"order": "|".join(c for c, _ in self.options)}
             )
 
     def formfield(self, **kwargs: Any) -> Any:
@@ -85,7 +96,7 @@ class MultiChoiceField(models.CharField):
 
 def not_in_future(value: datetime.date) -> None:
     if value and value > today():
-        raise ValidationError("Date cannot be in the future.", code="future_date")
+        raise ValidationError(gettext("Date cannot be in the future."), code="future_date")
 
 
 def related_or_none(instance: models.Model, name: str) -> Any:

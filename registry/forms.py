@@ -15,6 +15,9 @@ from crispy_forms.layout import Layout
 from django import forms
 from django.core.exceptions import ValidationError
 from django.db import models
+from django.db.models.utils import get_blank_choice_label
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 
 from registry.errors import StaleEditError
 from registry.fields import YES_NO
@@ -53,6 +56,23 @@ def show_as_entered(form: forms.BaseForm) -> None:
             form.initial[name] = as_entered(value)
 
 
+def short_blank_choices(form: forms.BaseForm, label: str) -> None:
+    """Drop-downs whose empty option is Django's generic one ("- Select an option -", cut off in a
+    narrow column) show `label` instead, a short word the caller translates; radios and empty options
+    that say something ("Not assessed") keep theirs."""
+    generic = {get_blank_choice_label(), "---------"}
+    for field in form.fields.values():
+        if isinstance(field.widget, forms.RadioSelect) or not isinstance(field.widget, forms.Select):
+            continue
+        if isinstance(field, forms.ModelChoiceField):
+            if field.empty_label is not None:
+                field.empty_label = label
+        elif isinstance(field, forms.ChoiceField):
+            choices = list(field.choices)
+            if choices and choices[0][0] in ("", None) and str(choices[0][1]) in generic:
+                field.choices = [("", label), *choices[1:]]
+
+
 class EditMixin(forms.Form):
     """Reason for change and the optimistic-concurrency token of an edit form.
 
@@ -62,8 +82,8 @@ class EditMixin(forms.Form):
 
     version = forms.IntegerField(widget=forms.HiddenInput, required=False)
     reason = forms.CharField(
-        label="Reason for change",
-        help_text="Goes into the audit trail, e.g. 'transcription error on the paper CRF'.",
+        label=_("Reason for change"),
+        help_text=_("Goes into the audit trail, e.g. 'transcription error on the paper CRF'."),
         widget=forms.TextInput(),
     )
 
@@ -124,7 +144,8 @@ def error_summary(*forms_: Any) -> list[tuple[str, str, str]]:
         if isinstance(item, forms.BaseFormSet):
             out.extend(("", item.summary_title, str(e)) for e in item.non_form_errors())  # type: ignore[attr-defined]
             for number, form in enumerate(item.forms, start=1):
-                one(form, f"{item.summary_title} row {number}: ")  # type: ignore[attr-defined]
+                title = item.summary_title  # type: ignore[attr-defined]
+                one(form, gettext("%(title)s row %(number)s: ") % {"title": title, "number": number})
         elif item is not None:
             one(item)
     return out
@@ -162,7 +183,7 @@ class ChildFormSet(forms.BaseInlineFormSet):
     def add_fields(self, form: forms.BaseForm, index: int | None) -> None:
         super().add_fields(form, index)
         if "DELETE" in form.fields:
-            form.fields["DELETE"].label = "Remove this row"
+            form.fields["DELETE"].label = _("Remove this row")
 
     def _kept_forms(self) -> list[ChildRowForm]:
         return [

@@ -21,6 +21,7 @@ from urllib.parse import unquote_to_bytes
 from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.template.loader import render_to_string
+from django.utils import translation
 from django.utils.cache import add_never_cache_headers
 from django.utils.html import escape
 from django.utils.translation import gettext as _
@@ -84,14 +85,20 @@ class BadInputMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        problem = self.problem(request)
-        if problem:
-            where, what = problem
-            message = _("Bad request: %(where)s %(what)s. Remove it and try again.") % {"where": where, "what": what}
-            return HttpResponseBadRequest(
-                f'<!doctype html><html lang="en"><title>{escape(_("Bad request"))}</title>'
-                f"<h1>{escape(_('Bad request'))}</h1><p>{escape(message)}</p></html>"
-            )
+        # Before LocaleMiddleware and the session on purpose (nothing may read bad bytes first),
+        # so the refusal picks the reader's language itself: the switcher's cookie or the browser's.
+        with translation.override(translation.get_language_from_request(request)):
+            problem = self.problem(request)
+            if problem:
+                where, what = problem
+                message = _("Bad request: %(where)s %(what)s. Remove it and try again.") % {
+                    "where": where,
+                    "what": what,
+                }
+                return HttpResponseBadRequest(
+                    f'<!doctype html><html lang="{translation.get_language()}"><title>{escape(_("Bad request"))}</title>'
+                    f"<h1>{escape(_('Bad request'))}</h1><p>{escape(message)}</p></html>"
+                )
         return self.get_response(request)
 
     def problem(self, request: HttpRequest) -> tuple[str, str] | None:

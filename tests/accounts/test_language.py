@@ -111,3 +111,59 @@ def test_numbers_and_dates_on_pages_follow_the_locale():
     with translation.override("en"):
         assert formats.date_format(day) == "March 9, 2026"
         assert formats.localize(7.25) == "7.25"
+
+
+def test_the_log_in_page_reads_in_chinese(client):
+    page = client.get("/accounts/login/", HTTP_ACCEPT_LANGUAGE="zh-hans").content.decode()
+    assert '<h1 class="h3 mb-3">登录</h1>' in page
+    assert "用户名" in page  # Django's own label of the username field, from Django's catalogue
+    assert "Log in" not in page and "Skip to content" not in page
+
+
+def test_form_kit_messages_follow_the_language():
+    from registry.errors import StaleEditError
+    from registry.fields import not_in_future
+
+    with translation.override("zh-hans"):
+        assert "已被他人修改" in str(StaleEditError("S1-001"))
+        try:
+            not_in_future(datetime.date(2999, 1, 1))
+        except Exception as exc:  # ValidationError
+            assert exc.messages == ["日期不能晚于今天。"]
+
+
+@pytest.mark.parametrize(
+    ("user_fixture", "role", "heading"),
+    [
+        ("nurse", "nurse", "研究护士"),
+        ("investigator", "investigator", "研究者"),
+        ("monitor", "monitor", "监查员"),
+        ("admin_user", "admin", "管理员"),
+    ],
+)
+def test_help_opens_the_readers_own_guide_in_her_language(client, request, user_fixture, role, heading):
+    user = request.getfixturevalue(user_fixture)
+    user.language = "zh-hans"
+    user.save()
+    client.force_login(user)
+    response = client.get("/help/")
+    assert response.status_code == 302 and response["Location"] == f"/help/{role}/"
+    page = client.get(response["Location"]).content.decode()
+    assert f"用户指南：{heading}" in page
+    assert 'href="/help/">帮助</a>' in page  # the header's link
+    assert 'media="print"' in page  # printable: the print stylesheet hides the navigation
+    for other in ("nurse", "investigator", "monitor", "admin"):
+        assert f'href="/help/{other}/"' in page  # every role's guide is one click away
+
+
+def test_the_english_guide_names_the_buttons_the_pages_show(client, nurse):
+    client.force_login(nurse)
+    page = client.get("/help/nurse/", HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    assert "User guide: Research nurse" in page
+    for label in ("Worklist", "Record visit", "Enrol a patient"):
+        assert label in page
+
+
+def test_an_unknown_guide_is_a_404(client, nurse):
+    client.force_login(nurse)
+    assert client.get("/help/surgeon/").status_code == 404

@@ -5,11 +5,13 @@ defaults are 5 and 30 (registry/settings.py).
 """
 
 import datetime
+import html
 
 import pytest
 from axes.models import AccessAttempt
 from django.test import Client
 from django.utils import timezone
+from django.utils.formats import date_format
 
 from audit.models import AuditEvent
 from tests.factories import PASSWORD, UserFactory
@@ -44,8 +46,9 @@ def test_one_username_guessed_from_many_addresses_is_locked(nurse):
     assert locked(response)
     # she can try again after the 30-minute cool-off counted from the last failure (this request)
     page = response.content.decode()
-    later = timezone.now() + datetime.timedelta(minutes=30)
-    assert any((later + datetime.timedelta(minutes=d)).strftime("%H:%M") in page for d in (-1, 0, 1))
+    later = timezone.localtime() + datetime.timedelta(minutes=30)
+    shown = (date_format(later + datetime.timedelta(minutes=d), "DATETIME_FORMAT") for d in (-1, 0, 1))
+    assert any(html.escape(s) in page for s in shown)  # in the reader's locale (Django's formats)
     assert succeeded(log_in("investigator_x", "irrelevant", ip="10.0.1.99")) is False  # unknown name: plain failure
     UserFactory(username="colleague")
     assert succeeded(log_in("colleague", PASSWORD, ip="10.0.1.1"))  # the addresses themselves are not locked
