@@ -228,7 +228,8 @@ def value_text(f: models.Field | None, value: Any, foreign: dict[tuple[str, str]
     if isinstance(f, models.DateField):
         return _date(value)
     if isinstance(f, (models.DecimalField, models.FloatField, models.IntegerField)):
-        return measures.record(value, f.name)
+        exact = measures.number(value)  # the trail keeps decimals as text: "7.0"
+        return measures.record(value if exact is None else exact, f.name)
     return str(value)
 
 

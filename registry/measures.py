@@ -54,27 +54,28 @@ def rule(measure: str) -> Rule | None:
     return RULES.get(ALIASES.get(measure, measure))
 
 
-def _decimal(value: Any) -> decimal.Decimal | None:
+def number(value: Any) -> decimal.Decimal | None:
+    """A value as an exact decimal (a float by its shortest repr); None when it is not a finite number."""
     if isinstance(value, bool) or value is None or value == "":
         return None
     try:
-        number = decimal.Decimal(str(value))
+        exact = decimal.Decimal(str(value))
     except (decimal.InvalidOperation, ValueError):
         return None
-    return number if number.is_finite() else None
+    return exact if exact.is_finite() else None
 
 
 def as_entered(value: Any, places: int | None = None) -> decimal.Decimal | None:
     """A stored decimal without the padding zeros its column adds: 7.0 -> 7, 60.000 -> 60, 7.5 -> 7.5.
 
     `places` first rounds off float noise (a VAS computed as 35 / 10). None when not a number."""
-    number = _decimal(value)
-    if number is None:
+    exact = number(value)
+    if exact is None:
         return None
     if places is not None:
-        number = number.quantize(decimal.Decimal(1).scaleb(-places), rounding=decimal.ROUND_HALF_UP)
+        exact = exact.quantize(decimal.Decimal(1).scaleb(-places), rounding=decimal.ROUND_HALF_UP)
     # normalize() alone writes 60 as 6E+1; quantizing to its own exponent keeps plain digits.
-    normal = number.normalize()
+    normal = exact.normalize()
     return normal.quantize(decimal.Decimal(1)) if normal.as_tuple().exponent > 0 else normal  # type: ignore[operator]
 
 
@@ -82,10 +83,10 @@ def fixed(value: Any, decimals: int, *, localize: bool = True) -> str:
     """A number at fixed decimals, rounded half up, in the active language's format (or plain, for files).
 
     An undefined value (None) is a dash."""
-    number = _decimal(value)
-    if number is None:
+    exact = number(value)
+    if exact is None:
         return DASH if value is None else str(value)
-    text = str(floatformat(number, f"{int(decimals)}" if localize else f"{int(decimals)}u"))
+    text = str(floatformat(exact, f"{int(decimals)}" if localize else f"{int(decimals)}u"))
     return text[1:] if text.startswith("-") and not text.strip("-0.,") else text  # -0.00 reads 0.00
 
 
@@ -95,23 +96,25 @@ def record(value: Any, measure: str, *, localize: bool = True) -> str:
         return ""
     if isinstance(value, bool):
         return str(value)
-    number = _decimal(value)
-    if number is None:
-        return str(value)
     found = rule(measure)
+    if found is None and isinstance(value, str):
+        return value  # text of a field without a rule stays as typed (an MRN "007" is not 7)
+    exact = number(value)
+    if exact is None:
+        return str(value)
     if found is None:
-        return _plain(as_entered(number), localize)
+        return _plain(as_entered(exact), localize)
     if found.record is None:
-        return _plain(as_entered(number, found.places), localize)
-    return fixed(number, found.record, localize=localize)
+        return _plain(as_entered(exact, found.places), localize)
+    return fixed(exact, found.record, localize=localize)
 
 
-def _plain(number: decimal.Decimal | None, localize: bool) -> str:
+def _plain(exact: decimal.Decimal | None, localize: bool) -> str:
     """A decimal with exactly its own digits, localised on pages."""
-    if number is None:
+    if exact is None:
         return ""
-    digits = max(0, -number.as_tuple().exponent)  # type: ignore[operator]
-    return fixed(number, digits, localize=localize)
+    digits = max(0, -exact.as_tuple().exponent)  # type: ignore[operator]
+    return fixed(exact, digits, localize=localize)
 
 
 def statistic_decimals(measure: str) -> int:

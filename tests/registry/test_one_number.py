@@ -147,3 +147,16 @@ def test_stored_decimals_read_as_entered_in_the_forms_and_on_the_patient_page(cl
     page = _visible(client.get(reverse("patients:detail", args=[case.study_id])).content.decode())
     assert re.search(r"\b7\s+77\.78\b", page) and re.search(r"\b3\.5\s+40\.00\b", page)  # VAS, then ODI
     assert "cement 6 mL" in " ".join(page.split())
+
+
+def test_a_querys_value_reads_as_entered(client, case, site):
+    from oversight import services
+    from tests.factories import UserFactory
+
+    monitor = UserFactory(username="monitor", role="monitor")
+    monitor.sites.add(site)
+    visit = FollowUp.objects.get(timepoint="baseline")
+    query = services.raise_query(record=visit, field="vas", question="Is it 7?", user=monitor)
+    client.force_login(monitor)
+    html = client.get(reverse("oversight:query", args=[query.pk])).content.decode()
+    assert '<code id="raised-value">7</code>' in html and '<code id="current-value">7</code>' in html
