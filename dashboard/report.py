@@ -76,15 +76,18 @@ def data_sha256(cohort: Cohort) -> str:
 # ----------------------------------------------------------------------------- figures (SVG)
 
 W, H = 300, 260
-# Noto Sans CJK (Debian's fonts-noto-cjk) draws the Chinese labels; DejaVu Sans stays first for Latin text.
+# Noto Sans CJK (Debian's fonts-noto-cjk) draws the Chinese labels. It comes first in Chinese: the SVG
+# text's fallback for a glyph DejaVu Sans lacks would otherwise take the Japanese forms of the same font.
 FONT_FAMILY = "DejaVu Sans, Noto Sans CJK SC, sans-serif"
+FONT_FAMILY_ZH = "Noto Sans CJK SC, DejaVu Sans, sans-serif"
 LEFT, RIGHT, TOP, BOTTOM = 48, 16, 28, 40
 
 
 def _svg(width: int, height: int, title: str, body: list[str]) -> str:
+    font = FONT_FAMILY_ZH if (translation.get_language() or "").startswith("zh") else FONT_FAMILY
     return (
         f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
-        f'role="img" aria-label="{escape(title)}" font-family="{FONT_FAMILY}" font-size="10">'
+        f'role="img" aria-label="{escape(title)}" font-family="{font}" font-size="10">'
         f"<title>{escape(title)}</title>" + "".join(body) + "</svg>"
     )
 

@@ -93,4 +93,4 @@ def day_interval(interval: list[float | None] | None) -> str:
     if interval is None:
         return DASH
     low, high = (str(_("not reached")) if v is None else fixed(v, 0) for v in interval)
-    return f"{low} to {high}"
+    return _("%(low)s to %(high)s") % {"low": low, "high": high}

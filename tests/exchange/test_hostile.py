@@ -250,7 +250,7 @@ def test_the_report_lists_200_problems_and_counts_the_rest(tmp_path):
     err = StringIO()
     with pytest.raises(CommandError):
         call_command("import_bundle", str(folder), stdout=StringIO(), stderr=err)
-    assert f"... and {exc.total - 200} more problem(s), not listed" in err.getvalue()
+    assert f"... and {exc.total - 200} more problems, not listed" in err.getvalue()
 
 
 def test_a_file_of_one_patient_repeated_is_refused_before_any_chunk_is_read(tmp_path):

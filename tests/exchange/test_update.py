@@ -166,7 +166,10 @@ def test_a_left_out_row_is_kept_without_remove_missing_and_the_flag_must_then_ag
     assert Leakage.objects.filter(procedure__patient__study_id="PSP-0002").count() == 1
     edit(exported, "procedures", {"study_id": "PSP-0002"}, leakage="no")
     report = refused(exported)
-    assert "procedures.csv, row 3, leakage = 'no': leakage = no, but the registry keeps 1 leakage row(s)" in report
+    assert (
+        "procedures.csv, row 3, leakage = 'no': leakage = no, but the registry keeps 1 leakage row of this procedure"
+        in report
+    )
     assert "--remove-missing" in report
 
 

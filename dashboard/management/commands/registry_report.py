@@ -1,7 +1,10 @@
 from pathlib import Path
 from typing import Any
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.utils import translation
+from django.utils.translation import gettext
 
 from dashboard import report
 from outcomes.cohort import FILTER_KEYS, CohortFilterForm
@@ -10,7 +13,7 @@ from registry.replica import reporting_reads
 
 def describe(filters: dict[str, Any]) -> str:
     """The filters in words (study-wide: the command sees every site)."""
-    parts = [f"site {filters['site']}" if filters.get("site") else "all sites"]
+    parts = [gettext("site %(site)s") % {"site": filters["site"]} if filters.get("site") else gettext("all sites")]
     parts += [f"{key.replace('_', ' ')} {filters[key]}" for key in FILTER_KEYS if key != "site" and filters.get(key)]
     return "; ".join(parts)
 
@@ -26,6 +29,12 @@ class Command(BaseCommand):
         parser.add_argument("--primary-tumour", dest="primary_tumour", help="e.g. lung")
         parser.add_argument("--procedure-from", dest="procedure_from", help="index procedure on or after, YYYY-MM-DD")
         parser.add_argument("--procedure-to", dest="procedure_to", help="index procedure on or before, YYYY-MM-DD")
+        parser.add_argument(
+            "--language",
+            choices=[code for code, _name in settings.LANGUAGES],
+            default=settings.LANGUAGE_CODE,
+            help="the language of the report (default: %(default)s); zh-hans needs a CJK font (fonts-noto-cjk)",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         if not options["pdf"] and not options["html"]:
@@ -35,9 +44,10 @@ class Command(BaseCommand):
             problems = "; ".join(f"{field}: {' '.join(errors)}" for field, errors in form.errors.items())
             raise CommandError(f"Invalid filters: {problems}")
         filters = form.as_filters()
-        with reporting_reads():  # the replica, if configured (registry/replica.py)
-            context = report.report_context(None, filters, describe(filters))
-        html = report.render_html(context)
+        with translation.override(options.get("language") or settings.LANGUAGE_CODE):
+            with reporting_reads():  # the replica, if configured (registry/replica.py)
+                context = report.report_context(None, filters, describe(filters))
+            html = report.render_html(context)
         if options["html"]:
             Path(options["html"]).write_text(html, encoding="utf-8")
             self.stdout.write(f"HTML report: {options['html']}")
