@@ -22,6 +22,7 @@ from django.utils.translation import gettext_lazy as _
 
 from outcomes.models import FollowUp, Medication, Timepoint
 from patients.models import Patient
+from registry import measures
 
 
 def hash_token(raw: str) -> str:
@@ -149,7 +150,7 @@ class SelfReportMedication(models.Model):
         constraints = [models.CheckConstraint(condition=Q(daily_dose__gte=0), name="selfreport_dose_not_negative")]
 
     def __str__(self) -> str:
-        return f"{self.get_drug_display()} {self.daily_dose}"
+        return f"{self.get_drug_display()} {measures.record(self.daily_dose, 'daily_dose', localize=False)}"
 
 
 class TokenFailure(models.Model):

@@ -16,6 +16,7 @@ from accounts.permissions import data_entry_required, scope_to_sites
 from accounts.throttle import client_ip
 from outcomes import odi
 from patients.models import Patient
+from registry.measures import as_entered
 from selfreport import messaging, selectors, services
 from selfreport.forms import AnswersForm, ReasonForm, ReviewForm, SendLinkForm
 from selfreport.models import STAFF_KINDS, Kind, NotificationOptOut, SelfReport
@@ -125,10 +126,10 @@ def revoke(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 def _initial(report: SelfReport) -> dict[str, object]:
-    initial: dict[str, object] = {"vas": report.vas}
+    initial: dict[str, object] = {"vas": as_entered(report.vas)}  # 7, not 7.0 (registry.measures)
     initial.update({f"odi_q{i}": "" if a is None else str(a) for i, a in enumerate(report.odi_answers, 1)})
     for r, med in enumerate(report.medications.all(), 1):
-        initial[f"drug_{r}"], initial[f"dose_{r}"] = med.drug, med.daily_dose.normalize()
+        initial[f"drug_{r}"], initial[f"dose_{r}"] = med.drug, as_entered(med.daily_dose)  # 60, not 6E+1
     return initial
 
 
