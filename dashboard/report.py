@@ -357,6 +357,15 @@ def report_context(user: User | None, filters: dict[str, Any], filter_text: str)
             "approach": dict(Procedure.Approach.choices),
         },
         "survival_labels": {"m3": _("3 months"), "m6": _("6 months"), "m12": _("12 months")},
+        "table_labels": {
+            "table1": _("Table 1"),
+            "outcomes": _("Outcomes"),
+            "responders": _("Responders"),
+            "opioid_change": _("Opioid change"),
+            "leakage": _("Leakage"),
+            "complications": _("Complications"),
+            "survival": _("Survival"),
+        },
         "footer": {
             "registry_version": settings.REGISTRY_VERSION,
             "read_at": read_at.strftime("%Y-%m-%d %H:%M:%S UTC"),

@@ -11,6 +11,7 @@ from typing import Any
 from django import forms
 from django.db.models import BooleanField, Count, Exists, OuterRef, Q, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
+from django.utils.translation import gettext_lazy as _
 
 from accounts.models import Site, User
 from accounts.permissions import scope_to_sites, visible_sites
@@ -23,18 +24,22 @@ TRUE_STRINGS = ("true", "1", "yes", "on")
 
 class CohortFilterForm(forms.Form):
     site = forms.ModelChoiceField(
-        queryset=Site.objects.none(), required=False, to_field_name="code", empty_label="All sites"
+        queryset=Site.objects.none(), required=False, to_field_name="code", empty_label=_("All sites"), label=_("Site")
     )
-    approach = forms.ChoiceField(choices=[("", "All approaches"), *Procedure.Approach.choices], required=False)
-    primary_tumour = forms.ChoiceField(choices=[("", "All tumours"), *Patient.PrimaryTumour.choices], required=False)
+    approach = forms.ChoiceField(
+        choices=[("", _("All approaches")), *Procedure.Approach.choices], required=False, label=_("Approach")
+    )
+    primary_tumour = forms.ChoiceField(
+        choices=[("", _("All tumours")), *Patient.PrimaryTumour.choices], required=False, label=_("Primary tumour")
+    )
     procedure_from = forms.DateField(
-        required=False, label="Index procedure from", widget=forms.DateInput(attrs={"type": "date"})
+        required=False, label=_("Index procedure from"), widget=forms.DateInput(attrs={"type": "date"})
     )
     procedure_to = forms.DateField(
-        required=False, label="Index procedure to", widget=forms.DateInput(attrs={"type": "date"})
+        required=False, label=_("Index procedure to"), widget=forms.DateInput(attrs={"type": "date"})
     )
 
-    locked_only = forms.BooleanField(required=False, label="Only cases locked by an investigator's signature")
+    locked_only = forms.BooleanField(required=False, label=_("Only cases locked by an investigator's signature"))
 
     def __init__(self, *args: Any, user: User | None, **kwargs: Any) -> None:
         """`user=None`: every site (study-wide commands)."""
@@ -46,7 +51,7 @@ class CohortFilterForm(forms.Form):
         data = super().clean()
         start, end = data.get("procedure_from"), data.get("procedure_to")
         if start and end and start > end:
-            self.add_error("procedure_to", "The end of the date range is before its start.")
+            self.add_error("procedure_to", _("The end of the date range is before its start."))
         return data
 
     def as_filters(self) -> dict[str, str]:

@@ -1,6 +1,9 @@
 """The report in Chinese: the PDF embeds a CJK font (pdffonts) and its text (pdftotext) holds the
-Chinese headings, not the English ones; the CSV tables stay English files whatever the language."""
+Chinese headings, not the English ones; the CSV tables stay English files whatever the language;
+the dashboard page reads Chinese too."""
 
+import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -61,3 +64,21 @@ def test_the_report_tables_download_with_english_labels_in_any_language(demo_coh
     chinese = client.get("/dashboard/report/table/leakage.csv", **ZH).content.decode()
     assert chinese == english
     assert english.splitlines()[0] == "leakage,patients,of"
+
+
+def test_the_dashboard_reads_chinese_from_the_filters_to_the_charts_words(demo_cohort, investigator, client):
+    client.force_login(investigator)
+    page = client.get("/dashboard/", **ZH).content.decode()
+    for chinese in (
+        "数据看板",
+        "应用筛选",
+        "全部入路",
+        "首次手术起始日期",
+        "表 1. 基线及手术特征",
+        "首次手术后的总生存",
+    ):
+        assert chinese in page, chinese
+    for english in ("Apply filters", "All approaches", "Index procedure from", "Table 1. Baseline", "Key results"):
+        assert english not in page, english
+    words = json.loads(re.search(r'<script id="dashboard-text" type="application/json">(.*?)</script>', page, re.S)[1])
+    assert words["mean"] == "均值" and words["post"] == "术后"  # the charts' legend and axes, handed to dashboard.js
