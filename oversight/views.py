@@ -20,6 +20,7 @@ from audit.services import delete_audited, owner_keys, record_event
 from outcomes.models import FollowUp
 from oversight import selectors, trail
 from oversight.forms import DeletePatientForm, RegisterFilterForm, TrailFilterForm
+from oversight.services import record_label, shown_label
 from patients.models import Consent, Patient
 from patients.services import delete_patient, ensure_not_locked
 from procedures.models import Procedure
@@ -172,21 +173,22 @@ def record_delete(request: HttpRequest, kind: str, pk: int) -> HttpResponse:
     model, site_path = DELETABLE[kind]
     record = get_object_or_404(scope_to_sites(model.objects.all(), _user(request), site_path), pk=pk)
     study_id = owner_keys(record)[0]
+    # "Procedure 1 of PSP-0001", in the reader's language (the model's own name for it is English)
+    named = gettext("%(record)s of %(study_id)s") % {"record": shown_label(record_label(record)), "study_id": study_id}
+    context = {"record": named, "study_id": study_id}
     form = DeletePatientForm(request.POST or None, what=kind)
     if request.method == "POST" and form.is_valid():
         try:
             ensure_not_locked(record.patient, getattr(record, "timepoint", ""))
         except ValidationError as exc:
             form.add_error(None, exc.messages)
-            return render(
-                request, "oversight/record_delete.html", {"record": record, "study_id": study_id, "form": form}
-            )
+            return render(request, "oversight/record_delete.html", {**context, "form": form})
         delete_audited(record, user=request.user, reason=form.cleaned_data["reason"])
         messages.success(
-            request, gettext("%(what)s was deleted; its values stay in the audit trail.") % {"what": record}
+            request, gettext("%(what)s was deleted; its values stay in the audit trail.") % {"what": named}
         )
         return redirect("oversight:patient_history", study_id=study_id)
-    return render(request, "oversight/record_delete.html", {"record": record, "study_id": study_id, "form": form})
+    return render(request, "oversight/record_delete.html", {**context, "form": form})
 
 
 # --- the consent register --------------------------------------------------
