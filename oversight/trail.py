@@ -147,7 +147,8 @@ def field_filter(text: str) -> Q | None:
         return None
     query = Q()
     for name in sorted(names):
-        query |= Q(changes__has_key=name) & ~Q(**{f"changes__{name}": [None, None]})
+        unchanged = Q(**{f"changes__{name}": [None, None]}) | Q(**{f"changes__{name}": [None, ""]})
+        query |= Q(changes__has_key=name) & ~unchanged
     return query
 
 
@@ -236,7 +237,7 @@ def value_text(f: models.Field | None, value: Any, foreign: dict[tuple[str, str]
 def readable(events: Iterable[AuditEvent], fields: str = "") -> list[Entry]:
     """The events with their changes as people read them; `fields` (a filter's text) keeps only those fields.
 
-    Unchanged pairs (a field a create left empty) are left out: the CSV keeps them."""
+    Unchanged pairs (a field a create left empty or blank) are left out: the CSV keeps them."""
     events = list(events)
     only = field_names(fields)
     foreign = _foreign_names(events)
@@ -245,7 +246,7 @@ def readable(events: Iterable[AuditEvent], fields: str = "") -> list[Entry]:
         meta = _meta(event.model)
         entry = Entry(event, record_name(event.model) if event.model else "")
         for name, old, new in _pairs(event):
-            if (only and name not in only) or old == new:
+            if (only and name not in only) or old == new or (old in (None, "") and new in (None, "")):
                 continue
             f = _field(meta, name)
             label = str(capfirst(f.verbose_name)) if f is not None else name
