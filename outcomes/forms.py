@@ -4,12 +4,22 @@ from typing import Any
 from crispy_forms.bootstrap import InlineRadios
 from crispy_forms.layout import HTML, Column, Fieldset, Row
 from django import forms
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 
 from outcomes.models import ODI_FIELDS, ODI_SECTION_TITLES, FollowUp, Medication
-from registry.forms import ChildRowForm, EditMixin, child_formset, date_input, plain_helper
+from patients.forms import CHOOSE
+from registry.forms import ChildRowForm, EditMixin, child_formset, date_input, plain_helper, short_blank_choices
 
-# The licensed ODI wording is not shipped (domain.md): section titles and the standard response numbers.
-ODI_CHOICES = [("", "Not answered"), *[(i, str(i)) for i in range(6)]]
+
+def odi_choices(statements: list[str] | None) -> list[tuple[Any, str]]:
+    """Each score with its statement ("3 – I walk a few hundred metres"), as on the paper form.
+
+    The statements come from outcomes.odi: the site's licensed text when installed, else the shipped
+    placeholder (the licensed ODI wording is not shipped, domain.md); without them, the digits alone.
+    """
+    scores = [(i, f"{i} – {statements[i]}" if statements else str(i)) for i in range(6)]
+    return [("", gettext("Not answered")), *scores]
 
 
 class VisitForm(EditMixin, forms.ModelForm):
@@ -23,13 +33,20 @@ class VisitForm(EditMixin, forms.ModelForm):
             "vas": forms.NumberInput(attrs={"step": "0.1", "inputmode": "decimal"}),
         }
 
-    def __init__(self, *args: Any, window: tuple[datetime.date, datetime.date] | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        window: tuple[datetime.date, datetime.date] | None = None,
+        odi_text: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.setup_edit(self.instance.pk is not None)
+        sections = (odi_text or {}).get("sections") or [{}] * 10
         for number, name in enumerate(ODI_FIELDS, start=1):
             self.fields[name] = forms.TypedChoiceField(
                 label=f"{number}. {ODI_SECTION_TITLES[number - 1]}",
-                choices=ODI_CHOICES,
+                choices=odi_choices(sections[number - 1].get("statements")),
                 coerce=int,
                 empty_value=None,
                 required=False,
@@ -37,13 +54,16 @@ class VisitForm(EditMixin, forms.ModelForm):
             )
         date = self.fields["visit_date"]
         if window:
-            date.help_text = f"Window: {window[0]:%Y-%m-%d} to {window[1]:%Y-%m-%d}."
+            date.help_text = gettext("Window: %(opens)s to %(closes)s.") % {
+                "opens": f"{window[0]:%Y-%m-%d}",
+                "closes": f"{window[1]:%Y-%m-%d}",
+            }
             date.widget.attrs.update(
                 {"data-window-opens": f"{window[0]:%Y-%m-%d}", "data-window-closes": f"{window[1]:%Y-%m-%d}"}
             )
         else:
-            date.help_text = "The visit window is set by the date of the index procedure (not recorded yet)."
-        self.fields["deviation_note"].help_text = "Required when the visit date is outside its window."
+            date.help_text = _("The visit window is set by the date of the index procedure (not recorded yet).")
+        self.fields["deviation_note"].help_text = _("Required when the visit date is outside its window.")
         self.helper = plain_helper(
             InlineRadios("status"),
             Row(Column("visit_date", css_class="col-sm-6 col-md-4"), Column("vas", css_class="col-sm-6 col-md-4")),
@@ -51,8 +71,11 @@ class VisitForm(EditMixin, forms.ModelForm):
             "deviation_note",
             "no_opioids",
             Fieldset(
-                "Oswestry Disability Index (ODI 2.1a): answer for each section 0 to 5",
-                *[InlineRadios(name) for name in ODI_FIELDS],
+                _(
+                    "Oswestry Disability Index (ODI 2.1a): for each section, the statement that fits best (scores 0 to 5)"
+                ),
+                HTML('{% if odi_notice %}<p class="form-text mt-0" id="odi-notice">{{ odi_notice }}</p>{% endif %}'),
+                Row(*[Column(name, css_class="col-md-6") for name in ODI_FIELDS]),
                 HTML('{% include "outcomes/_odi_score.html" %}'),
                 css_id="odi",
             ),
@@ -67,8 +90,9 @@ class MedicationForm(ChildRowForm):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["route"].choices = [("", "Usual route (oral; patch for fentanyl)"), *Medication.Route.choices]
-        self.fields["route"].help_text = "MME/day is known only for oral doses and fentanyl patches."
+        self.fields["route"].choices = [("", _("Usual route (oral; patch for fentanyl)")), *Medication.Route.choices]
+        self.fields["route"].help_text = _("MME/day is known only for oral doses and fentanyl patches.")
+        short_blank_choices(self, CHOOSE)
 
 
-MedicationFormSet = child_formset(FollowUp, MedicationForm, title="Opioid", extra=2)
+MedicationFormSet = child_formset(FollowUp, MedicationForm, title=_("Opioid"), extra=2)

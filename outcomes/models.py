@@ -8,6 +8,9 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.text import format_lazy
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 
 from patients import rules
 from patients.models import Patient
@@ -15,60 +18,60 @@ from registry import measures, scoring
 from registry.fields import not_in_future, related_or_none
 
 ODI_SECTION_TITLES = [
-    "Pain intensity",
-    "Personal care",
-    "Lifting",
-    "Walking",
-    "Sitting",
-    "Standing",
-    "Sleeping",
-    "Sex life",
-    "Social life",
-    "Travelling",
+    _("Pain intensity"),
+    _("Personal care"),
+    _("Lifting"),
+    _("Walking"),
+    _("Sitting"),
+    _("Standing"),
+    _("Sleeping"),
+    _("Sex life"),
+    _("Social life"),
+    _("Travelling"),
 ]
 ODI_FIELDS = [f"odi_q{i}" for i in range(1, 11)]
 
 
 class Timepoint(models.TextChoices):
-    BASELINE = "baseline", "Baseline (0-14 days before)"
-    POST = "post", "Post-procedure (0-3 days)"
-    W1 = "w1", "1 week (5-10 days)"
-    M1 = "m1", "1 month (21-45 days)"
-    M3 = "m3", "3 months (75-105 days)"
-    M6 = "m6", "6 months (150-210 days)"
-    M12 = "m12", "12 months (330-400 days)"
+    BASELINE = "baseline", _("Baseline (0-14 days before)")
+    POST = "post", _("Post-procedure (0-3 days)")
+    W1 = "w1", _("1 week (5-10 days)")
+    M1 = "m1", _("1 month (21-45 days)")
+    M3 = "m3", _("3 months (75-105 days)")
+    M6 = "m6", _("6 months (150-210 days)")
+    M12 = "m12", _("12 months (330-400 days)")
 
 
 def _odi_field(number: int) -> models.PositiveSmallIntegerField:
     return models.PositiveSmallIntegerField(
-        f"ODI section {number}: {ODI_SECTION_TITLES[number - 1]}",
+        format_lazy(_("ODI section {number}: {title}"), number=number, title=ODI_SECTION_TITLES[number - 1]),
         null=True,
         blank=True,
         validators=[MaxValueValidator(5)],
-        help_text="Blank = not answered; if two boxes are ticked record the higher",
+        help_text=_("Blank = not answered; if two boxes are ticked record the higher"),
     )
 
 
 class FollowUp(models.Model):
     class Status(models.TextChoices):
-        COMPLETED = "completed", "Completed"
-        MISSED = "missed", "Missed"
-        DECEASED = "deceased", "Patient deceased"
-        WITHDRAWN = "withdrawn", "Patient withdrawn"
-        LOST = "lost", "Lost to follow-up"
+        COMPLETED = "completed", _("Completed")
+        MISSED = "missed", _("Missed")
+        DECEASED = "deceased", _("Patient deceased")
+        WITHDRAWN = "withdrawn", _("Patient withdrawn")
+        LOST = "lost", _("Lost to follow-up")
 
     patient = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="followups")
-    timepoint = models.CharField("Visit", max_length=10, choices=Timepoint.choices)
-    visit_date = models.DateField("Visit date", null=True, blank=True, validators=[not_in_future])
-    status = models.CharField("Visit status", max_length=10, choices=Status.choices, default=Status.COMPLETED)
+    timepoint = models.CharField(_("Visit"), max_length=10, choices=Timepoint.choices)
+    visit_date = models.DateField(_("Visit date"), null=True, blank=True, validators=[not_in_future])
+    status = models.CharField(_("Visit status"), max_length=10, choices=Status.choices, default=Status.COMPLETED)
     vas = models.DecimalField(
-        "Pain, visual analogue scale (0-10)",
+        _("Pain, visual analogue scale (0-10)"),
         max_digits=3,
         decimal_places=1,
         null=True,
         blank=True,
         validators=[MinValueValidator(Decimal(0)), MaxValueValidator(Decimal(10))],
-        help_text="0 = no pain, 10 = worst pain; one decimal allowed",
+        help_text=_("0 = no pain, 10 = worst pain; one decimal allowed"),
     )
     odi_q1 = _odi_field(1)
     odi_q2 = _odi_field(2)
@@ -80,25 +83,27 @@ class FollowUp(models.Model):
     odi_q8 = _odi_field(8)
     odi_q9 = _odi_field(9)
     odi_q10 = _odi_field(10)
-    odi_score = models.FloatField("Oswestry Disability Index (%)", null=True, blank=True, editable=False)
+    odi_score = models.FloatField(_("Oswestry Disability Index (%)"), null=True, blank=True, editable=False)
     opioid_count = models.PositiveSmallIntegerField(
-        "Number of opioids prescribed", null=True, blank=True, editable=False
+        _("Number of opioids prescribed"), null=True, blank=True, editable=False
     )
     mme_per_day = models.FloatField(
-        "Oral morphine milligram equivalents per day", null=True, blank=True, editable=False
+        _("Oral morphine milligram equivalents per day"), null=True, blank=True, editable=False
     )
-    mme_factor_table = models.CharField(max_length=20, blank=True, editable=False, help_text="Conversion factors used")
+    mme_factor_table = models.CharField(
+        max_length=20, blank=True, editable=False, help_text=_("Conversion factors used")
+    )
     odi_min_sections = models.PositiveSmallIntegerField(
-        "ODI scored with at least this many sections",
+        _("ODI scored with at least this many sections"),
         null=True,
         blank=True,
         editable=False,
         validators=[MinValueValidator(1), MaxValueValidator(10)],
-        help_text="The scoring rule in force when the visit was first scored; edits keep it",
+        help_text=_("The scoring rule in force when the visit was first scored; edits keep it"),
     )
-    deviation_note = models.TextField("Protocol deviation note", blank=True)
+    deviation_note = models.TextField(_("Protocol deviation note"), blank=True)
     no_opioids = models.BooleanField(
-        "No opioids taken", default=False, help_text="Tick when the patient takes no opioid (no rows below)"
+        _("No opioids taken"), default=False, help_text=_("Tick when the patient takes no opioid (no rows below)")
     )
     version = models.PositiveIntegerField(default=1, editable=False)
 
@@ -157,11 +162,11 @@ class FollowUp(models.Model):
         errors: dict[str, Any] = {}
         if self.status == self.Status.COMPLETED:
             if self.visit_date is None:
-                errors["visit_date"] = "A completed visit needs its date."
+                errors["visit_date"] = gettext("A completed visit needs its date.")
             if self.vas is None:
-                errors["vas"] = "A completed visit needs the VAS pain score."
+                errors["vas"] = gettext("A completed visit needs the VAS pain score.")
         elif self.vas is not None or any(a is not None for a in self.odi_answers):
-            errors["status"] = "Scores can only be recorded for a completed visit."
+            errors["status"] = gettext("Scores can only be recorded for a completed visit.")
         if self.visit_date:
             for field, messages in rules.errors_for(self, related_or_none(self, "patient")).items():
                 errors.setdefault(field, messages)  # type: ignore[arg-type]
@@ -171,42 +176,44 @@ class FollowUp(models.Model):
 
 class Medication(models.Model):
     class Drug(models.TextChoices):
-        CODEINE = "codeine", "Codeine"
-        HYDROCODONE = "hydrocodone", "Hydrocodone"
-        HYDROMORPHONE = "hydromorphone", "Hydromorphone"
-        METHADONE = "methadone", "Methadone"
-        MORPHINE = "morphine", "Morphine"
-        OXYCODONE = "oxycodone", "Oxycodone"
-        OXYMORPHONE = "oxymorphone", "Oxymorphone"
-        TAPENTADOL = "tapentadol", "Tapentadol"
-        TRAMADOL = "tramadol", "Tramadol"
-        FENTANYL_TD = "fentanyl_td", "Fentanyl transdermal"
-        BUPRENORPHINE = "buprenorphine", "Buprenorphine"
-        OTHER = "other", "Other opioid"
+        CODEINE = "codeine", _("Codeine")
+        HYDROCODONE = "hydrocodone", _("Hydrocodone")
+        HYDROMORPHONE = "hydromorphone", _("Hydromorphone")
+        METHADONE = "methadone", _("Methadone")
+        MORPHINE = "morphine", _("Morphine")
+        OXYCODONE = "oxycodone", _("Oxycodone")
+        OXYMORPHONE = "oxymorphone", _("Oxymorphone")
+        TAPENTADOL = "tapentadol", _("Tapentadol")
+        TRAMADOL = "tramadol", _("Tramadol")
+        FENTANYL_TD = "fentanyl_td", _("Fentanyl transdermal")
+        BUPRENORPHINE = "buprenorphine", _("Buprenorphine")
+        OTHER = "other", _("Other opioid")
 
     class Route(models.TextChoices):
-        ORAL = "oral", "Oral"
-        TRANSDERMAL = "transdermal", "Transdermal"
-        IV = "iv", "Intravenous (including PCA)"
-        SC = "sc", "Subcutaneous"
-        OTHER = "other", "Other route"
+        ORAL = "oral", _("Oral")
+        TRANSDERMAL = "transdermal", _("Transdermal")
+        IV = "iv", _("Intravenous (including PCA)")
+        SC = "sc", _("Subcutaneous")
+        OTHER = "other", _("Other route")
 
     followup = models.ForeignKey(FollowUp, on_delete=models.CASCADE, related_name="medications")
-    drug = models.CharField("Opioid", max_length=20, choices=Drug.choices)
+    drug = models.CharField(_("Opioid"), max_length=20, choices=Drug.choices)
     daily_dose = models.DecimalField(
-        "Total daily dose",
+        _("Total daily dose"),
         max_digits=10,
         decimal_places=3,
         validators=[MinValueValidator(Decimal(0))],
-        help_text="mg/day (fentanyl transdermal: mcg/h)",
+        help_text=_("mg/day (fentanyl transdermal: mcg/h)"),
     )
     route = models.CharField(
-        "Route",
+        _("Route"),
         max_length=12,
         choices=Route.choices,
         blank=True,
-        help_text="Blank: the drug's usual route (transdermal for fentanyl patches, oral otherwise). "
-        "MME/day is known only for oral doses and transdermal fentanyl.",
+        help_text=_(
+            "Blank: the drug's usual route (transdermal for fentanyl patches, oral otherwise). "
+            "MME/day is known only for oral doses and transdermal fentanyl."
+        ),
     )
     version = models.PositiveIntegerField(default=1, editable=False)
 
@@ -304,3 +311,31 @@ class AwaitingProcedure(models.Model):
 
     def __str__(self) -> str:
         return f"{self.study_id}: enrolled {self.enrolment_date}, no procedure"
+
+
+class AnalysisRow(models.Model):
+    """One patient as the dashboard analyses her, packed: derived, never edited.
+
+    The columns the cohort filters and the population rules need (site, primary tumour, the index
+    procedure's approach and date, whether the latest consent allows registry use, whether any
+    consent removed the data), and `packed`: the Table 1 attributes, the index procedure's values,
+    leakage sites and complication types as bit masks, the survival time and, per timepoint, the
+    completed visit's VAS (tenths), ODI (1/126 points), opioids and MME/day, as fixed-width
+    big-endian integers and floats (layout: dashboard.selectors.DTYPE, migration 0007). The
+    triggers of migration 0005 recompute a patient's row in the statement that changes her or her
+    records, so the dashboard reads one narrow row per patient and is never stale. Not on SQLite.
+    """
+
+    patient = models.OneToOneField(
+        Patient, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+", primary_key=True
+    )
+    site_id = models.BigIntegerField()
+    primary_tumour = models.CharField(max_length=20)
+    approach = models.CharField(max_length=20, blank=True)  # of the index procedure ("" without one)
+    index_date = models.DateField(null=True)
+    consented = models.BooleanField()
+    removed = models.BooleanField()
+    packed = models.BinaryField()
+
+    def __str__(self) -> str:
+        return f"analysis row of patient {self.patient_id}"

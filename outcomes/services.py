@@ -5,6 +5,7 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.utils.translation import gettext as _
 
 from audit.services import save_audited, save_rows
 from outcomes.models import FollowUp, Medication
@@ -40,7 +41,7 @@ def record_visit(
         final.update({m.pk: m for m in medications if m.pk is not None})
         kept = [*final.values(), *(m for m in medications if m.pk is None)]
         if kept and visit.status != FollowUp.Status.COMPLETED:
-            raise ValidationError({"status": "Opioids can only be recorded for a completed visit."})
+            raise ValidationError({"status": _("Opioids can only be recorded for a completed visit.")})
         visit.compute_derived(kept)
         save_audited(visit, user=user, reason=reason, expected_version=expected_version)
         for med in medications:

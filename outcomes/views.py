@@ -7,18 +7,19 @@ from django.core.paginator import Paginator
 from django.forms.formsets import all_valid
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils.translation import get_language, gettext
 from django.utils.translation import gettext_lazy as _
 
 from accounts.models import Site, User
 from accounts.permissions import case_read_required, data_entry_required
 from audit.services import record_read
-from outcomes import selectors, services
+from outcomes import odi, selectors, services
 from outcomes.forms import MedicationFormSet, VisitForm
 from outcomes.models import FollowUp, Timepoint
 from patients.selectors import get_patient_for_user
 from registry import dates
 from registry.forms import error_summary, service_saved
-from registry.scoring import MME_FACTORS, mme_unknown_reason, odi_band, visit_window
+from registry.scoring import FACTOR_ROUTE, MME_FACTORS, odi_band, usual_route, visit_window
 
 
 @data_entry_required
@@ -27,18 +28,18 @@ def visit(request: HttpRequest, study_id: str, timepoint: str) -> HttpResponse:
     patient = get_patient_for_user(request.user, study_id)
     if timepoint not in Timepoint.values:
         raise Http404
-    label = Timepoint(timepoint).label.split(" (")[0]
+    label = selectors.visit_label(timepoint)
     if block := patient.data_entry_block_reason():
-        return render(
-            request, "patients/blocked.html", {"patient": patient, "reason": block, "what": f"the {label} visit"}
-        )
+        what = gettext("Record the %(visit)s visit") % {"visit": label}
+        return render(request, "patients/blocked.html", {"patient": patient, "reason": block, "what": what})
     followup = patient.followups.filter(timepoint=timepoint).first() or FollowUp(patient=patient, timepoint=timepoint)
     record_read(request, patient, f"{timepoint} visit form")
     followup.patient = patient  # one Patient object, so its index date is looked up once
     index = patient.index_procedure_date
     window = visit_window(timepoint, index) if index else None
     data = request.POST if request.method == "POST" else None
-    form = VisitForm(data, instance=followup, window=window)
+    odi_text = odi.text_for(odi.text_language(get_language()))
+    form = VisitForm(data, instance=followup, window=window, odi_text=odi_text)
     meds = MedicationFormSet(data, prefix="med", instance=followup)
     if data is not None and all_valid([form, meds]):
         if service_saved(
@@ -51,7 +52,10 @@ def visit(request: HttpRequest, study_id: str, timepoint: str) -> HttpResponse:
                 **form.edit_kwargs(),
             ),
         ):
-            messages.success(request, f"{label} visit of {patient.study_id} saved.")
+            messages.success(
+                request,
+                gettext("%(visit)s visit of %(study_id)s saved.") % {"visit": label, "study_id": patient.study_id},
+            )
             return redirect("patients:detail", study_id=patient.study_id)
     context = {
         "form": form,
@@ -60,11 +64,52 @@ def visit(request: HttpRequest, study_id: str, timepoint: str) -> HttpResponse:
         "visit": followup,
         "label": label,
         "mme_factors": {drug: float(f) for drug, f in MME_FACTORS.items()},
-        "mme_unknown": mme_unknown_reason((m.drug, m.route) for m in followup.medications.all()) if followup.pk else "",
+        "mme_unknown": mme_unknown(followup.medications.all()) if followup.pk else "",
         "odi_min_sections": followup.odi_min_sections or settings.ODI_MIN_SECTIONS,
+        "odi_notice": odi_text.get("notice", "") if odi_text.get("placeholder") else "",
+        "band": odi.BAND_LABELS.get(odi_band(followup.odi_score), ""),
+        "visit_strings": visit_strings(),
         "errors": error_summary(form, meds),
     }
     return render(request, "outcomes/visit_form.html", context)
+
+
+def visit_strings() -> dict[str, Any]:
+    """The sentences static/js/visit.js writes, translated here ("%(name)s" marks a value)."""
+    return {
+        "odi_unscored": gettext("not scored (%(answered)s of 10 sections answered)"),
+        "odi_scored": gettext("%(score)s %% (%(band)s)"),
+        "bands": {code: str(label) for code, label in odi.BAND_LABELS.items()},
+        "outside_window": gettext(
+            "This date is outside the visit window (%(opens)s to %(closes)s): explain the deviation in the note "
+            "below to save it."
+        ),
+        **{key: str(text) for key, text in MME_REASONS.items()},
+        "mme_unknown": gettext("unknown (%(reasons)s)"),
+        "separator": gettext("; "),
+    }
+
+
+MME_REASONS = {
+    "no_factor": _("%(drug)s: the CDC 2022 guideline gives no conversion factor"),
+    "oral_only": _("%(drug)s, %(route)s: the CDC factors are for oral doses"),
+    "patch_only": _("%(drug)s, %(route)s: the CDC factors are for fentanyl patches"),
+}
+
+
+def mme_unknown(medications: Any) -> str:
+    """Why a saved visit's MME/day is unknown, in the words visit.js uses (registry.scoring's rule:
+    a drug without a CDC factor, or a route the factor is not for), or "" when it is known."""
+    reasons = []
+    for med in medications:
+        route = med.route or usual_route(med.drug)
+        args = {"drug": med.get_drug_display(), "route": med.get_route_display()}
+        if med.drug not in MME_FACTORS:
+            reasons.append(str(MME_REASONS["no_factor"]) % args)
+        elif FACTOR_ROUTE[med.drug] != route:
+            key = "oral_only" if FACTOR_ROUTE[med.drug] == "oral" else "patch_only"
+            reasons.append(str(MME_REASONS[key]) % args)
+    return gettext("; ").join(reasons)
 
 
 class WorklistFilter(forms.Form):
@@ -169,7 +214,7 @@ def detail(request: HttpRequest, study_id: str) -> HttpResponse:
         "block_reason": patient.data_entry_block_reason(),
         "visit_rows": rows,
         "timeline": timeline,
-        "bands": {r.timepoint: odi_band(r.visit.odi_score) for r in rows if r.visit},
+        "bands": {r.timepoint: odi.BAND_LABELS.get(odi_band(r.visit.odi_score), "") for r in rows if r.visit},
         "history": selectors.history_of(patient),
         "can_edit": request.user.role in (User.Role.NURSE, User.Role.ADMIN) or request.user.is_superuser,  # type: ignore[union-attr]
     }

@@ -6,14 +6,19 @@ from crispy_forms.bootstrap import InlineRadios
 from crispy_forms.layout import Column, Row
 from django import forms
 from django.core.files.uploadedfile import UploadedFile
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
 
 from accounts.models import User
 from accounts.permissions import visible_sites
 from patients.models import Consent, ConsentVersion, Patient
 from patients.services import current_version
 from registry.dates import today
-from registry.forms import EditMixin, date_input, plain_helper, yes_no_as_radios
+from registry.forms import EditMixin, date_input, plain_helper, short_blank_choices, yes_no_as_radios
 from registry.uploads import validate_pdf
+
+# The empty option of the CRF's drop-downs (registry.forms.short_blank_choices): short, so it is never cut off.
+CHOOSE = _("Choose…")
 
 PATIENT_FIELDS = [
     "site",
@@ -53,14 +58,15 @@ class PatientForm(EditMixin, forms.ModelForm):
         editing = self.instance.pk is not None
         self.setup_edit(editing)
         yes_no_as_radios(self)
+        short_blank_choices(self, CHOOSE)
         # Labels that contain another label trip up "find the field labelled X" (people and test tools alike).
-        self.fields["primary_tumour_other"].label = "If other, which tumour"
-        self.fields["imaging_modality"].label = "Imaging modality"
+        self.fields["primary_tumour_other"].label = _("If other, which tumour")
+        self.fields["imaging_modality"].label = _("Imaging modality")
         self.fields["sex"].choices = Patient.Sex.choices
         self.fields["sex"].widget = forms.RadioSelect(choices=Patient.Sex.choices)
         self.fields["ecog"] = forms.TypedChoiceField(
-            label="ECOG performance status",
-            choices=[("", "Not assessed"), *[(i, str(i)) for i in range(5)]],
+            label=_("ECOG performance status"),
+            choices=[("", _("Not assessed")), *[(i, str(i)) for i in range(5)]],
             coerce=int,
             empty_value=None,
             required=False,
@@ -97,8 +103,8 @@ class PatientForm(EditMixin, forms.ModelForm):
 
 class ConsentForm(forms.ModelForm):
     document = forms.FileField(
-        label="Signed consent document (PDF)",
-        help_text="The scanned, signed form; its SHA-256 fingerprint is stored to detect any later change.",
+        label=_("Signed consent document (PDF)"),
+        help_text=_("The scanned, signed form; its SHA-256 fingerprint is stored to detect any later change."),
         widget=forms.ClearableFileInput(attrs={"accept": "application/pdf"}),
     )
 
@@ -110,10 +116,11 @@ class ConsentForm(forms.ModelForm):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         yes_no_as_radios(self)
+        short_blank_choices(self, CHOOSE)
         self.fields["consent_version"].queryset = ConsentVersion.objects.order_by("-effective_from")  # type: ignore[attr-defined]
         # Model values (None on a new record) win over field.initial, so propose via self.initial.
         self.initial.update(signed_date=today(), consent_version=current_version())
-        self.fields["obtained_by"].help_text = "Staff code or name of the person who took consent"
+        self.fields["obtained_by"].help_text = _("Staff code or name of the person who took consent")
         self.helper = plain_helper(
             Row(Column("consent_version", css_class="col-md-4"), Column("signed_date", css_class="col-md-4")),
             "obtained_by",
@@ -129,12 +136,12 @@ class ConsentForm(forms.ModelForm):
 
 
 class PatientSearchForm(forms.Form):
-    q = forms.CharField(label="Search by study ID, MRN or name", required=False)
+    q = forms.CharField(label=_("Search by study ID, MRN or name"), required=False)
 
 
 class ConsentVersionForm(forms.ModelForm):
     reason_for_change = forms.CharField(
-        label="Reason for change", widget=forms.Textarea(attrs={"rows": 2}), required=False
+        label=_("Reason for change"), widget=forms.Textarea(attrs={"rows": 2}), required=False
     )
 
     class Meta:
@@ -160,7 +167,7 @@ class ConsentVersionForm(forms.ModelForm):
         if self.instance.pk is None:
             return data
         if self.has_changed() and not (data.get("reason_for_change") or "").strip():
-            self.add_error("reason_for_change", "Give the reason for this change; it goes into the audit trail.")
+            self.add_error("reason_for_change", _("Give the reason for this change; it goes into the audit trail."))
         start, end = data.get("effective_from"), data.get("effective_to")
         if start:
             # Consents already signed to this version must stay inside its period.
@@ -170,8 +177,14 @@ class ConsentVersionForm(forms.ModelForm):
             if n := outside.count():
                 self.add_error(
                     None,
-                    f"{n} consent(s) were signed to this version outside the new period; "
-                    "a version's period cannot be changed to exclude them.",
+                    ngettext(
+                        "%(count)d consent was signed to this version outside the new period; "
+                        "a version's period cannot be changed to exclude it.",
+                        "%(count)d consents were signed to this version outside the new period; "
+                        "a version's period cannot be changed to exclude them.",
+                        n,
+                    )
+                    % {"count": n},
                 )
         return data
 
@@ -180,7 +193,7 @@ class WithdrawalForm(forms.Form):
     """Field names follow Consent, so the service's validation errors land on them."""
 
     withdrawal_scope = forms.ChoiceField(
-        label="Scope of withdrawal", choices=Consent.WithdrawalScope.choices, widget=forms.RadioSelect
+        label=_("Scope of withdrawal"), choices=Consent.WithdrawalScope.choices, widget=forms.RadioSelect
     )
-    withdrawn_date = forms.DateField(label="Date of withdrawal", widget=date_input(), initial=today)
-    withdrawal_reason = forms.CharField(label="Reason for withdrawal", widget=forms.Textarea(attrs={"rows": 3}))
+    withdrawn_date = forms.DateField(label=_("Date of withdrawal"), widget=date_input(), initial=today)
+    withdrawal_reason = forms.CharField(label=_("Reason for withdrawal"), widget=forms.Textarea(attrs={"rows": 3}))

@@ -6,6 +6,8 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 from django.db.models import Exists, OuterRef, Q
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 
 from accounts.models import Site
 from patients import rules
@@ -14,10 +16,12 @@ from registry.scoring import age_in_years
 
 
 class ConsentVersion(models.Model):
-    version = models.CharField("Consent form version", max_length=20, unique=True, help_text="e.g. 1.0")
-    effective_from = models.DateField("Version in force from")
-    effective_to = models.DateField("Version in force until", null=True, blank=True, help_text="Blank = still in force")
-    blank_form = models.FileField("Blank consent form", upload_to="consent_forms/", blank=True)
+    version = models.CharField(_("Consent form version"), max_length=20, unique=True, help_text=_("e.g. 1.0"))
+    effective_from = models.DateField(_("Version in force from"))
+    effective_to = models.DateField(
+        _("Version in force until"), null=True, blank=True, help_text=_("Blank = still in force")
+    )
+    blank_form = models.FileField(_("Blank consent form"), upload_to="consent_forms/", blank=True)
 
     class Meta:
         ordering = ["-effective_from"]
@@ -33,7 +37,7 @@ class ConsentVersion(models.Model):
 
     def clean(self) -> None:
         if self.effective_to and self.effective_from and self.effective_to < self.effective_from:
-            raise ValidationError({"effective_to": "The end of the period cannot be before its start."})
+            raise ValidationError({"effective_to": gettext("The end of the period cannot be before its start.")})
 
     def in_force_on(self, day: datetime.date) -> bool:
         return self.effective_from <= day and (self.effective_to is None or day <= self.effective_to)
@@ -53,93 +57,97 @@ class PatientQuerySet(models.QuerySet["Patient"]):
 
 
 class FollowUpEndReason(models.TextChoices):
-    PROTOCOL_COMPLETED = "protocol_completed", "Protocol completed"
-    INVESTIGATOR_DECISION = "investigator_decision", "Investigator decision"
-    TRANSFERRED = "transferred", "Transferred to another centre"
-    OTHER = "other", "Other"
+    PROTOCOL_COMPLETED = "protocol_completed", _("Protocol completed")
+    INVESTIGATOR_DECISION = "investigator_decision", _("Investigator decision")
+    TRANSFERRED = "transferred", _("Transferred to another centre")
+    OTHER = "other", _("Other")
 
 
 class Patient(models.Model):
     class Sex(models.TextChoices):
-        MALE = "M", "Male"
-        FEMALE = "F", "Female"
+        MALE = "M", _("Male")
+        FEMALE = "F", _("Female")
 
     class PrimaryTumour(models.TextChoices):
-        LUNG = "lung", "Lung"
-        LIVER = "liver", "Liver (hepatocellular)"
-        BREAST = "breast", "Breast"
-        PROSTATE = "prostate", "Prostate"
-        KIDNEY = "kidney", "Kidney"
-        THYROID = "thyroid", "Thyroid"
-        MYELOMA = "myeloma", "Multiple myeloma"
-        COLORECTAL = "colorectal", "Colorectal"
-        OTHER = "other", "Other"
+        LUNG = "lung", _("Lung")
+        LIVER = "liver", _("Liver (hepatocellular)")
+        BREAST = "breast", _("Breast")
+        PROSTATE = "prostate", _("Prostate")
+        KIDNEY = "kidney", _("Kidney")
+        THYROID = "thyroid", _("Thyroid")
+        MYELOMA = "myeloma", _("Multiple myeloma")
+        COLORECTAL = "colorectal", _("Colorectal")
+        OTHER = "other", _("Other")
 
     class LesionCharacter(models.TextChoices):
-        OSTEOLYTIC = "osteolytic", "Osteolytic"
-        OSTEOBLASTIC = "osteoblastic", "Osteoblastic"
-        MIXED = "mixed", "Mixed"
+        OSTEOLYTIC = "osteolytic", _("Osteolytic")
+        OSTEOBLASTIC = "osteoblastic", _("Osteoblastic")
+        MIXED = "mixed", _("Mixed")
 
     class ImagingModality(models.TextChoices):
-        CT = "ct", "CT"
-        MRI = "mri", "MRI"
-        BOTH = "both", "CT and MRI"
+        CT = "ct", _("CT")
+        MRI = "mri", _("MRI")
+        BOTH = "both", _("CT and MRI")
 
-    DENIS_ZONES = [("I", "Zone I (ala)"), ("II", "Zone II (foramina)"), ("III", "Zone III (central canal)")]
+    DENIS_ZONES = [("I", _("Zone I (ala)")), ("II", _("Zone II (foramina)")), ("III", _("Zone III (central canal)"))]
 
     study_id = models.CharField(
-        "Study ID",
+        _("Study ID"),
         max_length=32,
         unique=True,
-        validators=[RegexValidator(r"^[A-Z0-9]+-[0-9]+$", "Use the site code, a dash and a number, e.g. BJ-0001.")],
-        help_text="Registry-assigned, site code + sequence, e.g. BJ-0001",
+        validators=[RegexValidator(r"^[A-Z0-9]+-[0-9]+$", _("Use the site code, a dash and a number, e.g. BJ-0001."))],
+        help_text=_("Registry-assigned, site code + sequence, e.g. BJ-0001"),
     )
-    site = models.ForeignKey(Site, on_delete=models.PROTECT, related_name="patients", verbose_name="Enrolling site")
+    site = models.ForeignKey(Site, on_delete=models.PROTECT, related_name="patients", verbose_name=_("Enrolling site"))
     enrolment_date = models.DateField(
-        "Date of enrolment", validators=[MinValueValidator(datetime.date(2000, 1, 1)), not_in_future]
+        _("Date of enrolment"), validators=[MinValueValidator(datetime.date(2000, 1, 1)), not_in_future]
     )
-    full_name = models.CharField("Patient full name", max_length=200)
-    mrn = models.CharField("Hospital medical record number", max_length=50)
+    full_name = models.CharField(_("Patient full name"), max_length=200)
+    mrn = models.CharField(_("Hospital medical record number"), max_length=50)
     email = models.EmailField(
-        "Patient e-mail for self-report invitations",
+        _("Patient e-mail for self-report invitations"),
         blank=True,
-        help_text="Optional; used only to send visit links; never in de-identified exports",
+        help_text=_("Optional; used only to send visit links; never in de-identified exports"),
     )
     date_of_birth = models.DateField(
-        "Date of birth", validators=[MinValueValidator(datetime.date(1900, 1, 1)), not_in_future]
+        _("Date of birth"), validators=[MinValueValidator(datetime.date(1900, 1, 1)), not_in_future]
     )
     age_at_enrolment = models.PositiveSmallIntegerField(
-        "Age at enrolment", editable=False, help_text="Derived: whole years from date of birth to enrolment"
+        _("Age at enrolment"), editable=False, help_text=_("Derived: whole years from date of birth to enrolment")
     )
-    sex = models.CharField("Sex", max_length=1, choices=Sex.choices)
-    primary_tumour = models.CharField("Primary tumour", max_length=20, choices=PrimaryTumour.choices)
-    primary_tumour_other = models.CharField("Other primary tumour, specify", max_length=200, blank=True)
-    lesion_character = models.CharField("Lesion character on imaging", max_length=20, choices=LesionCharacter.choices)
-    pathological_fracture = models.BooleanField("Pathological fracture present", choices=YES_NO)
-    denis_zones = MultiChoiceField("Denis zones involved", options=DENIS_ZONES, max_length=20)
-    neurological_deficit = models.BooleanField("Neurological deficit at presentation", choices=YES_NO)
-    symptom_onset_date = models.DateField("Date sacral symptoms began", validators=[not_in_future])
-    imaging_date = models.DateField("Date of diagnostic imaging (CT/MRI)", validators=[not_in_future])
-    imaging_modality = models.CharField("Diagnostic imaging", max_length=10, choices=ImagingModality.choices)
-    prior_radiotherapy = models.BooleanField("Prior radiotherapy to the sacrum", choices=YES_NO)
-    prior_chemotherapy = models.BooleanField("Prior systemic therapy", choices=YES_NO)
+    sex = models.CharField(_("Sex"), max_length=1, choices=Sex.choices)
+    primary_tumour = models.CharField(_("Primary tumour"), max_length=20, choices=PrimaryTumour.choices)
+    primary_tumour_other = models.CharField(_("Other primary tumour, specify"), max_length=200, blank=True)
+    lesion_character = models.CharField(
+        _("Lesion character on imaging"), max_length=20, choices=LesionCharacter.choices
+    )
+    pathological_fracture = models.BooleanField(_("Pathological fracture present"), choices=YES_NO)
+    denis_zones = MultiChoiceField(_("Denis zones involved"), options=DENIS_ZONES, max_length=20)
+    neurological_deficit = models.BooleanField(_("Neurological deficit at presentation"), choices=YES_NO)
+    symptom_onset_date = models.DateField(_("Date sacral symptoms began"), validators=[not_in_future])
+    imaging_date = models.DateField(_("Date of diagnostic imaging (CT/MRI)"), validators=[not_in_future])
+    imaging_modality = models.CharField(_("Diagnostic imaging"), max_length=10, choices=ImagingModality.choices)
+    prior_radiotherapy = models.BooleanField(_("Prior radiotherapy to the sacrum"), choices=YES_NO)
+    prior_chemotherapy = models.BooleanField(_("Prior systemic therapy"), choices=YES_NO)
     ecog = models.PositiveSmallIntegerField(
-        "ECOG performance status", null=True, blank=True, validators=[MaxValueValidator(4)]
+        _("ECOG performance status"), null=True, blank=True, validators=[MaxValueValidator(4)]
     )
-    death_date = models.DateField("Date of death", null=True, blank=True, validators=[not_in_future])
-    notes = models.TextField("Notes", blank=True)
+    death_date = models.DateField(_("Date of death"), null=True, blank=True, validators=[not_in_future])
+    notes = models.TextField(_("Notes"), blank=True)
     follow_up_ended = models.DateField(
-        "Follow-up ended on",
+        _("Follow-up ended on"),
         null=True,
         blank=True,
         editable=False,
-        help_text="Set by 'End follow-up': the patient leaves the worklist; survival is still censored at the last contact",
+        help_text=_(
+            "Set by 'End follow-up': the patient leaves the worklist; survival is still censored at the last contact"
+        ),
     )
     follow_up_end_reason = models.CharField(
-        "Reason follow-up ended", max_length=30, choices=FollowUpEndReason.choices, blank=True, editable=False
+        _("Reason follow-up ended"), max_length=30, choices=FollowUpEndReason.choices, blank=True, editable=False
     )
-    follow_up_end_note = models.TextField("Follow-up end note", blank=True, editable=False)
-    version = models.PositiveIntegerField(default=1, editable=False, help_text="Optimistic concurrency token")
+    follow_up_end_note = models.TextField(_("Follow-up end note"), blank=True, editable=False)
+    version = models.PositiveIntegerField(default=1, editable=False, help_text=_("Optimistic concurrency token"))
 
     objects = PatientQuerySet.as_manager()
 
@@ -176,20 +184,20 @@ class Patient(models.Model):
         errors: dict[str, Any] = {}
         if self.date_of_birth and self.enrolment_date:
             if self.date_of_birth > self.enrolment_date:
-                errors["date_of_birth"] = "Date of birth must be before the date of enrolment."
+                errors["date_of_birth"] = gettext("Date of birth must be before the date of enrolment.")
             elif not 18 <= self.age_at_enrolment <= 120:
-                errors["date_of_birth"] = (
-                    f"Age at enrolment would be {self.age_at_enrolment}; the registry enrols adults aged 18 to 120."
-                )
+                errors["date_of_birth"] = gettext(
+                    "Age at enrolment would be %(age)s; the registry enrols adults aged 18 to 120."
+                ) % {"age": self.age_at_enrolment}
         if self.primary_tumour == self.PrimaryTumour.OTHER and not self.primary_tumour_other.strip():
-            errors["primary_tumour_other"] = "Specify the primary tumour when it is 'Other'."
+            errors["primary_tumour_other"] = gettext("Specify the primary tumour when it is 'Other'.")
         if self.death_date and self.date_of_birth and self.death_date < self.date_of_birth:
-            errors["death_date"] = "Date of death cannot be before the date of birth."
+            errors["death_date"] = gettext("Date of death cannot be before the date of birth.")
         if not errors and self.pk is not None:
             errors.update(rules.errors_for(self, self))  # type: ignore[arg-type]
         site = related_or_none(self, "site")
         if self.study_id and site and not self.study_id.startswith(f"{site.code}-"):
-            errors["study_id"] = f"Study IDs of site {site.code} start with '{site.code}-'."
+            errors["study_id"] = gettext("Study IDs of site %(code)s start with '%(code)s-'.") % {"code": site.code}
         if errors:
             raise ValidationError(errors)
 
@@ -220,40 +228,53 @@ class Patient(models.Model):
         """Why clinical data cannot be entered now, or "" when it can."""
         consent = self.current_consent()
         if consent is None:
-            return "No consent is recorded for this patient: record a signed consent before entering clinical data."
+            return gettext(
+                "No consent is recorded for this patient: record a signed consent before entering clinical data."
+            )
         if not consent.scope_registry:
-            return "The patient did not consent to registry data use."
+            return gettext("The patient did not consent to registry data use.")
         if consent.withdrawn_date and consent.withdrawal_scope != Consent.WithdrawalScope.NO_CONTACT:
-            return f"Consent was withdrawn on {consent.withdrawn_date:%Y-%m-%d} ({consent.get_withdrawal_scope_display()}): no new data may be entered."
+            return gettext("Consent was withdrawn on %(date)s (%(scope)s): no new data may be entered.") % {
+                "date": f"{consent.withdrawn_date:%Y-%m-%d}",
+                "scope": consent.get_withdrawal_scope_display(),
+            }
         return ""
+
+
+# The scopes in two words, for the consent's state on the patient page ("Withdrawn: Remove data").
+WITHDRAWAL_SHORT = {
+    "no_contact": _("No further contact"),
+    "no_new_data": _("No new data"),
+    "remove_data": _("Remove data"),
+}
 
 
 class Consent(models.Model):
     class WithdrawalScope(models.TextChoices):
-        NO_CONTACT = "no_contact", "No further contact; data kept"
-        NO_NEW_DATA = "no_new_data", "No new data; existing data kept"
-        REMOVE_DATA = "remove_data", "Remove data from analyses and exports"
+        NO_CONTACT = "no_contact", _("No further contact; data kept")
+        NO_NEW_DATA = "no_new_data", _("No new data; existing data kept")
+        REMOVE_DATA = "remove_data", _("Remove data from analyses and exports")
 
     patient = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="consents")
     consent_version = models.ForeignKey(
-        ConsentVersion, on_delete=models.PROTECT, related_name="consents", verbose_name="Consent form version"
+        ConsentVersion, on_delete=models.PROTECT, related_name="consents", verbose_name=_("Consent form version")
     )
-    signed_date = models.DateField("Date consent signed", validators=[not_in_future])
-    obtained_by = models.CharField("Staff member who obtained consent", max_length=100)
-    scope_registry = models.BooleanField("Consents to registry data use", choices=YES_NO)
-    scope_future_contact = models.BooleanField("Consents to future contact", choices=YES_NO)
-    document = models.FileField("Signed consent document (PDF)", upload_to="consents/%Y/", blank=True)
+    signed_date = models.DateField(_("Date consent signed"), validators=[not_in_future])
+    obtained_by = models.CharField(_("Staff member who obtained consent"), max_length=100)
+    scope_registry = models.BooleanField(_("Consents to registry data use"), choices=YES_NO)
+    scope_future_contact = models.BooleanField(_("Consents to future contact"), choices=YES_NO)
+    document = models.FileField(_("Signed consent document (PDF)"), upload_to="consents/%Y/", blank=True)
     document_sha256 = models.CharField(
-        "SHA-256 of the signed consent document",
+        _("SHA-256 of the signed consent document"),
         max_length=64,
         blank=True,
-        validators=[RegexValidator(r"^[0-9a-f]{64}$", "A SHA-256 is 64 lower-case hexadecimal characters.")],
+        validators=[RegexValidator(r"^[0-9a-f]{64}$", _("A SHA-256 is 64 lower-case hexadecimal characters."))],
     )
-    withdrawn_date = models.DateField("Date of withdrawal", null=True, blank=True, validators=[not_in_future])
+    withdrawn_date = models.DateField(_("Date of withdrawal"), null=True, blank=True, validators=[not_in_future])
     withdrawal_scope = models.CharField(
-        "Scope of withdrawal", max_length=20, choices=WithdrawalScope.choices, blank=True
+        _("Scope of withdrawal"), max_length=20, choices=WithdrawalScope.choices, blank=True
     )
-    withdrawal_reason = models.TextField("Reason for withdrawal", blank=True)
+    withdrawal_reason = models.TextField(_("Reason for withdrawal"), blank=True)
     version = models.PositiveIntegerField(default=1, editable=False)
 
     class Meta:
@@ -277,17 +298,21 @@ class Consent(models.Model):
         errors: dict[str, Any] = {}
         v = related_or_none(self, "consent_version")
         if v and self.signed_date and not v.in_force_on(self.signed_date):
-            until = v.effective_to.isoformat() if v.effective_to else "now"
-            errors["signed_date"] = (
-                f"Consent version {v.version} is in force from {v.effective_from.isoformat()} to {until}; "
-                f"{self.signed_date.isoformat()} is outside that period."
-            )
+            until = v.effective_to.isoformat() if v.effective_to else gettext("now")
+            errors["signed_date"] = gettext(
+                "Consent version %(version)s is in force from %(start)s to %(end)s; %(day)s is outside that period."
+            ) % {
+                "version": v.version,
+                "start": v.effective_from.isoformat(),
+                "end": until,
+                "day": self.signed_date.isoformat(),
+            }
         if self.withdrawn_date and not self.withdrawal_scope:
-            errors["withdrawal_scope"] = "Give the scope of the withdrawal."
+            errors["withdrawal_scope"] = gettext("Give the scope of the withdrawal.")
         if self.withdrawal_scope and not self.withdrawn_date:
-            errors["withdrawn_date"] = "Give the date of withdrawal."
+            errors["withdrawn_date"] = gettext("Give the date of withdrawal.")
         if self.withdrawn_date and self.signed_date and self.withdrawn_date < self.signed_date:
-            errors["withdrawn_date"] = "Withdrawal cannot be before the consent was signed."
+            errors["withdrawn_date"] = gettext("Withdrawal cannot be before the consent was signed.")
         if errors:
             raise ValidationError(errors)
 
@@ -297,9 +322,12 @@ class Consent(models.Model):
 
     @property
     def state(self) -> str:
+        """The consent's state as a nurse reads it, e.g. "Withdrawn: Remove data"."""
         if self.withdrawn_date:
-            return f"withdrawn ({self.withdrawal_scope})"
-        return "valid" if self.scope_registry else "registry use refused"
+            return gettext("Withdrawn: %(scope)s") % {
+                "scope": WITHDRAWAL_SHORT.get(self.withdrawal_scope, self.withdrawal_scope)
+            }
+        return gettext("Valid") if self.scope_registry else gettext("Registry use refused")
 
 
 class CaseLockQuerySet(models.QuerySet["CaseLock"]):
@@ -322,13 +350,13 @@ class CaseLock(models.Model):
 
     patient = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="locks")
     timepoint = models.CharField(
-        "Visit locked", max_length=10, blank=True, help_text="Blank = the whole case; else the visit's timepoint"
+        _("Visit locked"), max_length=10, blank=True, help_text=_("Blank = the whole case; else the visit's timepoint")
     )
     signed_by = models.ForeignKey("accounts.User", on_delete=models.PROTECT, related_name="+")
-    signed_by_name = models.CharField("Signer's printed name", max_length=200)
-    signed_at = models.DateTimeField("Signed at")
-    meaning = models.CharField("Meaning of the signature", max_length=200)
-    second_factor = models.BooleanField("Second factor checked at signing", default=False)
+    signed_by_name = models.CharField(_("Signer's printed name"), max_length=200)
+    signed_at = models.DateTimeField(_("Signed at"))
+    meaning = models.CharField(_("Meaning of the signature"), max_length=200)
+    second_factor = models.BooleanField(_("Second factor checked at signing"), default=False)
     unlocked_at = models.DateTimeField(null=True, blank=True)
     unlocked_by = models.ForeignKey("accounts.User", on_delete=models.PROTECT, related_name="+", null=True, blank=True)
     unlock_reason = models.TextField(blank=True)
@@ -351,4 +379,6 @@ class CaseLock(models.Model):
 
     @property
     def what(self) -> str:
-        return rules.TIMEPOINT_NAMES.get(self.timepoint, self.timepoint) if self.timepoint else "whole case"
+        return (
+            str(rules.TIMEPOINT_NAMES.get(self.timepoint, self.timepoint)) if self.timepoint else gettext("whole case")
+        )

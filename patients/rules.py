@@ -22,18 +22,20 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from registry.scoring import in_window, visit_window
 
 NO_NEW_DATA_SCOPES = ("no_new_data", "remove_data")
 TIMEPOINT_NAMES = {
-    "baseline": "Baseline",
-    "post": "Post-procedure",
-    "w1": "1 week",
-    "m1": "1 month",
-    "m3": "3 months",
-    "m6": "6 months",
-    "m12": "12 months",
+    "baseline": gettext_lazy("Baseline"),
+    "post": gettext_lazy("Post-procedure"),
+    "w1": gettext_lazy("1 week"),
+    "m1": gettext_lazy("1 month"),
+    "m3": gettext_lazy("3 months"),
+    "m6": gettext_lazy("6 months"),
+    "m12": gettext_lazy("12 months"),
 }
 
 
@@ -49,7 +51,7 @@ def _d(day: datetime.date) -> str:
 
 
 def visit_name(visit: Any) -> str:
-    return f"{TIMEPOINT_NAMES.get(visit.timepoint, visit.timepoint)} visit"
+    return _("%(timepoint)s visit") % {"timepoint": TIMEPOINT_NAMES.get(visit.timepoint, visit.timepoint)}
 
 
 def case_problems(
@@ -70,13 +72,14 @@ def case_problems(
             Problem(min(procedures, key=lambda p: p.procedure_number), "procedure_number", _no_index(procedures))
         )
     for procedure in procedures:
-        name = f"Procedure {procedure.procedure_number}"
+        args = {"number": procedure.procedure_number, "day": _d(procedure.procedure_date)}
         if enrolled and procedure.procedure_date < enrolled:
             problems.append(
                 Problem(
                     procedure,
                     "procedure_date",
-                    f"{name} ({_d(procedure.procedure_date)}) is before the enrolment ({_d(enrolled)}).",
+                    _("Procedure %(number)s (%(day)s) is before the enrolment (%(enrolled)s).")
+                    % {**args, "enrolled": _d(enrolled)},
                 )
             )
         if died and procedure.procedure_date > died:
@@ -84,7 +87,8 @@ def case_problems(
                 Problem(
                     procedure,
                     "procedure_date",
-                    f"{name} ({_d(procedure.procedure_date)}) is after the patient's death ({_d(died)}).",
+                    _("Procedure %(number)s (%(day)s) is after the patient's death (%(died)s).")
+                    % {**args, "died": _d(died)},
                 )
             )
         if index and procedure.procedure_number > 1 and procedure.procedure_date < index:
@@ -92,7 +96,8 @@ def case_problems(
                 Problem(
                     procedure,
                     "procedure_date",
-                    f"{name} ({_d(procedure.procedure_date)}) is before procedure 1 ({_d(index)}).",
+                    _("Procedure %(number)s (%(day)s) is before procedure 1 (%(index)s).")
+                    % {**args, "index": _d(index)},
                 )
             )
     for complication in complications:
@@ -102,8 +107,12 @@ def case_problems(
                 Problem(
                     complication,
                     "onset_date",
-                    f"A complication of procedure {procedure.procedure_number} starts ({_d(complication.onset_date)}) "
-                    f"before the procedure ({_d(procedure.procedure_date)}).",
+                    _("A complication of procedure %(number)s starts (%(onset)s) before the procedure (%(day)s).")
+                    % {
+                        "number": procedure.procedure_number,
+                        "onset": _d(complication.onset_date),
+                        "day": _d(procedure.procedure_date),
+                    },
                 )
             )
     stopped = [c.withdrawn_date for c in consents if c.withdrawn_date and c.withdrawal_scope in NO_NEW_DATA_SCOPES]
@@ -114,7 +123,9 @@ def case_problems(
 
 def _no_index(procedures: list[Any]) -> str:
     numbers = ", ".join(str(p.procedure_number) for p in sorted(procedures, key=lambda p: p.procedure_number))
-    return f"The first procedure of a case is number 1 (the index procedure); this case has only {numbers}."
+    return _("The first procedure of a case is number 1 (the index procedure); this case has only %(numbers)s.") % {
+        "numbers": numbers
+    }
 
 
 def _visit_problems(
@@ -129,37 +140,33 @@ def _visit_problems(
     if day is None:
         return []
     out = []
+    args = {"visit": name, "day": _d(day)}
     if enrolled and day < enrolled:
-        out.append(Problem(visit, "visit_date", f"The {name} ({_d(day)}) is before the enrolment ({_d(enrolled)})."))
+        message = _("The %(visit)s (%(day)s) is before the enrolment (%(enrolled)s).")
+        out.append(Problem(visit, "visit_date", message % {**args, "enrolled": _d(enrolled)}))
     if died and completed and day > died:
-        out.append(
-            Problem(
-                visit,
-                "visit_date",
-                f"The patient died on {_d(died)}; the {name} ({_d(day)}) cannot be a completed visit: "
-                "record it as 'Patient deceased'.",
-            )
+        message = _(
+            "The patient died on %(died)s; the %(visit)s (%(day)s) cannot be a completed visit: "
+            "record it as 'Patient deceased'."
         )
+        out.append(Problem(visit, "visit_date", message % {**args, "died": _d(died)}))
     if completed and any(day > w for w in stopped):
-        out.append(
-            Problem(
-                visit,
-                "visit_date",
-                f"The {name} ({_d(day)}) is after the consent was withdrawn from new data ({_d(min(stopped))}).",
-            )
-        )
+        message = _("The %(visit)s (%(day)s) is after the consent was withdrawn from new data (%(withdrawn)s).")
+        out.append(Problem(visit, "visit_date", message % {**args, "withdrawn": _d(min(stopped))}))
     if index is None:
         return out
     if visit.timepoint != "baseline" and day < index:
-        out.append(Problem(visit, "visit_date", f"The {name} ({_d(day)}) is before the index procedure ({_d(index)})."))
+        message = _("The %(visit)s (%(day)s) is before the index procedure (%(index)s).")
+        out.append(Problem(visit, "visit_date", message % {**args, "index": _d(index)}))
     elif not in_window(visit.timepoint, index, day) and not (visit.deviation_note or "").strip():
         low, high = visit_window(visit.timepoint, index)
+        message = _(
+            "The %(visit)s (%(day)s) is outside its window (%(opens)s to %(closes)s, from the index "
+            "procedure of %(index)s); explain the deviation in its note."
+        )
         out.append(
             Problem(
-                visit,
-                "deviation_note",
-                f"The {name} ({_d(day)}) is outside its window ({_d(low)} to {_d(high)}, from the index "
-                f"procedure of {_d(index)}); explain the deviation in its note.",
+                visit, "deviation_note", message % {**args, "opens": _d(low), "closes": _d(high), "index": _d(index)}
             )
         )
     return out

@@ -8,6 +8,8 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
+from django.utils import translation
+from django.utils.translation import gettext as _
 
 from accounts.models import Site
 from audit.services import delete_audited, record_updated, row_values, save_audited
@@ -84,13 +86,13 @@ def withdraw_consent(
 ) -> Consent:
     """Record a withdrawal; it takes effect everywhere at once (worklist, entry, analyses, exports)."""
     if scope not in Consent.WithdrawalScope.values:
-        raise ValidationError({"withdrawal_scope": "Choose the scope of the withdrawal."})
+        raise ValidationError({"withdrawal_scope": _("Choose the scope of the withdrawal.")})
     if not reason.strip():
-        raise ValidationError({"withdrawal_reason": "Give the reason for the withdrawal."})
+        raise ValidationError({"withdrawal_reason": _("Give the reason for the withdrawal.")})
     with transaction.atomic():
         current = Consent.objects.select_for_update().get(pk=consent.pk)
         if current.withdrawn_date:
-            raise ValidationError("This consent is already withdrawn.")
+            raise ValidationError(_("This consent is already withdrawn."))
         before = row_values(current)
         current.withdrawn_date = on or today()
         current.withdrawal_scope = scope
@@ -146,11 +148,24 @@ def active_lock(patient: Patient, timepoint: str = "") -> CaseLock | None:
 
 
 def lock_message(lock: CaseLock) -> str:
-    return (
-        f"{lock.patient.study_id}: the {f'{lock.what} visit' if lock.timepoint else 'case'} is locked: signed by "
-        f"{lock.signed_by_name} on {lock.signed_at:%Y-%m-%d %H:%M} UTC ('{lock.meaning}'). "
-        "No change is possible until an administrator unlocks it with a reason."
-    )
+    args = {
+        "study_id": lock.patient.study_id,
+        "visit": lock.what,
+        "name": lock.signed_by_name,
+        "at": f"{lock.signed_at:%Y-%m-%d %H:%M}",
+        "meaning": lock.meaning,
+    }
+    if lock.timepoint:
+        message = _(
+            "%(study_id)s: the %(visit)s visit is locked: signed by %(name)s on %(at)s UTC ('%(meaning)s'). "
+            "No change is possible until an administrator unlocks it with a reason."
+        )
+    else:
+        message = _(
+            "%(study_id)s: the case is locked: signed by %(name)s on %(at)s UTC ('%(meaning)s'). "
+            "No change is possible until an administrator unlocks it with a reason."
+        )
+    return message % args
 
 
 def ensure_not_locked(patient: Patient, timepoint: str = "") -> None:
@@ -168,18 +183,19 @@ def end_follow_up(
     Survival is unaffected: it is censored at the last contact as for everyone.
     """
     if reason not in FollowUpEndReason.values:
-        raise ValidationError({"follow_up_end_reason": "Choose why follow-up ended."})
+        raise ValidationError({"follow_up_end_reason": _("Choose why follow-up ended.")})
     if reason == FollowUpEndReason.OTHER and not note.strip():
-        raise ValidationError({"follow_up_end_note": "Explain the reason when it is 'Other'."})
+        raise ValidationError({"follow_up_end_note": _("Explain the reason when it is 'Other'.")})
     if on is None or on > today():
-        raise ValidationError({"follow_up_ended": "Give the date follow-up ended (today or earlier)."})
+        raise ValidationError({"follow_up_ended": _("Give the date follow-up ended (today or earlier).")})
     if on < patient.enrolment_date:
-        raise ValidationError({"follow_up_ended": "Follow-up cannot end before the enrolment date."})
+        raise ValidationError({"follow_up_ended": _("Follow-up cannot end before the enrolment date.")})
     ensure_not_locked(patient)
     patient.follow_up_ended = on
     patient.follow_up_end_reason = reason
     patient.follow_up_end_note = note
-    label = FollowUpEndReason(reason).label
+    with translation.override("en"):  # the trail's reason is stored, in one language whoever reads it later
+        label = str(FollowUpEndReason(reason).label)
     with transaction.atomic():
         save_audited(
             patient,

@@ -3,6 +3,7 @@ from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.translation import gettext as _
 
 from accounts.permissions import admin_required, case_read_required, data_entry_required, scope_to_sites
 from audit.models import AuditEvent
@@ -40,7 +41,9 @@ def enrol(request: HttpRequest) -> HttpResponse:
     form = PatientForm(request.POST or None, user=request.user)  # type: ignore[arg-type]
     if request.method == "POST" and form.is_valid():
         patient = services.enrol_patient(patient=form.instance, user=request.user)
-        messages.success(request, f"{patient.study_id} enrolled. Now record the signed consent.")
+        messages.success(
+            request, _("%(study_id)s enrolled. Now record the signed consent.") % {"study_id": patient.study_id}
+        )
         return redirect("patients:consent", study_id=patient.study_id)
     return render(request, "patients/patient_form.html", {"form": form, "errors": error_summary(form)})
 
@@ -54,7 +57,7 @@ def edit(request: HttpRequest, study_id: str) -> HttpResponse:
         if service_saved(
             form, lambda: services.update_patient(patient=form.instance, user=request.user, **form.edit_kwargs())
         ):
-            messages.success(request, f"{patient.study_id} saved.")
+            messages.success(request, _("%(study_id)s saved.") % {"study_id": patient.study_id})
             return redirect("patients:detail", study_id=patient.study_id)
     context = {"form": form, "patient": patient, "errors": error_summary(form)}
     return render(request, "patients/patient_form.html", context)
@@ -67,7 +70,7 @@ def consent(request: HttpRequest, study_id: str) -> HttpResponse:
     form = ConsentForm(request.POST or None, request.FILES or None, instance=Consent(patient=patient))
     if request.method == "POST" and form.is_valid():
         services.record_consent(consent=form.instance, user=request.user, document=form.cleaned_data["document"])
-        messages.success(request, f"Consent of {patient.study_id} recorded.")
+        messages.success(request, _("Consent of %(study_id)s recorded.") % {"study_id": patient.study_id})
         return redirect("patients:detail", study_id=patient.study_id)
     context = {"form": form, "patient": patient, "errors": error_summary(form)}
     return render(request, "patients/consent_form.html", context)
@@ -93,7 +96,7 @@ def version_edit(request: HttpRequest, pk: int | None = None) -> HttpResponse:
         except ValidationError as exc:
             form.add_error(None, exc)
         else:
-            messages.success(request, f"Consent version {form.instance.version} saved.")
+            messages.success(request, _("Consent version %(version)s saved.") % {"version": form.instance.version})
             return redirect("patients:versions")
     return render(request, "patients/version_form.html", {"form": form, "version": version})
 
@@ -103,7 +106,7 @@ def version_form_download(request: HttpRequest, pk: int) -> HttpResponse:
     """The blank form of a version, for printing; only to staff who obtain consent."""
     version = get_object_or_404(ConsentVersion, pk=pk)
     if not version.blank_form:
-        raise Http404("This version has no blank form on file.")
+        raise Http404(_("This version has no blank form on file."))
     return inert_download(
         FileResponse(
             version.blank_form.open("rb"),
@@ -137,7 +140,7 @@ def consent_document(request: HttpRequest, pk: int) -> HttpResponse:
     """The signed PDF, only through this permission check (MEDIA_URL is never served)."""
     consent = _get_consent_for_user(request, pk)
     if not consent.document:
-        raise Http404("No signed document is on file for this consent.")
+        raise Http404(_("No signed document is on file for this consent."))
     matches = document_matches(consent)
     record_access(
         action=AuditEvent.Action.VIEW, instance=consent, user=request.user, extra={"document_matches_sha256": matches}
@@ -145,7 +148,7 @@ def consent_document(request: HttpRequest, pk: int) -> HttpResponse:
     try:
         fh = consent.document.open("rb")
     except FileNotFoundError:
-        raise Http404("The signed document is missing from storage.") from None
+        raise Http404(_("The signed document is missing from storage.")) from None
     response = inert_download(
         FileResponse(
             fh,
@@ -163,7 +166,7 @@ def consent_document(request: HttpRequest, pk: int) -> HttpResponse:
 def consent_withdraw(request: HttpRequest, pk: int) -> HttpResponse:
     consent = _get_consent_for_user(request, pk)
     if consent.withdrawn_date:
-        messages.info(request, "This consent is already withdrawn.")
+        messages.info(request, _("This consent is already withdrawn."))
         return redirect("patients:consent_record", pk=pk)
     form = WithdrawalForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
@@ -181,6 +184,9 @@ def consent_withdraw(request: HttpRequest, pk: int) -> HttpResponse:
             for field, msgs in errors.items():
                 form.add_error(field if field in form.fields else None, msgs)
         else:
-            messages.success(request, f"The withdrawal of {consent.patient.study_id} is recorded and in effect.")
+            messages.success(
+                request,
+                _("The withdrawal of %(study_id)s is recorded and in effect.") % {"study_id": consent.patient.study_id},
+            )
             return redirect("patients:consent_record", pk=pk)
     return render(request, "patients/consent_withdraw.html", {"consent": consent, "form": form})

@@ -4,19 +4,30 @@ from crispy_forms.bootstrap import InlineRadios
 from crispy_forms.layout import HTML, Column, Row
 from django import forms
 from django.core.exceptions import ValidationError
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 
+from patients.forms import CHOOSE
 from procedures.models import Complication, Leakage, Procedure
-from registry.forms import ChildRowForm, EditMixin, child_formset, date_input, plain_helper, yes_no_as_radios
+from registry.forms import (
+    ChildRowForm,
+    EditMixin,
+    child_formset,
+    date_input,
+    plain_helper,
+    short_blank_choices,
+    yes_no_as_radios,
+)
 from registry.scoring import MAJOR_COMPLICATIONS, MINOR_COMPLICATIONS
 
 CIRSE_GRADES = [
     ("", "---------"),
-    (1, "1 – no therapy, no consequence"),
-    (2, "2 – overnight stay for observation"),
-    (3, "3 – therapy or prolonged stay (<48 h)"),
-    (4, "4 – prolonged stay (>48 h)"),
-    (5, "5 – permanent mild disability"),
-    (6, "6 – death"),
+    (1, _("1 – no therapy, no consequence")),
+    (2, _("2 – overnight stay for observation")),
+    (3, _("3 – therapy or prolonged stay (<48 h)")),
+    (4, _("4 – prolonged stay (>48 h)")),
+    (5, _("5 – permanent mild disability")),
+    (6, _("6 – death")),
 ]
 
 
@@ -53,6 +64,7 @@ class ProcedureForm(EditMixin, forms.ModelForm):
         super().__init__(*args, **kwargs)
         self.setup_edit(self.instance.pk is not None)
         yes_no_as_radios(self)
+        short_blank_choices(self, CHOOSE)
         self.fields["levels_treated"].widget.attrs["class"] = "form-check-input"
         self.helper = plain_helper(
             row("procedure_date", "admission_date", "discharge_date"),
@@ -70,6 +82,10 @@ class LeakageForm(ChildRowForm):
         model = Leakage
         fields = ["site", "symptomatic", "treatment_required"]
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        short_blank_choices(self, CHOOSE)
+
 
 class ComplicationForm(ChildRowForm):
     class Meta:
@@ -85,10 +101,11 @@ class ComplicationForm(ChildRowForm):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.fields["cirse_grade"] = forms.TypedChoiceField(
-            label="CIRSE grade", choices=CIRSE_GRADES, coerce=int, empty_value=None
+            label=_("CIRSE grade"), choices=CIRSE_GRADES, coerce=int, empty_value=None
         )
-        self.fields["severity"].label = "Major or minor"
-        self.fields["severity"].help_text = "Derived for the study's named types; choose it for CSF leak and other."
+        self.fields["severity"].label = _("Major or minor")
+        self.fields["severity"].help_text = _("Derived for the study's named types; choose it for CSF leak and other.")
+        short_blank_choices(self, CHOOSE)
 
 
 class BaseLeakageFormSet:
@@ -100,14 +117,14 @@ class BaseLeakageFormSet:
         twice = {s for s in sites if sites.count(s) > 1}
         if twice:
             names = ", ".join(str(Leakage.Site(s).label) for s in sorted(twice))
-            raise ValidationError(f"{names}: list each leakage site once.")
+            raise ValidationError(gettext("%(sites)s: list each leakage site once.") % {"sites": names})
         super().clean()  # type: ignore[misc]
 
 
 LeakageFormSet = type(
     "LeakageFormSet",
-    (BaseLeakageFormSet, child_formset(Procedure, LeakageForm, title="Cement leakage", extra=2)),
+    (BaseLeakageFormSet, child_formset(Procedure, LeakageForm, title=_("Cement leakage"), extra=2)),
     {},
 )
-ComplicationFormSet = child_formset(Procedure, ComplicationForm, title="Complication", extra=1)
+ComplicationFormSet = child_formset(Procedure, ComplicationForm, title=_("Complication"), extra=1)
 SEVERITY_BY_TYPE = {t: "major" for t in MAJOR_COMPLICATIONS} | {t: "minor" for t in MINOR_COMPLICATIONS}

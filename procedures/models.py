@@ -5,13 +5,15 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 
 from patients import rules
 from patients.models import Patient
 from registry.fields import YES_NO, MultiChoiceField, not_in_future, related_or_none
 from registry.scoring import complication_severity, days_between
 
-LEVELS = [("L5", "L5"), ("S1", "S1"), ("S2", "S2"), ("S3", "S3"), ("S4", "S4"), ("S5", "S5"), ("coccyx", "Coccyx")]
+LEVELS = [("L5", "L5"), ("S1", "S1"), ("S2", "S2"), ("S3", "S3"), ("S4", "S4"), ("S5", "S5"), ("coccyx", _("Coccyx"))]
 
 
 def between(field: str, low: float, high: float | None = None, *, nullable: bool = False) -> Q:
@@ -29,73 +31,75 @@ class ProcedureQuerySet(models.QuerySet["Procedure"]):
 
 class Procedure(models.Model):
     class Approach(models.TextChoices):
-        INTERPEDICULAR = "interpedicular", "Interpedicular"
-        SHORT_AXIS = "short_axis", "Short-axis (posterior)"
-        LONG_AXIS = "long_axis", "Long-axis (trans-sacral)"
-        TRANSILIAC = "transiliac", "Transiliac"
-        ANTERIOR_OBLIQUE = "anterior_oblique", "Anterior oblique"
-        COMBINED = "combined", "Combined"
-        OTHER = "other", "Other"
+        INTERPEDICULAR = "interpedicular", _("Interpedicular")
+        SHORT_AXIS = "short_axis", _("Short-axis (posterior)")
+        LONG_AXIS = "long_axis", _("Long-axis (trans-sacral)")
+        TRANSILIAC = "transiliac", _("Transiliac")
+        ANTERIOR_OBLIQUE = "anterior_oblique", _("Anterior oblique")
+        COMBINED = "combined", _("Combined")
+        OTHER = "other", _("Other")
 
     class Guidance(models.TextChoices):
-        FLUORO_BIPLANE = "fluoro_biplane", "Biplane fluoroscopy"
-        FLUORO_SINGLE = "fluoro_single", "Single-plane fluoroscopy"
-        CT = "ct", "CT"
-        CT_FLUORO = "ct_fluoro", "CT-fluoroscopy"
-        CBCT = "cbct", "Cone-beam CT"
-        OTHER = "other", "Other"
+        FLUORO_BIPLANE = "fluoro_biplane", _("Biplane fluoroscopy")
+        FLUORO_SINGLE = "fluoro_single", _("Single-plane fluoroscopy")
+        CT = "ct", _("CT")
+        CT_FLUORO = "ct_fluoro", _("CT-fluoroscopy")
+        CBCT = "cbct", _("Cone-beam CT")
+        OTHER = "other", _("Other")
 
     class Anaesthesia(models.TextChoices):
-        LOCAL = "local", "Local"
-        SEDATION = "sedation", "Local with sedation"
-        GENERAL = "general", "General"
+        LOCAL = "local", _("Local")
+        SEDATION = "sedation", _("Local with sedation")
+        GENERAL = "general", _("General")
 
     class NeedleGauge(models.IntegerChoices):
-        G10 = 10, "10 G"
-        G11 = 11, "11 G"
-        G13 = 13, "13 G"
-        G15 = 15, "15 G"
+        G10 = 10, _("10 G")
+        G11 = 11, _("11 G")
+        G13 = 13, _("13 G")
+        G15 = 15, _("15 G")
 
     class Viscosity(models.TextChoices):
-        LOW = "low", "Low"
-        MEDIUM = "medium", "Medium"
-        HIGH = "high", "High"
+        LOW = "low", _("Low")
+        MEDIUM = "medium", _("Medium")
+        HIGH = "high", _("High")
 
     patient = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="procedures")
     procedure_number = models.PositiveSmallIntegerField(
-        "Procedure number for this patient",
+        _("Procedure number for this patient"),
         default=1,
         validators=[MinValueValidator(1), MaxValueValidator(9)],
-        help_text="1 = index procedure; follow-up days count from procedure 1",
+        help_text=_("1 = index procedure; follow-up days count from procedure 1"),
     )
-    procedure_date = models.DateField("Procedure date", validators=[not_in_future])
-    operator = models.CharField("Operator code", max_length=20, help_text="Interventionalist; a code, not a name")
-    approach = models.CharField("Approach", max_length=20, choices=Approach.choices)
-    guidance = models.CharField("Image guidance", max_length=20, choices=Guidance.choices)
-    anaesthesia = models.CharField("Anaesthesia", max_length=10, choices=Anaesthesia.choices)
-    needle_gauge = models.PositiveSmallIntegerField("Needle gauge", choices=NeedleGauge.choices)
+    procedure_date = models.DateField(_("Procedure date"), validators=[not_in_future])
+    operator = models.CharField(_("Operator code"), max_length=20, help_text=_("Interventionalist; a code, not a name"))
+    approach = models.CharField(_("Approach"), max_length=20, choices=Approach.choices)
+    guidance = models.CharField(_("Image guidance"), max_length=20, choices=Guidance.choices)
+    anaesthesia = models.CharField(_("Anaesthesia"), max_length=10, choices=Anaesthesia.choices)
+    needle_gauge = models.PositiveSmallIntegerField(_("Needle gauge"), choices=NeedleGauge.choices)
     needle_count = models.PositiveSmallIntegerField(
-        "Number of needles", validators=[MinValueValidator(1), MaxValueValidator(6)]
+        _("Number of needles"), validators=[MinValueValidator(1), MaxValueValidator(6)]
     )
     levels_treated = MultiChoiceField(
-        "Levels treated", options=LEVELS, max_length=40, help_text="Each treated level counts as one lesion"
+        _("Levels treated"), options=LEVELS, max_length=40, help_text=_("Each treated level counts as one lesion")
     )
-    cement_product = models.CharField("Cement product", max_length=100, blank=True, help_text="e.g. PALACOS V PMMA")
-    cement_viscosity = models.CharField("Cement viscosity", max_length=10, choices=Viscosity.choices, blank=True)
+    cement_product = models.CharField(
+        _("Cement product"), max_length=100, blank=True, help_text=_("e.g. PALACOS V PMMA")
+    )
+    cement_viscosity = models.CharField(_("Cement viscosity"), max_length=10, choices=Viscosity.choices, blank=True)
     cement_volume_ml = models.DecimalField(
-        "Cement volume injected (mL)",
+        _("Cement volume injected (mL)"),
         max_digits=3,
         decimal_places=1,
         validators=[MinValueValidator(Decimal("0.5")), MaxValueValidator(Decimal("40"))],
     )
     operation_time_min = models.PositiveSmallIntegerField(
-        "Procedure duration (min)", validators=[MinValueValidator(5), MaxValueValidator(300)]
+        _("Procedure duration (min)"), validators=[MinValueValidator(5), MaxValueValidator(300)]
     )
     fluoroscopy_time_s = models.PositiveIntegerField(
-        "Fluoroscopy time (s)", null=True, blank=True, validators=[MaxValueValidator(7200)]
+        _("Fluoroscopy time (s)"), null=True, blank=True, validators=[MaxValueValidator(7200)]
     )
     dose_area_product_gycm2 = models.DecimalField(
-        "Dose-area product (Gy·cm²)",
+        _("Dose-area product (Gy·cm²)"),
         max_digits=8,
         decimal_places=2,
         null=True,
@@ -103,17 +107,17 @@ class Procedure(models.Model):
         validators=[MinValueValidator(Decimal(0)), MaxValueValidator(Decimal(2000))],
     )
     ct_dlp_mgycm = models.DecimalField(
-        "CT dose-length product (mGy·cm)",
+        _("CT dose-length product (mGy·cm)"),
         max_digits=9,
         decimal_places=2,
         null=True,
         blank=True,
         validators=[MinValueValidator(Decimal(0)), MaxValueValidator(Decimal(20000))],
     )
-    technical_success = models.BooleanField("Technical success", choices=YES_NO)
-    leakage = models.BooleanField("Cement leakage on post-procedure CT", choices=YES_NO)
-    admission_date = models.DateField("Admission date")
-    discharge_date = models.DateField("Discharge date")
+    technical_success = models.BooleanField(_("Technical success"), choices=YES_NO)
+    leakage = models.BooleanField(_("Cement leakage on post-procedure CT"), choices=YES_NO)
+    admission_date = models.DateField(_("Admission date"))
+    discharge_date = models.DateField(_("Discharge date"))
     version = models.PositiveIntegerField(default=1, editable=False)
 
     objects = ProcedureQuerySet.as_manager()
@@ -147,11 +151,11 @@ class Procedure(models.Model):
     def clean(self) -> None:
         errors: dict[str, Any] = {}
         if self.admission_date and self.discharge_date and self.discharge_date < self.admission_date:
-            errors["discharge_date"] = "Discharge cannot be before admission."
+            errors["discharge_date"] = gettext("Discharge cannot be before admission.")
         if self.procedure_date and self.admission_date and self.procedure_date < self.admission_date:
-            errors["procedure_date"] = "The procedure cannot be before admission."
+            errors["procedure_date"] = gettext("The procedure cannot be before admission.")
         if self.procedure_date and self.discharge_date and self.procedure_date > self.discharge_date:
-            errors["procedure_date"] = "The procedure cannot be after discharge."
+            errors["procedure_date"] = gettext("The procedure cannot be after discharge.")
         if not errors and self.procedure_date:
             errors.update(rules.errors_for(self, related_or_none(self, "patient")))  # type: ignore[arg-type]
         if errors:
@@ -161,6 +165,22 @@ class Procedure(models.Model):
     def hospital_stay_days(self) -> int:
         return days_between(self.admission_date, self.discharge_date)
 
+    def levels_display(self) -> str:
+        """The levels as a nurse reads them: runs of adjacent levels as a range ("S1–S3"), others listed
+        ("L5, S2"), names not codes ("Coccyx")."""
+        chosen = set(self.levels_treated.split("|"))
+        runs: list[list[tuple[str, Any]]] = []
+        previous = False
+        for code, label in LEVELS:
+            if code in chosen:
+                if previous:
+                    runs[-1].append((code, label))
+                else:
+                    runs.append([(code, label)])
+            previous = code in chosen
+        names = [str(run[0][1]) if len(run) == 1 else f"{run[0][1]}–{run[-1][1]}" for run in runs]
+        return ", ".join(names) or "—"
+
     @property
     def lesion_count(self) -> int:
         return len([c for c in self.levels_treated.split("|") if c])
@@ -168,20 +188,20 @@ class Procedure(models.Model):
 
 class Leakage(models.Model):
     class Site(models.TextChoices):
-        PRESACRAL = "presacral", "Presacral soft tissue"
-        FORAMINAL = "foraminal", "Sacral foramen"
-        SACRAL_CANAL = "sacral_canal", "Sacral canal (epidural)"
-        SI_JOINT = "si_joint", "Sacroiliac joint"
-        FRACTURE_GAP = "fracture_gap", "Fracture gap"
-        DISC = "disc", "L5-S1 disc"
-        VENOUS = "venous", "Local veins"
-        PULMONARY = "pulmonary", "Pulmonary cement embolism"
-        SOFT_TISSUE_OTHER = "soft_tissue_other", "Other soft tissue"
+        PRESACRAL = "presacral", _("Presacral soft tissue")
+        FORAMINAL = "foraminal", _("Sacral foramen")
+        SACRAL_CANAL = "sacral_canal", _("Sacral canal (epidural)")
+        SI_JOINT = "si_joint", _("Sacroiliac joint")
+        FRACTURE_GAP = "fracture_gap", _("Fracture gap")
+        DISC = "disc", _("L5-S1 disc")
+        VENOUS = "venous", _("Local veins")
+        PULMONARY = "pulmonary", _("Pulmonary cement embolism")
+        SOFT_TISSUE_OTHER = "soft_tissue_other", _("Other soft tissue")
 
     procedure = models.ForeignKey(Procedure, on_delete=models.CASCADE, related_name="leakages")
-    site = models.CharField("Leakage site", max_length=20, choices=Site.choices)
-    symptomatic = models.BooleanField("Leakage symptomatic", choices=YES_NO)
-    treatment_required = models.BooleanField("Leakage required treatment", choices=YES_NO)
+    site = models.CharField(_("Leakage site"), max_length=20, choices=Site.choices)
+    symptomatic = models.BooleanField(_("Leakage symptomatic"), choices=YES_NO)
+    treatment_required = models.BooleanField(_("Leakage required treatment"), choices=YES_NO)
     version = models.PositiveIntegerField(default=1, editable=False)
 
     class Meta:
@@ -194,36 +214,36 @@ class Leakage(models.Model):
 
 class Complication(models.Model):
     class Type(models.TextChoices):
-        NERVE_ROOT_INJURY = "nerve_root_injury", "Nerve root injury"
-        CAUDA_EQUINA = "cauda_equina", "Cauda equina syndrome"
-        PULMONARY_EMBOLISM = "pulmonary_embolism", "Pulmonary embolism"
-        INTESTINAL_RUPTURE = "intestinal_rupture", "Intestinal rupture"
-        PERIOPERATIVE_DEATH = "perioperative_death", "Perioperative death"
-        URINARY_RETENTION = "urinary_retention", "Urinary retention"
-        WOUND_HEMATOMA = "wound_hematoma", "Wound haematoma"
-        INFECTION = "infection", "Infection"
-        CSF_LEAK = "csf_leak", "CSF leak"
-        OTHER = "other", "Other"
+        NERVE_ROOT_INJURY = "nerve_root_injury", _("Nerve root injury")
+        CAUDA_EQUINA = "cauda_equina", _("Cauda equina syndrome")
+        PULMONARY_EMBOLISM = "pulmonary_embolism", _("Pulmonary embolism")
+        INTESTINAL_RUPTURE = "intestinal_rupture", _("Intestinal rupture")
+        PERIOPERATIVE_DEATH = "perioperative_death", _("Perioperative death")
+        URINARY_RETENTION = "urinary_retention", _("Urinary retention")
+        WOUND_HEMATOMA = "wound_hematoma", _("Wound haematoma")
+        INFECTION = "infection", _("Infection")
+        CSF_LEAK = "csf_leak", _("CSF leak")
+        OTHER = "other", _("Other")
 
     class Severity(models.TextChoices):
-        MAJOR = "major", "Major"
-        MINOR = "minor", "Minor"
+        MAJOR = "major", _("Major")
+        MINOR = "minor", _("Minor")
 
     procedure = models.ForeignKey(Procedure, on_delete=models.CASCADE, related_name="complications")
-    onset_date = models.DateField("Onset date", validators=[not_in_future])
-    type = models.CharField("Complication", max_length=30, choices=Type.choices)
+    onset_date = models.DateField(_("Onset date"), validators=[not_in_future])
+    type = models.CharField(_("Complication"), max_length=30, choices=Type.choices)
     severity = models.CharField(
-        "Major or minor",
+        _("Major or minor"),
         max_length=5,
         choices=Severity.choices,
         blank=True,
-        help_text="Derived for the study's eight named types; entered for CSF leak and other",
+        help_text=_("Derived for the study's eight named types; entered for CSF leak and other"),
     )
     cirse_grade = models.PositiveSmallIntegerField(
-        "CIRSE adverse-event grade", validators=[MinValueValidator(1), MaxValueValidator(6)]
+        _("CIRSE adverse-event grade"), validators=[MinValueValidator(1), MaxValueValidator(6)]
     )
-    resolved = models.BooleanField("Resolved", choices=YES_NO)
-    description = models.TextField("Description", blank=True)
+    resolved = models.BooleanField(_("Resolved"), choices=YES_NO)
+    description = models.TextField(_("Description"), blank=True)
     version = models.PositiveIntegerField(default=1, editable=False)
 
     class Meta:
@@ -243,7 +263,7 @@ class Complication(models.Model):
         self.compute_derived()
         errors: dict[str, Any] = {}
         if not self.severity:
-            errors["severity"] = "Say whether this complication is major or minor."
+            errors["severity"] = gettext("Say whether this complication is major or minor.")
         procedure = related_or_none(self, "procedure")
         if self.onset_date and procedure is not None and procedure.procedure_date:
             errors.update(rules.errors_for(self, related_or_none(procedure, "patient")))  # type: ignore[arg-type]

@@ -5,6 +5,8 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
 from audit.services import save_audited, save_rows
 from patients.rules import check_case
@@ -39,11 +41,14 @@ def record_procedure(
         save_rows(rows=[*leakages, *complications], removed=removed, user=user, reason=reason)
         remaining = procedure.leakages.count()
         if procedure.leakage != bool(remaining):
-            raise ValidationError(
-                {
-                    "leakage": f"Cement leakage is '{'yes' if procedure.leakage else 'no'}' but {remaining} "
-                    "leakage site row(s) remain: list one row per leakage site, or none when there is no leakage."
-                }
+            answer = _("yes") if procedure.leakage else _("no")
+            message = ngettext(
+                "Cement leakage is '%(answer)s' but %(count)d leakage site row remains: list one row per leakage "
+                "site, or none when there is no leakage.",
+                "Cement leakage is '%(answer)s' but %(count)d leakage site rows remain: list one row per leakage "
+                "site, or none when there is no leakage.",
+                remaining,
             )
+            raise ValidationError({"leakage": message % {"answer": answer, "count": remaining}})
         check_case(procedure.patient, editing=procedure)
     return procedure

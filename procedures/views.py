@@ -2,6 +2,7 @@ from django.contrib import messages
 from django.forms.formsets import all_valid
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.translation import gettext as _
 
 from accounts.permissions import data_entry_required, scope_to_sites
 from audit.services import record_read
@@ -30,7 +31,9 @@ def procedure_form(request: HttpRequest, procedure: Procedure) -> HttpResponse:
     patient = procedure.patient
     record_read(request, patient, f"procedure {procedure.procedure_number} form")
     if block := patient.data_entry_block_reason():
-        return render(request, "patients/blocked.html", {"patient": patient, "reason": block, "what": "a procedure"})
+        return render(
+            request, "patients/blocked.html", {"patient": patient, "reason": block, "what": _("Record a procedure")}
+        )
     data = request.POST if request.method == "POST" else None
     form = ProcedureForm(data, instance=procedure)
     leaks = LeakageFormSet(data, prefix="leak", instance=procedure)
@@ -48,7 +51,11 @@ def procedure_form(request: HttpRequest, procedure: Procedure) -> HttpResponse:
                 **form.edit_kwargs(),
             ),
         ):
-            messages.success(request, f"Procedure {procedure.procedure_number} of {patient.study_id} saved.")
+            messages.success(
+                request,
+                _("Procedure %(number)s of %(study_id)s saved.")
+                % {"number": procedure.procedure_number, "study_id": patient.study_id},
+            )
             return redirect("patients:detail", study_id=patient.study_id)
     context = {
         "form": form,

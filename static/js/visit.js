@@ -4,6 +4,11 @@
   "use strict";
   var form = document.getElementById("visit-form");
   if (!form) return;
+  // The page's sentences, translated by the template (id "visit-strings"): "%(name)s" marks a value, "%%" is a per cent sign.
+  var strings = JSON.parse(document.getElementById("visit-strings").textContent);
+  function say(key, values) {
+    return strings[key].replace(/%\((\w+)\)s|%%/g, function (match, name) { return name ? String(values[name]) : "%"; });
+  }
 
   var odiOut = document.getElementById("odi-score");
   function odi() {
@@ -14,12 +19,13 @@
     }
     var min = parseInt(odiOut.getAttribute("data-min-sections"), 10) || 9;
     if (answered < min || answered === 0) {
-      odiOut.textContent = "not scored (" + answered + " of 10 sections answered)";
+      odiOut.textContent = say("odi_unscored", { answered: answered });
       return;
     }
     var score = sum / (5 * answered) * 100;
+    // registry/scoring.py odi_band's codes; the page shows their neutral labels (outcomes/odi.py BAND_LABELS).
     var band = score <= 20 ? "minimal" : score <= 40 ? "moderate" : score <= 60 ? "severe" : score <= 80 ? "crippled" : "bed-bound";
-    odiOut.textContent = score.toFixed(2) + " % (" + band + " disability)";
+    odiOut.textContent = say("odi_scored", { score: score.toFixed(2), band: strings.bands[band] });
   }
 
   var date = document.getElementById("id_visit_date");
@@ -29,9 +35,7 @@
     var opens = date.getAttribute("data-window-opens"), closes = date.getAttribute("data-window-closes");
     var outside = opens && date.value && (date.value < opens || date.value > closes);
     warning.hidden = !outside;
-    warning.textContent = outside
-      ? "This date is outside the visit window (" + opens + " to " + closes + "): explain the deviation in the note below to save it."
-      : "";
+    warning.textContent = outside ? say("outside_window", { opens: opens, closes: closes }) : "";
   }
 
   var factors = JSON.parse(document.getElementById("mme-factors").textContent);
@@ -46,17 +50,17 @@
       if (!drug || !drug.value || (removed && removed.checked)) return;
       count += 1;
       var name = drug.options[drug.selectedIndex].text;
-      if (!(drug.value in factors)) { unknown.push(name + ": no CDC factor"); return; }
+      if (!(drug.value in factors)) { unknown.push(say("no_factor", { drug: name })); return; }
       // The CDC factors are for oral doses and fentanyl patches (registry/scoring.py FACTOR_ROUTE).
       var usual = drug.value === "fentanyl_td" ? "transdermal" : "oral";
       if (route && route.value && route.value !== usual) {
-        unknown.push(name + " " + route.options[route.selectedIndex].text.toLowerCase() + ": CDC factors are for " + usual + " doses");
+        unknown.push(say(usual === "oral" ? "oral_only" : "patch_only", { drug: name, route: route.options[route.selectedIndex].text }));
         return;
       }
       total += factors[drug.value] * (parseFloat(dose && dose.value) || 0);
     });
     countOut.textContent = String(count);
-    mmeOut.textContent = unknown.length ? "unknown (" + unknown.join("; ") + ")" : total.toFixed(1);
+    mmeOut.textContent = unknown.length ? say("mme_unknown", { reasons: unknown.join(strings.separator) }) : total.toFixed(1);
   }
 
   // Scores and opioids belong to a completed visit only: for any other status they are

@@ -191,4 +191,5 @@ def test_an_iv_dose_makes_mme_unknown_and_a_patch_keeps_its_factor(client, nurse
     assert iv.mme_per_day is None and iv.opioid_count == 1
     client.force_login(nurse)
     page = client.get(reverse("outcomes:visit", args=[patient.study_id, "w1"])).content.decode()
-    assert "unknown (morphine by the iv route: the CDC factors are for oral doses)" in page
+    # the drug and route by their labels, as the form names them, not their codes
+    assert "unknown (Morphine, Intravenous (including PCA): the CDC factors are for oral doses)" in page

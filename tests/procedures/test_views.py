@@ -67,7 +67,7 @@ def test_a_procedure_with_two_levels_a_leakage_and_a_complication(client, nurse,
     assert [(lk.site, lk.symptomatic) for lk in procedure.leakages.all()] == [("foraminal", False)]
     assert procedure.complications.get().severity == "minor"
     page = client.get(response.url).content.decode()
-    assert "S1, S2" in page and "Sacral foramen (asymptomatic)" in page and "Urinary retention (minor, CIRSE 2)" in page
+    assert "S1–S2" in page and "Sacral foramen (asymptomatic)" in page and "Urinary retention (minor, CIRSE 2)" in page
 
 
 def test_discharge_before_admission_is_refused_at_the_field_and_the_rows_stay(client, nurse, consented):
