@@ -7,7 +7,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.text import format_lazy
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
@@ -131,7 +131,9 @@ class FollowUp(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.patient.study_id} {self.get_timepoint_display().split(' (')[0]}"
+        # In English whoever saves: the audit trail stores this name with every event (object_repr).
+        with translation.override("en"):
+            return f"{self.patient.study_id} {self.get_timepoint_display().split(' (')[0]}"
 
     @property
     def odi_answers(self) -> list[int | None]:
@@ -236,7 +238,8 @@ class Medication(models.Model):
 
     def __str__(self) -> str:
         unit = "mcg/h" if self.drug == self.Drug.FENTANYL_TD else "mg/day"
-        return f"{self.get_drug_display()} {measures.record(self.daily_dose, 'daily_dose', localize=False)} {unit}"
+        with translation.override("en"):  # stored in the audit trail (object_repr): one language
+            return f"{self.get_drug_display()} {measures.record(self.daily_dose, 'daily_dose', localize=False)} {unit}"
 
 
 class OdiText(models.Model):

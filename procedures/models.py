@@ -5,6 +5,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
+from django.utils import translation
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
@@ -209,7 +210,8 @@ class Leakage(models.Model):
         constraints = [models.UniqueConstraint(fields=["procedure", "site"], name="leakage_site_once_per_procedure")]
 
     def __str__(self) -> str:
-        return f"{self.get_site_display()} leakage"
+        with translation.override("en"):  # stored in the audit trail (object_repr): one language
+            return f"{self.get_site_display()} leakage"
 
 
 class Complication(models.Model):
@@ -254,7 +256,8 @@ class Complication(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.get_type_display()} (CIRSE {self.cirse_grade})"
+        with translation.override("en"):  # stored in the audit trail (object_repr): one language
+            return f"{self.get_type_display()} (CIRSE {self.cirse_grade})"
 
     def compute_derived(self) -> None:
         self.severity = complication_severity(self.type, self.severity)

@@ -208,3 +208,17 @@ def test_rule_messages_are_translated_with_their_values(patient):
         [problem] = [p for p in rules.case_problems(patient, procedures=patient.procedures.all(), visits=[visit])]
     index = patient.procedures.get().procedure_date.isoformat()
     assert problem.message == f"术后随访（{patient.enrolment_date.isoformat()}）早于首次手术（{index}）。"
+
+
+def test_the_trail_names_records_in_english_whoever_saves(nurse, patient):
+    from audit.models import AuditEvent
+    from outcomes.models import FollowUp, Medication
+    from outcomes.services import record_visit
+
+    visit = FollowUp(patient=patient, timepoint="post", visit_date=TODAY - datetime.timedelta(days=9), vas=Decimal(5))
+    with translation.override("zh-hans"):  # a nurse working in Chinese
+        record_visit(visit=visit, medications=[Medication(drug="morphine", daily_dose=Decimal(10))], user=nurse)
+    names = set(AuditEvent.objects.values_list("object_repr", flat=True))
+    assert f"{patient.study_id} Post-procedure" in names
+    assert any(name.startswith("Morphine ") for name in names)
+    assert not any(re.search(r"[\u4e00-\u9fff]", name) for name in names)
