@@ -142,6 +142,12 @@ if os.environ.get("DATABASE_REPLICA_URL"):
     }
     REPORTING_DATABASE = "replica"
 DATABASE_ROUTERS = ["registry.replica.ReplicaRouter"]
+# Behind PgBouncer in transaction mode (README "How the registry grows"): a server-side cursor of
+# .iterator() outside a transaction is declared WITH HOLD and would outlive the transaction that
+# PgBouncer ties to one server connection; Django then fetches such results whole instead.
+if envbool("DATABASE_POOLED", "False"):
+    for _database in DATABASES.values():
+        _database["DISABLE_SERVER_SIDE_CURSORS"] = True
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "accounts.User"
