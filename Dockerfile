@@ -15,4 +15,5 @@ RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin regi
     && mkdir -p /data/media && chown registry /data/media
 USER registry
 EXPOSE 8000
-CMD ["gunicorn", "registry.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "3", "--timeout", "300"]
+# Workers, timeout and bind from gunicorn.conf.py (WEB_CONCURRENCY); nginx in front (docker-compose.yml).
+CMD ["gunicorn", "registry.wsgi:application"]
