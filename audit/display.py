@@ -1,7 +1,9 @@
 """The audit trail as people read it: records by their names ("Follow-up visit", not
 outcomes.FollowUp), fields by their labels, values formatted (choice labels, numbers by
 `registry.measures`, dates, the study ID and site code a foreign key points at), and a
-field filter that keeps only that field's changes.
+field filter that keeps only that field's changes. Used by the trail pages (oversight) and
+the patient page's change history (outcomes); the models are looked up by label in the app
+registry, so the audit layer imports none of the apps above it.
 
 The trail stores raw values (`audit.services.row_values`); this is display only. The
 trail CSV keeps the raw values, complete. Foreign keys are named with one query per

@@ -12,6 +12,7 @@ from django.utils.translation import gettext_lazy as _
 
 from accounts.models import Site, User
 from accounts.permissions import case_read_required, data_entry_required
+from audit import display
 from audit.services import record_read
 from outcomes import odi, selectors, services
 from outcomes.forms import MedicationFormSet, VisitForm
@@ -215,7 +216,7 @@ def detail(request: HttpRequest, study_id: str) -> HttpResponse:
         "visit_rows": rows,
         "timeline": timeline,
         "bands": {r.timepoint: odi.BAND_LABELS.get(odi_band(r.visit.odi_score), "") for r in rows if r.visit},
-        "history": selectors.history_of(patient),
+        "history": display.readable(selectors.history_of(patient)),
         "can_edit": request.user.role in (User.Role.NURSE, User.Role.ADMIN) or request.user.is_superuser,  # type: ignore[union-attr]
     }
     return render(request, "outcomes/patient_detail.html", context)

@@ -8,9 +8,9 @@ from django.utils.translation import gettext_lazy
 
 from accounts.models import Site, User
 from accounts.permissions import visible_sites
+from audit.display import record_name
 from audit.models import AuditEvent
 from oversight.selectors import ConsentState
-from oversight.trail import record_name
 from patients.models import ConsentVersion
 
 DATE = forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d")  # what <input type=date> reads

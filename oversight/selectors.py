@@ -10,8 +10,8 @@ from django.utils.translation import gettext_lazy as _
 
 from accounts.models import User
 from accounts.permissions import scope_to_sites
+from audit.display import field_filter
 from audit.models import AuditEvent
-from oversight.trail import field_filter
 from patients.models import Consent, ConsentVersion, Patient
 from patients.services import current_version
 

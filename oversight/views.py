@@ -15,10 +15,11 @@ from django.utils.translation import gettext, ngettext
 
 from accounts.models import User
 from accounts.permissions import admin_required, scope_to_sites
+from audit import display
 from audit.models import AuditEvent
 from audit.services import delete_audited, owner_keys, record_event
 from outcomes.models import FollowUp
-from oversight import selectors, trail
+from oversight import selectors
 from oversight.forms import DeletePatientForm, RegisterFilterForm, TrailFilterForm
 from oversight.services import record_label, shown_label
 from patients.models import Consent, Patient
@@ -53,7 +54,7 @@ def index(request: HttpRequest) -> HttpResponse:
     page = Paginator(events, PAGE_SIZE).get_page(request.GET.get("page"))
     query = request.GET.copy()
     query.pop("page", None)
-    entries = trail.readable(page.object_list, filters.get("field", ""))
+    entries = display.readable(page.object_list, filters.get("field", ""))
     context = {"form": form, "page": page, "entries": entries, "query": query.urlencode()}
     return render(request, "oversight/index.html", context)
 
@@ -112,7 +113,7 @@ def patient_history(request: HttpRequest, study_id: str) -> HttpResponse:
     context = {
         "study_id": study_id,
         "patient": patient,
-        "entries": trail.readable(events),
+        "entries": display.readable(events),
         "readers": _readers(events),
     }
     return render(request, "oversight/patient_history.html", context)

@@ -12,10 +12,10 @@ import pytest
 from django.urls import reverse
 from django.utils import formats, translation
 
+from audit import display
 from audit.services import record_search
 from outcomes.models import FollowUp, Medication
 from outcomes.services import record_visit
-from oversight import trail
 from patients.models import Patient
 from patients.services import enrol_patient, record_consent, update_patient
 from procedures.services import record_procedure
@@ -88,7 +88,7 @@ def test_records_fields_and_ids_read_as_names(admin_client, site, nurse):
 @pytest.mark.parametrize(("language", "shown"), [("en", "March 1, 2024"), ("zh-hans", "2024年3月1日")])
 def test_dates_read_in_the_pages_language(language, shown):
     with translation.override(language):
-        assert trail.value_text(Patient._meta.get_field("enrolment_date"), "2024-03-01", {}) == shown
+        assert display.value_text(Patient._meta.get_field("enrolment_date"), "2024-03-01", {}) == shown
 
 
 def test_an_edit_reads_old_and_new_by_the_number_rule(admin_client, site, nurse):
@@ -178,3 +178,19 @@ def test_an_events_details_read_by_their_names(admin_client, nurse):
     record_search(user=nurse, term="Wang")
     text = _text(admin_client.get(reverse("oversight:index"), {"action": "search"}))
     assert "Search term: Wang" in text  # the key "term" by its name
+
+
+def test_the_patient_pages_change_history_reads_like_the_trail(client, site, nurse):
+    patient = _case(site, nurse, vas_at_baseline="8")
+    visit = FollowUp.objects.get(patient=patient)
+    visit.vas = Decimal("7")
+    record_visit(visit=visit, user=nurse, reason="re-measured", expected_version=visit.version)
+    client.force_login(nurse)
+    html = client.get(reverse("patients:detail", args=[patient.study_id])).content.decode()
+    history = _text_of(html[html.index('id="history"') :])
+    assert "Pain, visual analogue scale (0-10): 8 → 7" in history  # not "vas: 8.0 → 7"
+    assert "8.0" not in history
+
+
+def _text_of(html: str) -> str:
+    return " ".join(re.sub(r"<[^>]+>", " ", html).split()).replace(" :", ":")
