@@ -7,9 +7,9 @@ visits with gaps, deaths, withdrawals of every scope, refusals, follow-up
 ended by a withdrawn visit), unless it already holds N patients. Then it times
 the whole page as a nurse of every site sees it (Django test client: session,
 filters, counts, the first page and the awaiting list, rendered), the default
-page, a filtered one and page 40, beside a same-run floor: a bare count over
-the same patients x timepoints join without any rule, and a COPY of the
-patients' index dates.
+page, a filtered one and page 40 (medians of `--repeat`, default 3, and the
+load average), beside a same-run floor: a bare count over the same patients x
+timepoints join without any rule, and a COPY of the patients' index dates.
 
     runuser -u postgres -- createdb -O registry registry_bench_wl
     export DATABASE_URL=postgres://registry:registry@127.0.0.1:5432/registry_bench_wl DJANGO_DEBUG=True
@@ -31,20 +31,24 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "registry.settings")
 os.environ.setdefault("ALLOWED_HOSTS", "testserver")
 
 
-def median_ms(fn, repeat: int = 5) -> float:
+def median_ms(fn, repeat: int) -> tuple[float, float]:
+    """(wall, CPU of this process) in ms, medians of `repeat` runs after a warm-up. The CPU time (the
+    Django side: the database server's work is not in it) is the steadier figure on a loaded machine."""
     fn()  # warm the caches and the connection
-    times = []
+    times, cpu = [], []
     for _ in range(repeat):
-        started = time.perf_counter()
+        started, started_cpu = time.perf_counter(), time.process_time()
         fn()
         times.append(time.perf_counter() - started)
-    return statistics.median(times) * 1000
+        cpu.append(time.process_time() - started_cpu)
+    return statistics.median(times) * 1000, statistics.median(cpu) * 1000
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--patients", type=int, default=100_000)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
 
     import django
@@ -103,16 +107,21 @@ def main() -> None:
     }
     print(f"patients: {args.patients:,}   today: {today}   queries per page: {len(queries.captured_queries)}")
     print(f"groups (all sites): {counts}")
-    default = median_ms(lambda: page({}))
-    filtered = median_ms(lambda: page({"site": bj, "timepoint": "m3", "group": "overdue"}))
-    deep = median_ms(lambda: page({"page": 40}))
-    count = median_ms(floor_count)
-    copy = median_ms(floor_copy)
-    print(f"worklist page, default (median of 5):           {default:7.1f} ms")
-    print(f"worklist page, site+visit+group filter:          {filtered:7.1f} ms")
-    print(f"worklist page 40:                                {deep:7.1f} ms")
-    print(f"floor: count(*) of patients x timepoints join:   {count:7.1f} ms")
-    print(f"floor: COPY of the index dates:                  {copy:7.1f} ms")
+    n = args.repeat
+    default = median_ms(lambda: page({}), n)
+    filtered = median_ms(lambda: page({"site": bj, "timepoint": "m3", "group": "overdue"}), n)
+    deep = median_ms(lambda: page({"page": 40}), n)
+    count = median_ms(floor_count, n)
+    copy = median_ms(floor_copy, n)
+    print(f"load average: {os.getloadavg()[0]:.1f}   medians of {n}")
+    for label, (wall, cpu) in (
+        ("worklist page, default", default),
+        ("worklist page, site+visit+group filter", filtered),
+        ("worklist page 40", deep),
+        ("floor: count(*) of patients x timepoints join", count),
+        ("floor: COPY of the index dates", copy),
+    ):
+        print(f"{label + ':':48} {wall:7.1f} ms   (CPU here {cpu:6.1f} ms)")
 
 
 if __name__ == "__main__":

@@ -5,23 +5,26 @@ latest consent says yes to registry use, never withdrawn with "remove data";
 the cohort filters), a handful of values: Table 1 attributes, the index
 procedure's columns, which leakage sites and complication types it had, the
 survival time, and at every timepoint the VAS, ODI, number of opioids and
-MME/day of a completed visit. One SQL statement computes them (conditional
-aggregation over the visits, one aggregate per patient over the consents) and
-returns them packed as one binary string of fixed-width big-endian columns
-(`int4send`/`float8send`), read with `numpy.frombuffer`: no model instances,
-no Python object per value. A second query counts the visible patients left
-out (removed, awaiting consent); the page adds two small ones (complications
-by grade, the first patients' VAS lines).
+MME/day of a completed visit. outcomes.AnalysisRow holds them per patient, packed
+as one binary string of fixed-width big-endian columns (`int4send`/`float8send`),
+recomputed by database triggers in the statement that changes the patient or any
+of her records (outcomes migrations 0005 and 0007), so one binary COPY of the
+population's rows reads them, parsed with `numpy.frombuffer`: no join, no
+aggregate, no model instances, no Python object per value. A second query counts
+the visible patients left out (removed, awaiting consent); the page adds two
+small ones (complications by grade, the first patients' VAS lines).
 
 Exact values: VAS comes as integer tenths; ODI as an integer number of
 1/126 points (ODI = 20 x sum / answered, and 2520 / answered is an integer for
 1..10 sections), so thresholds and ranks compare integers. Nothing is cached:
-every read sees the last saved visit.
+the rows are rewritten in the transaction that saves a visit, so every read sees
+the last saved visit.
 """
 
 import datetime
 import io
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -30,7 +33,7 @@ from django.db import connections
 from accounts.models import Site, User
 from outcomes.cohort import filtered_patients, population_counts
 from outcomes.models import FollowUp, Timepoint
-from patients.models import Consent, Patient
+from patients.models import Patient
 from procedures.models import LEVELS, Complication, Leakage, Procedure
 from registry.replica import read_alias
 
@@ -90,106 +93,75 @@ DTYPE = np.dtype(
     + [(name, np.int32 if kind == "i" else np.float64) for name, kind in _MEASURE_COLUMNS]
 )
 
-# ODI = 20 x sum / answered, so ODI x 126 = sum x 2520 / answered is an integer: the stored score
-# times 126, rounded, is that integer exactly (the float's error is far below 0.5).
-_VISITS = f"""
-    SELECT f.patient_id::int, array_position(%(timepoints)s::text[], f.timepoint::text) AS t,
-           f.visit_date - DATE '1970-01-01' AS day, coalesce(round(f.vas * 10)::int, {NONE}) AS vas10,
-           coalesce(round(f.odi_score * {ODI_UNITS})::int, {NONE}) AS odiu,
-           coalesce(f.opioid_count::int, {NONE}) AS opioids, coalesce(f.mme_per_day, 'NaN'::float8) AS mme
-    FROM outcomes_followup f
-    WHERE f.status = %(completed)s {{scope}}
-"""
+# outcomes.AnalysisRow.packed holds DTYPE's fields big-endian, in DTYPE's order (outcomes migration
+# 0007 writes them: ODI x 126 = sum x 2520 / answered is an integer, so the stored score times 126,
+# rounded, is that integer exactly). A binary COPY of (id, packed) has a fixed-width row: a field
+# count, each field's length, the id, the packed bytes.
+_ROW = np.dtype(
+    [("_count", ">i2"), ("_len_id", ">i4"), ("id", ">i4"), ("_len_packed", ">i4")]
+    + [(name, ">" + DTYPE[name].str[1:]) for name in DTYPE.names or ()]
+)
+_PACKED_OFFSET = _ROW.fields["_len_packed"][1] + 4  # type: ignore[index]
+# The packed fields as they lie in a COPY row: converted to DTYPE in one pass (astype).
+_PACKED = np.dtype(
+    {
+        "names": list(DTYPE.names or ()),
+        "formats": [">" + DTYPE[name].str[1:] for name in DTYPE.names or ()],
+        "offsets": [_PACKED_OFFSET + DTYPE.fields[name][1] for name in DTYPE.names or ()],  # type: ignore[index]
+        "itemsize": _ROW.itemsize,
+    }
+)
+_COPY_HEADER = 19  # signature, flags, extension length
 
 
-def _binary_dtype(fields: list[tuple[str, str]]) -> np.dtype:
-    """One row of COPY ... (FORMAT binary) whose fields are all non-NULL int4 ('i') or float8 ('f')."""
-    layout: list[tuple[str, str]] = [("_count", ">i2")]
-    for name, kind in fields:
-        layout += [(f"_len_{name}", ">i4"), (name, ">i4" if kind == "i" else ">f8")]
-    return np.dtype(layout)
-
-
-def _copy_rows(cursor: Any, sql: str, params: dict[str, Any], fields: list[tuple[str, str]]) -> np.ndarray:
-    """Run `sql` as a binary COPY (one logged query) and read its rows without a Python object per value."""
+def _copy_rows(cursor: Any, sql: str, params: dict[str, Any]) -> np.ndarray:
+    """Run `sql` (id, packed) as a binary COPY (one logged query) and read its rows without a Python
+    object per value."""
     statement = cursor.cursor.mogrify(sql, params).decode()
     sink = io.BytesIO()
     cursor.copy_expert(f"COPY ({statement}) TO STDOUT (FORMAT binary)", sink)
     data = sink.getbuffer()
-    dtype = _binary_dtype(fields)
-    header = 19  # signature, flags, extension length
-    n = (len(data) - header - 2) // dtype.itemsize
-    return np.frombuffer(data, dtype=dtype, count=n, offset=header)
+    n = (len(data) - _COPY_HEADER - 2) // _ROW.itemsize
+    rows = np.frombuffer(data, dtype=_ROW, count=n, offset=_COPY_HEADER)
+    if n and (rows["_len_packed"] != DTYPE.itemsize).any():  # a layout the migration did not write
+        raise RuntimeError("outcomes_analysisrow.packed does not have dashboard.selectors.DTYPE's layout")
+    return rows
 
 
-# The consents of each patient in one pass: removed, the latest consent's answer (signed date, then id:
-# packed into one sortable bigint whose lowest bit is the answer), the dates.
-_CONSENTS = """
-    SELECT c.patient_id,
-           bool_or(c.withdrawal_scope = %(remove)s) AS removed,
-           (max((((c.signed_date - DATE '1970-01-01')::bigint << 32) | c.id::bigint) << 1
-                | c.scope_registry::int) & 1) = 1 AS consented,
-           max(c.signed_date) AS last_signed, max(c.withdrawn_date) AS last_withdrawn
-    FROM patients_consent c GROUP BY c.patient_id
-"""
-
-
-def _scope(user: User | None) -> tuple[str, dict[str, Any]]:
+def _scope(user: User | None, alias: str = "p") -> tuple[str, dict[str, Any]]:
     if user is None or user.sees_all_sites:
         return "", {}
     return (
-        " AND p.site_id IN (SELECT us.site_id FROM accounts_user_sites us WHERE us.user_id = %(user)s)",
+        f" AND {alias}.site_id IN (SELECT us.site_id FROM accounts_user_sites us WHERE us.user_id = %(user)s)",
         {"user": user.pk},
     )
 
 
 def _population_sql(user: User | None, filters: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    """WITH cons, pop: the analysed patients of the user's sites matching `filters` (outcomes.cohort rules)."""
-    scope, params = _scope(user)
-    where = scope
+    """The analysed patients' rows (outcomes.cohort rules: the latest consent allows registry use, no
+    consent removed the data) of the user's sites matching `filters`."""
+    where, params = _scope(user, "a")
     site = filters.get("site")
     if site:
-        where += " AND p.site_id = (SELECT s.id FROM accounts_site s WHERE s.code = %(site)s)"
+        where += " AND a.site_id = (SELECT s.id FROM accounts_site s WHERE s.code = %(site)s)"
         params["site"] = site.code if isinstance(site, Site) else site
     if filters.get("primary_tumour"):
-        where += " AND p.primary_tumour = %(tumour)s"
+        where += " AND a.primary_tumour = %(tumour)s"
         params["tumour"] = filters["primary_tumour"]
-    index = []
     if filters.get("approach"):
-        index.append("x.approach = %(approach)s")
+        where += " AND a.approach = %(approach)s"
         params["approach"] = filters["approach"]
     if filters.get("procedure_from"):
-        index.append("x.procedure_date >= %(from)s::date")
+        where += " AND a.index_date >= %(from)s::date"
         params["from"] = str(filters["procedure_from"])
     if filters.get("procedure_to"):
-        index.append("x.procedure_date <= %(to)s::date")
+        where += " AND a.index_date <= %(to)s::date"
         params["to"] = str(filters["procedure_to"])
-    if index:
-        where += (
-            " AND EXISTS (SELECT 1 FROM procedures_procedure x WHERE x.patient_id = p.id AND x.procedure_number = 1"
-            f" AND {' AND '.join(index)})"
-        )
     if str(filters.get("locked_only") or "").lower() in ("true", "1", "yes", "on"):  # outcomes.cohort's locked_only
-        where += " AND EXISTS (SELECT 1 FROM patients_caselock k WHERE k.patient_id = p.id AND k.timepoint = ''"
-        where += " AND k.unlocked_at IS NULL)"
-    params["remove"] = Consent.WithdrawalScope.REMOVE_DATA
-    sql = f"""
-        WITH cons AS MATERIALIZED ({_CONSENTS}),
-        pop AS (
-            SELECT p.id, p.study_id, p.age_at_enrolment, p.sex, p.primary_tumour, p.symptom_onset_date,
-                   p.imaging_date, p.death_date, cons.last_signed, cons.last_withdrawn
-            FROM patients_patient p JOIN cons ON cons.patient_id = p.id
-            WHERE cons.consented AND NOT cons.removed {where}
-        )
-    """
+        where += " AND EXISTS (SELECT 1 FROM patients_caselock k WHERE k.patient_id = a.patient_id"
+        where += " AND k.timepoint = '' AND k.unlocked_at IS NULL)"
+    sql = f"SELECT a.patient_id::int, a.packed FROM outcomes_analysisrow a WHERE a.consented AND NOT a.removed {where}"
     return sql, params
-
-
-def _levels_mask_sql() -> str:
-    return " + ".join(
-        f"(CASE WHEN position('|{code}|' in '|' || pr.levels_treated || '|') > 0 THEN {1 << i} ELSE 0 END)"
-        for i, code in enumerate(LEVEL_CODES)
-    )
 
 
 @dataclass(frozen=True)
@@ -200,76 +172,44 @@ class Cohort:
     excluded_withdrawn: int
     awaiting_consent: int
     ids: np.ndarray | None = None  # the patients' primary keys, in the order of `columns`
+    _memo: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(self.columns)
 
     def __getitem__(self, name: str) -> np.ndarray:
-        return self.columns[name]
+        """One column as a contiguous array (copied once: the summary reads each column many times,
+        and a field of the structured rows is a strided view)."""
+        return self.memo(name, lambda: np.ascontiguousarray(self.columns[name]))  # type: ignore[no-any-return]
+
+    def memo(self, key: str, compute: Callable[[], Any]) -> Any:
+        """`compute()` once per key for this cohort (the columns never change once read)."""
+        if key not in self._memo:
+            self._memo[key] = compute()
+        return self._memo[key]
 
 
 def cohort_columns(user: User | None, filters: dict[str, Any]) -> Cohort:
-    """The population (shared cohort filters; `user=None` = study-wide) as columns. Three queries:
-    the patient rows and the completed visits (binary COPY), the counts of those left out."""
+    """The population (shared cohort filters; `user=None` = study-wide) as columns. Two queries: the
+    analysis rows (outcomes.AnalysisRow, kept current by triggers: never stale) as a binary COPY,
+    and the counts of those left out."""
     if connections[read_alias()].vendor != "postgresql":
         return portable_cohort_columns(user, filters)
-    pop_sql, params = _population_sql(user, filters)
-    scope, scope_params = _scope(user)
-    params.update(
-        {
-            "completed": FollowUp.Status.COMPLETED,
-            "sexes": SEXES,
-            "tumours": TUMOURS,
-            "approaches": APPROACHES,
-            "leak_sites": LEAK_SITES,
-            "types": COMPLICATION_TYPES,
-            "major": Complication.Severity.MAJOR,
-            "minor": Complication.Severity.MINOR,
-            "timepoints": TIMEPOINTS,
-        }
-    )
-    columns = ", ".join(f"{expr.format(none=NONE)} AS {name}" for name, expr in _PATIENT_COLUMNS)
-    sql = f"""
-        {pop_sql},
-        pp AS (
-            SELECT pr.patient_id, count(*) AS n, max(greatest(pr.procedure_date, pr.discharge_date)) AS last_known
-            FROM procedures_procedure pr GROUP BY pr.patient_id
-        ),
-        ix AS (
-            SELECT pr.*, ({_levels_mask_sql()}) AS levels_mask
-            FROM procedures_procedure pr WHERE pr.procedure_number = 1
-        ),
-        lk AS (
-            SELECT l.procedure_id, bit_or(1 << (array_position(%(leak_sites)s::text[], l.site::text) - 1)) AS mask,
-                   bool_or(l.symptomatic) AS symptomatic
-            FROM procedures_leakage l GROUP BY l.procedure_id
-        ),
-        cx AS (
-            SELECT c.procedure_id, bit_or(1 << (array_position(%(types)s::text[], c.type::text) - 1)) AS mask,
-                   bool_or(c.severity = %(major)s) AS major, bool_or(c.severity = %(minor)s) AS minor
-            FROM procedures_complication c GROUP BY c.procedure_id
-        )
-        SELECT {columns}
-        FROM pop
-        LEFT JOIN pp ON pp.patient_id = pop.id
-        LEFT JOIN ix ON ix.patient_id = pop.id
-        LEFT JOIN lk ON lk.procedure_id = ix.id
-        LEFT JOIN cx ON cx.procedure_id = ix.id
-    """
+    sql, params = _population_sql(user, filters)
+    scope, scope_params = _scope(user, "a")
     with connections[read_alias()].cursor() as cursor:
-        patients = _copy_rows(cursor, sql, params, [(name, "i") for name, _ in _PATIENT_COLUMNS])
-        visit_scope = f" AND f.patient_id IN (SELECT p.id FROM patients_patient p WHERE true {scope})" if scope else ""
-        visits = _copy_rows(cursor, _VISITS.format(scope=visit_scope), {**params, **scope_params}, _VISIT_COLUMNS)
+        rows = _copy_rows(cursor, sql, params)
         cursor.execute(
-            f"""WITH cons AS MATERIALIZED ({_CONSENTS})
-            SELECT count(*) FILTER (WHERE coalesce(cons.removed, false)),
-                   count(*) FILTER (WHERE NOT coalesce(cons.removed, false) AND NOT coalesce(cons.consented, false))
-            FROM patients_patient p LEFT JOIN cons ON cons.patient_id = p.id WHERE true {scope}""",
-            {"remove": Consent.WithdrawalScope.REMOVE_DATA, **scope_params},
+            f"""SELECT count(*) FILTER (WHERE a.removed), count(*) FILTER (WHERE NOT a.removed AND NOT a.consented)
+            FROM outcomes_analysisrow a WHERE true {scope}""",
+            scope_params,
         )
         removed, awaiting = cursor.fetchone()
-    columns, ids = _pivot(patients, visits)
-    return Cohort(columns, excluded_withdrawn=removed, awaiting_consent=awaiting, ids=ids)
+    order = np.argsort(rows["id"], kind="stable")
+    columns = rows.view(_PACKED).astype(DTYPE)[order]
+    return Cohort(
+        columns, excluded_withdrawn=removed, awaiting_consent=awaiting, ids=rows["id"][order].astype(np.int64)
+    )
 
 
 def portable_cohort_columns(user: User | None, filters: dict[str, Any]) -> Cohort:

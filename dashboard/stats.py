@@ -13,7 +13,6 @@ they behave as exact arithmetic on the stored values (equal differences tie).
 import math
 from collections import Counter
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
-from fractions import Fraction
 from typing import TypedDict
 
 import numpy as np
@@ -162,8 +161,12 @@ def paired_t(
     diffs = differences(baseline, followup) if exact_diffs is None else exact_diffs
     if len(baseline) < 2 or _all_equal(diffs):
         return None, None
-    result = sps.ttest_rel(_array(followup), _array(baseline))
-    return float(result.statistic), float(result.pvalue)
+    # scipy.stats.ttest_rel's statistic and two-sided p, written out: its array-API wrapper costs
+    # more than the arithmetic, 24 times per summary.
+    d = _array(followup).astype(float) - _array(baseline).astype(float)
+    n = len(d)
+    t = float(np.mean(d)) / math.sqrt(float(np.var(d, ddof=1)) / n)
+    return t, float(2 * sps.t.sf(abs(t), n - 1))
 
 
 def wilcoxon_p(
@@ -178,20 +181,26 @@ def wilcoxon_p(
     diffs = differences(baseline, followup) if exact_diffs is None else np.asarray(exact_diffs)
     if len(diffs) < 2 or not np.any(diffs != 0):
         return None
-    if diffs.dtype.kind in "iu":
-        return _signed_rank_p(diffs)
-    result = sps.wilcoxon(diffs.astype(float), zero_method="wilcox", correction=False, method="approx")
-    return float(result.pvalue)
+    return _signed_rank_p(diffs)
 
 
 def _signed_rank_p(diffs: np.ndarray) -> float:
-    """scipy.stats.wilcoxon(zero_method="wilcox", correction=False, method="approx")'s p for exact integer
-    differences, from the counts of each absolute value (average ranks of ties) instead of a rank sort."""
-    d = diffs[diffs != 0].astype(np.int64)
+    """scipy.stats.wilcoxon(zero_method="wilcox", correction=False, method="approx")'s p for exact
+    differences (integers, or floats rounded by `differences`: equal values tie), from the counts of
+    each absolute value (average ranks of ties) instead of a rank sort."""
+    d = diffs[diffs != 0]
+    d = d.astype(np.int64) if d.dtype.kind in "iu" else d.astype(np.float64)
     n = len(d)
-    values, inverse, counts = np.unique(np.abs(d), return_inverse=True, return_counts=True)
-    average_rank = np.cumsum(counts) - (counts - 1) / 2
-    r_plus = float(np.dot(average_rank, np.bincount(inverse[d > 0], minlength=len(values))))
+    magnitude = np.abs(d)
+    if d.dtype.kind == "i" and n and int(magnitude.max()) <= 4 * n + 100_000:
+        # small integers (VAS tenths, ODI in 1/126 points, opioid counts): count each value, no sort
+        counts = np.bincount(magnitude)
+        positives = np.bincount(magnitude[d > 0], minlength=len(counts))
+    else:
+        _values, inverse, counts = np.unique(magnitude, return_inverse=True, return_counts=True)
+        positives = np.bincount(inverse[d > 0], minlength=len(counts))
+    average_rank = np.cumsum(counts) - (counts - 1) / 2  # of each value present (absent values weigh 0)
+    r_plus = float(np.dot(average_rank, positives))
     t = counts.astype(np.float64)
     variance = (n * (n + 1) * (2 * n + 1) - 0.5 * float(np.sum(t * (t * t - 1)))) / 24
     z = (r_plus - n * (n + 1) / 4) / math.sqrt(variance)
@@ -351,57 +360,125 @@ def loglog_ci95(s: float, greenwood: float) -> list[float]:
     return [s ** math.exp(h), s ** math.exp(-h)]
 
 
-def kaplan_meier(times: Sequence[int], events: Sequence[bool]) -> list[KaplanMeierStep]:
-    """One step per distinct event (death) time, in time order.
-
-    n(t) counts the patients whose time is >= t (censored at t: still at risk),
-    d(t) the deaths at t; S(t) = prod (1 - d/n) and Greenwood's
-    G(t) = sum d / (n (n - d)) over event times <= t. Both are kept as exact
-    fractions (then rounded once to a float), so "S <= 0.5" for the median is
-    decided exactly. Once S reaches 0 (every patient at risk died) G is
-    infinite and the interval is [0, 0].
-    """
+def _km_table(times: Sequence[int], events: Sequence[bool]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(distinct event times, n at risk, deaths) in time order: n(t) counts the patients whose time
+    is >= t (censored at t: still at risk), d(t) the deaths at t."""
     t = np.asarray(times, dtype=np.int64)
     dead = np.asarray(events, dtype=bool)
     if t.shape != dead.shape:
         raise ValueError("times and events differ in length")
     event_times, deaths = np.unique(t[dead], return_counts=True)
-    # patients with time >= each event time: those not before it in the sorted times
     at_risk = len(t) - np.searchsorted(np.sort(t), event_times, side="left")
+    return event_times, at_risk.astype(np.int64), deaths.astype(np.int64)
+
+
+def _product(values: list[int]) -> int:
+    """The product of many integers, multiplied as a balanced tree: far fewer operations on huge
+    numbers than math.prod's left-to-right product."""
+    if len(values) <= 16:
+        return math.prod(values)
+    middle = len(values) // 2
+    return _product(values[:middle]) * _product(values[middle:])
+
+
+class _ExactSurvival:
+    """S after the k-th event time as an exact ratio of integer products, for the few steps where
+    an exact value is needed (a landmark, the median's "S <= 0.5"): prod (n - d) / prod n."""
+
+    def __init__(self, at_risk: np.ndarray, deaths: np.ndarray) -> None:
+        self._survivors, self._at_risk = (at_risk - deaths).tolist(), at_risk.tolist()
+
+    def ratio(self, k: int) -> tuple[int, int]:
+        return _product(self._survivors[: k + 1]), _product(self._at_risk[: k + 1])
+
+    def value(self, k: int) -> float:
+        numerator, denominator = self.ratio(k)
+        return numerator / denominator  # int / int is correctly rounded: the exact fraction rounded once
+
+    def at_most_half(self, k: int) -> bool:
+        numerator, denominator = self.ratio(k)
+        return 2 * numerator <= denominator
+
+
+def _km(
+    times: Sequence[int], events: Sequence[bool], exact: bool
+) -> tuple[list[KaplanMeierStep], list[float], _ExactSurvival]:
+    event_times, at_risk, deaths = _km_table(times, events)
+    survivors = at_risk - deaths
+    increments = deaths / (at_risk * np.maximum(survivors, 1))  # no term once S is 0 (its interval is [0, 0])
+    greenwood = np.cumsum(np.where(survivors > 0, increments, 0.0)).tolist()
+    if exact:
+        survival, numerator, denominator = [], 1, 1
+        for n, d in zip(at_risk.tolist(), deaths.tolist(), strict=True):
+            numerator, denominator = numerator * (n - d), denominator * n
+            survival.append(numerator / denominator)  # correctly rounded, without a Fraction's gcd at every step
+    else:
+        survival = np.cumprod(survivors / at_risk).tolist() if len(at_risk) else []
     steps: list[KaplanMeierStep] = []
-    s, g = Fraction(1), Fraction(0)
-    for u, n, d in zip(event_times.tolist(), at_risk.tolist(), deaths.tolist(), strict=True):
-        s *= 1 - Fraction(d, n)
-        g = g + Fraction(d, n * (n - d)) if n > d else g
-        survival = float(s)
-        ci95 = [0.0, 0.0] if s == 0 else loglog_ci95(survival, float(g))
-        steps.append({"days": u, "at_risk": n, "deaths": d, "survival": survival, "ci95": ci95})
-    return steps
+    for u, n, d, s, g in zip(event_times.tolist(), at_risk.tolist(), deaths.tolist(), survival, greenwood, strict=True):
+        ci95 = [0.0, 0.0] if s == 0 else loglog_ci95(s, g)
+        steps.append({"days": u, "at_risk": n, "deaths": d, "survival": s, "ci95": ci95})
+    return steps, greenwood, _ExactSurvival(at_risk, deaths)
+
+
+def kaplan_meier(times: Sequence[int], events: Sequence[bool], exact: bool = True) -> list[KaplanMeierStep]:
+    """One step per distinct event (death) time, in time order.
+
+    n(t) counts the patients whose time is >= t (censored at t: still at risk),
+    d(t) the deaths at t; S(t) = prod (1 - d/n) and Greenwood's
+    G(t) = sum d / (n (n - d)) over event times <= t. With `exact`, S is the exact
+    product (integers, no rounding on the way) rounded once to a float; without, a
+    float running product (within a few units in the last place, about 1e-14: for
+    drawing a curve). G is a float sum (relative error about 1e-15, far below what the
+    interval shows). Once S reaches 0 (every patient at risk died) G is infinite and
+    the interval is [0, 0].
+    """
+    return _km(times, events, exact)[0]
 
 
 def _first_day(steps: list[KaplanMeierStep], value: Callable[[KaplanMeierStep], float]) -> float | None:
     return next((float(step["days"]) for step in steps if value(step) <= 0.5), None)
 
 
+def _median_day(steps: list[KaplanMeierStep], exact: _ExactSurvival) -> float | None:
+    """The first event time with S <= 0.5, decided exactly: the float running product is within
+    1e-12 of S, so only the steps whose float is that close to 0.5 are computed exactly."""
+    near = 1e-9
+    for k, step in enumerate(steps):
+        if step["survival"] < 0.5 - near:
+            return float(step["days"])
+        if step["survival"] <= 0.5 + near and exact.at_most_half(k):
+            return float(step["days"])
+    return None
+
+
 def survival_summary(times: Sequence[int], events: Sequence[bool]) -> Survival:
-    """The summary's survival block from each patient's time (days) and event flag (True = died)."""
+    """The summary's survival block from each patient's time (days) and event flag (True = died).
+
+    The landmark estimates are the exact products rounded once and the median is decided
+    exactly; the other steps need only floats (see kaplan_meier)."""
     t = np.asarray(times, dtype=np.int64)
-    steps = kaplan_meier(times, events)
+    steps, greenwood, exact = _km(times, events, exact=False)
     deaths = int(np.count_nonzero(np.asarray(events, dtype=bool)))
+    days = np.asarray([step["days"] for step in steps], dtype=np.int64)
     at: dict[str, SurvivalAt] = {}
     for key, day in LANDMARK_DAYS.items():
         at_risk = int(np.count_nonzero(t >= day))
         if at_risk == 0:  # beyond every patient's time (or nobody at all)
             at[key] = {"days": day, "survival": None, "ci95": None, "at_risk": 0}
             continue
-        last = next((step for step in reversed(steps) if step["days"] <= day), None)
-        survival, ci95 = (1.0, [1.0, 1.0]) if last is None else (last["survival"], list(last["ci95"]))
+        k = int(np.searchsorted(days, day, side="right")) - 1  # the last step on or before the day
+        if k < 0:
+            survival, ci95 = 1.0, [1.0, 1.0]
+        else:
+            survival = exact.value(k)
+            ci95 = [0.0, 0.0] if survival == 0 else loglog_ci95(survival, greenwood[k])
         at[key] = {"days": day, "survival": survival, "ci95": ci95, "at_risk": at_risk}
     return {
         "n": len(t),
         "deaths": deaths,
         "censored": len(t) - deaths,
-        "median_days": _first_day(steps, lambda step: step["survival"]),
+        "median_days": _median_day(steps, exact),
         "median_ci95": [
             _first_day(steps, lambda step: step["ci95"][0]),
             _first_day(steps, lambda step: step["ci95"][1]),

@@ -65,11 +65,16 @@ def _as_float(measure: str, values: np.ndarray) -> np.ndarray:
 
 
 def paired(cohort: Cohort, measure: str, timepoint: str) -> tuple[np.ndarray, np.ndarray]:
-    """(baseline, follow-up) in stored units over the patients who have both (complete cases)."""
-    base, has_base = _raw(cohort, measure, "baseline")
-    follow, has_follow = _raw(cohort, measure, timepoint)
-    both = has_base & has_follow
-    return base[both], follow[both]
+    """(baseline, follow-up) in stored units over the patients who have both (complete cases);
+    computed once per cohort (the comparisons, responders and opioid changes share them)."""
+
+    def compute() -> tuple[np.ndarray, np.ndarray]:
+        base, has_base = _raw(cohort, measure, "baseline")
+        follow, has_follow = _raw(cohort, measure, timepoint)
+        both = has_base & has_follow
+        return base[both], follow[both]
+
+    return cohort.memo(f"paired:{measure}:{timepoint}", compute)  # type: ignore[no-any-return]
 
 
 def _comparison(cohort: Cohort, measure: str, timepoint: str) -> stats.PairedComparison:
@@ -190,7 +195,7 @@ def _axis_step(last_day: int) -> int:
 def survival_curve(cohort: Cohort) -> dict[str, Any]:
     """The Kaplan-Meier curve as steps from (0, 1), censoring marks and the number at risk per axis tick."""
     times, events = survival_times(cohort)
-    steps = stats.kaplan_meier(times, events)
+    steps = stats.kaplan_meier(times, events, exact=False)  # drawn: floats suffice
     last_day = int(times.max()) if len(times) else 0
     step = _axis_step(last_day)
     ticks = list(range(0, last_day + step, step))

@@ -90,13 +90,13 @@ def test_patients_withdrawn_with_remove_data_are_never_counted(client, demo_coho
     assert "PSP-0008" not in client.get(PAGE).content.decode()
 
 
-def test_the_selector_runs_three_queries_whatever_the_cohort(demo_cohort, django_assert_num_queries):
-    # one row per analysed patient and the completed visits (binary COPY each), and one query counting
-    # removed and unconsented patients
-    with django_assert_num_queries(3):
+def test_the_selector_runs_two_queries_whatever_the_cohort(demo_cohort, django_assert_num_queries):
+    # the analysed patients' packed rows (one binary COPY), and one query counting removed and
+    # unconsented patients
+    with django_assert_num_queries(2):
         small = cohort_columns(None, {})
     make_cohort(seed=3, patients=30)
-    with django_assert_num_queries(3):
+    with django_assert_num_queries(2):
         large = cohort_columns(None, {"procedure_from": "2000-01-01"})
     assert len(large) > len(small) == 10
 
@@ -107,11 +107,11 @@ def test_the_page_query_count_does_not_grow_with_the_cohort(
 ):
     make_cohort(seed=5, patients=extra_patients)
     client.force_login(admin_user)
-    # session and user (2), the three selector queries, the page's complications by grade and
+    # session and user (2), the two selector queries, the page's complications by grade and
     # VAS lines (2), the filter form's site choices (1),
     # the admin's second-factor device (1), and the session saved on every request
     # (savepoint, update, release: 3)
-    with django_assert_num_queries(12):
+    with django_assert_num_queries(11):
         response = client.get(PAGE)
     assert response.status_code == 200
     assert Patient.objects.count() == 10 + extra_patients
