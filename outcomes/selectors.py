@@ -15,11 +15,12 @@ from django.shortcuts import get_object_or_404
 from accounts.models import User
 from audit.models import AuditEvent
 from outcomes.models import FollowUp, Timepoint
+from outcomes.odi import BAND_LABELS
 from patients.models import Consent, Patient
 from patients.selectors import patients_for
 from procedures.models import Procedure
 from registry import dates
-from registry.scoring import VISIT_WINDOWS, visit_window
+from registry.scoring import VISIT_WINDOWS, odi_band, visit_window
 
 DUE_HORIZON_DAYS = 14  # "visits due in the coming days": a fortnight lets a nurse book them
 WEEK_DAYS = 7  # "due this week": the window opens within the next 7 days
@@ -350,6 +351,11 @@ class VisitRow:
     opens: datetime.date | None
     closes: datetime.date | None
     state: str  # recorded, overdue, due, upcoming, not due, no procedure
+
+    @property
+    def band(self) -> str:
+        """The recorded ODI's disability band, in neutral words ("" when not scored)."""
+        return str(BAND_LABELS.get(odi_band(self.visit.odi_score), "")) if self.visit else ""
 
 
 def visit_rows(patient: Patient, today: datetime.date | None = None) -> list[VisitRow]:

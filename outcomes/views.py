@@ -215,7 +215,6 @@ def detail(request: HttpRequest, study_id: str) -> HttpResponse:
         "block_reason": patient.data_entry_block_reason(),
         "visit_rows": rows,
         "timeline": timeline,
-        "bands": {r.timepoint: odi.BAND_LABELS.get(odi_band(r.visit.odi_score), "") for r in rows if r.visit},
         "history": display.readable(selectors.history_of(patient)),
         "can_edit": request.user.role in (User.Role.NURSE, User.Role.ADMIN) or request.user.is_superuser,  # type: ignore[union-attr]
     }

@@ -152,10 +152,13 @@ def test_a_saved_score_shows_a_neutral_band_name(client, nurse, patient):
     answers = {f"odi_q{n}": 4 if n <= 7 else 3 for n in range(1, 11)}
     FollowUpFactory(patient=patient, timepoint="post", visit_date=TODAY - datetime.timedelta(days=9), **answers)
     client.force_login(nurse)
+    detail = reverse("patients:detail", args=[patient.study_id])
     html = page(client, reverse("outcomes:visit", args=[patient.study_id, "post"]))
     assert "(very severe disability)" in html
     assert "crippled disability" not in html and "bed-bound" not in visible_text(html)
     assert "极重度功能障碍" in page(client, reverse("outcomes:visit", args=[patient.study_id, "post"]), "zh-hans")
+    row = re.search(r"<tr>\s*<th scope=\"row\">Post-procedure</th>.*?</tr>", page(client, detail), re.S).group(0)
+    assert "very severe disability" in row  # the patient page names the band too
 
 
 def test_the_mme_reason_names_the_drug_and_route_in_chinese(client, nurse, patient):
