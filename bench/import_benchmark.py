@@ -9,10 +9,21 @@ Usage (PostgreSQL scratch database; it is emptied first):
 
 The bundle comes from tests/bundles.py write_bundle; `--bundle DIR` imports a bundle you made (e.g. an
 identified export of a `generate_synthetic` cohort). Figures are medians of `--repeat`.
+
+`--trail-floor` adds the database's own share: the written trail entries inserted again into the trail
+table (its indexes, its chain trigger) in a transaction that is rolled back, and the same without the
+trigger (into a copy of the table with the same indexes).
+
+    .venv/bin/python bench/import_benchmark.py --synthetic 10000 [--seed 1 --today 2026-12-02]
+
+runs `generate_synthetic --flush` as a child instead (wall, CPU, peak RSS) beside the COPY of the rows it
+wrote (every clinical table and the trail, out to text and back into plain text tables).
 """
 
 import argparse
+import contextlib
 import csv
+import io
 import os
 import statistics
 import subprocess
@@ -85,18 +96,117 @@ def copy_floor(folder: Path) -> float:
     return time.perf_counter() - start
 
 
+SYNTHETIC = """
+import os, sys
+sys.path.insert(0, os.getcwd())
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "registry.settings")
+import django
+django.setup()
+from django.core.management import call_command
+call_command("generate_synthetic", "--flush", *sys.argv[1:])
+sys.stdout.flush()
+print(next(line for line in open("/proc/self/status") if line.startswith("VmHWM")).strip())
+"""
+
+WRITTEN = (
+    "accounts_site",
+    "patients_consentversion",
+    "patients_patient",
+    "patients_consent",
+    "procedures_procedure",
+    "procedures_leakage",
+    "procedures_complication",
+    "outcomes_followup",
+    "outcomes_medication",
+    "audit_auditevent",
+)
+
+
+def child(script: str, *args: str) -> tuple[float, float, float, str]:
+    """(seconds, peak RSS in MiB, CPU seconds, output) of a fresh process running `script`."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script, *args], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    out = proc.stdout.read() if proc.stdout else ""
+    _, status, usage = os.wait4(proc.pid, 0)
+    elapsed = time.perf_counter() - start
+    if os.waitstatus_to_exitcode(status):
+        sys.exit(f"child failed:\n{out[-3000:]}")
+    peak = float(out.rsplit("VmHWM:", 1)[1].split()[0]) / 1024
+    return elapsed, peak, usage.ru_utime + usage.ru_stime, out.rsplit("VmHWM:", 1)[0].strip()
+
+
+def written_floor() -> tuple[float, int]:
+    """(seconds, rows) to COPY every row the run wrote out as text and back into plain text tables."""
+    from django.db import connection, transaction
+
+    rows = 0
+    start = time.perf_counter()
+    with transaction.atomic(), connection.cursor() as cursor:
+        for table in WRITTEN:
+            buffer = io.StringIO()
+            cursor.copy_expert(f"COPY {table} TO STDOUT", buffer)
+            cursor.execute(f"SELECT * FROM {table} LIMIT 0")
+            columns = ", ".join(f"c{i} text" for i in range(len(cursor.description)))
+            cursor.execute(f"CREATE TEMPORARY TABLE floor_{table} ({columns}) ON COMMIT DROP")
+            buffer.seek(0)
+            cursor.copy_expert(f"COPY floor_{table} FROM STDIN", buffer)
+            rows += buffer.getvalue().count("\n")
+    return time.perf_counter() - start, rows
+
+
+def trail_floor() -> tuple[float, float, int]:
+    """(seconds with the chain trigger, seconds without, entries): the trail written again, rolled back."""
+    from django.db import connection, transaction
+
+    columns = "at, user_id, username, action, model, object_pk, object_repr, study_id, site_code, changes, reason, extra, hash"
+    timings = []
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM audit_auditevent")
+        entries = cursor.fetchone()[0]
+    for target in ("audit_auditevent", "floor_trail"):
+        with contextlib.suppress(RuntimeError), transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("CREATE TEMPORARY TABLE floor_trail (LIKE audit_auditevent INCLUDING ALL)")
+            start = time.perf_counter()
+            cursor.execute(f"INSERT INTO {target} ({columns}) SELECT {columns} FROM audit_auditevent")
+            timings.append(time.perf_counter() - start)
+            raise RuntimeError  # roll back
+    return timings[0], timings[1], entries
+
+
+def synthetic(args: argparse.Namespace) -> None:
+    extra = ["--today", args.today] if args.today else []
+    load = os.getloadavg()[0]
+    elapsed, peak, used, out = child(SYNTHETIC, "--patients", str(args.synthetic), "--seed", str(args.seed), *extra)
+    floor, rows = written_floor()
+    print(f"  {out}")
+    print(
+        f"generate_synthetic (child process): {elapsed:8.1f} s   {rows / elapsed:10,.0f} rows/s   max RSS {peak:6.0f} MiB"
+    )
+    print(f"  (CPU of the process: {used:.1f} s; load average {load:.1f} before, {os.getloadavg()[0]:.1f} after)")
+    print(f"floor, COPY of the {rows:,} rows written (trail included): {floor:6.1f} s   ratio {elapsed / floor:5.1f}x")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--patients", type=int, default=10000)
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--bundle", type=Path, help="import this bundle folder instead of generating one")
+    parser.add_argument("--trail-floor", action="store_true", help="also time the trail's own insert (see above)")
+    parser.add_argument("--synthetic", type=int, metavar="N", help="time generate_synthetic of N patients instead")
+    parser.add_argument("--today", help="generate_synthetic's anchor date (with --synthetic)")
     args = parser.parse_args()
 
     import django
 
     django.setup()
     from django.core.management import call_command
+
+    if args.synthetic:
+        synthetic(args)
+        return
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = args.bundle or make_bundle(Path(tmp) / "bundle", args.patients, args.seed)
@@ -119,6 +229,12 @@ def main() -> None:
     print(f"import_bundle (child process): {t:8.1f} s   {total / t:10,.0f} rows/s   max RSS {max(rss):6.0f} MiB")
     print(f"  (CPU of the import process: {statistics.median(cpu):.1f} s; load average {os.getloadavg()[0]:.1f})")
     print(f"floor, COPY of the same rows:  {f:8.1f} s   {total / f:10,.0f} rows/s   ratio {t / f:5.1f}x")
+    if args.trail_floor:
+        chained, plain, entries = trail_floor()
+        print(
+            f"the database's share: {entries:,} trail entries inserted again {chained:.1f} s with the chain trigger, "
+            f"{plain:.1f} s without it (same indexes)"
+        )
 
 
 if __name__ == "__main__":
