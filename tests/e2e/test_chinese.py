@@ -290,6 +290,13 @@ def test_an_investigator_reads_the_analysis_in_chinese(page: Page, live_server, 
     ):
         walk.check("investigator", name, owner, path)
     walk.check("investigator", "user guide", CORE, "/help/", lands="/help/investigator/")
+    # Printable: on paper (A4) the guide is the text alone, without the header, the tabs or the button.
+    page.emulate_media(media="print")
+    for frame in ("body > nav", ".guide nav", "#print-guide", "body > footer"):
+        expect(page.locator(frame)).to_be_hidden()
+    expect(page.get_by_role("heading", level=1)).to_be_visible()
+    page.pdf(path=SHOTS / "investigator-user-guide.pdf", format="A4")
+    page.emulate_media(media="screen")
     assert not walk.found, "English left on the investigator's pages (owner | page: words):\n" + walk.report()
 
 
