@@ -325,8 +325,9 @@ def test_an_admin_switches_on_the_log_in_page_and_reads_the_register_and_trail(p
         ("audit trail, one field", f"/audit/?study_id={sid}&field=vas", TRAIL),
         ("patient history", f"/audit/patients/{sid}/", TRAIL),
         ("export log", "/exports/log/", ANALYSIS),
-        ("Django admin", "/admin/", CORE),
-        ("Django admin: users", "/admin/accounts/user/", TRAIL),
+        # The admin's own words are Django's (translated); the app and model names are each app's.
+        ("Django admin", "/admin/", "each app (apps.py and Meta verbose names; django-axes)"),
+        ("Django admin: users", "/admin/accounts/user/", f"{TRAIL} (audit/admin_accounts.py) and each app"),
         ("second factor", "/accounts/two-factor/", CORE),
         ("guide: admin", "/help/admin/", CORE),
         ("guide: nurse", "/help/nurse/", CORE),
