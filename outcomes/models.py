@@ -108,6 +108,8 @@ class FollowUp(models.Model):
     version = models.PositiveIntegerField(default=1, editable=False)
 
     class Meta:
+        verbose_name = _("follow-up visit")
+        verbose_name_plural = _("follow-up visits")
         ordering = ["patient", "visit_date", "id"]
         constraints = [
             models.UniqueConstraint(fields=["patient", "timepoint"], name="followup_one_visit_per_timepoint"),
@@ -220,6 +222,8 @@ class Medication(models.Model):
     version = models.PositiveIntegerField(default=1, editable=False)
 
     class Meta:
+        verbose_name = _("opioid")
+        verbose_name_plural = _("opioids")
         ordering = ["followup", "id"]
         constraints = [
             models.CheckConstraint(condition=Q(daily_dose__gte=0), name="medication_dose_not_negative"),
@@ -255,6 +259,8 @@ class OdiText(models.Model):
     installed_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
+        verbose_name = _("ODI text")
+        verbose_name_plural = _("ODI texts")
         db_table = "selfreport_oditext"
 
     def __str__(self) -> str:

@@ -67,7 +67,7 @@ def visit(request: HttpRequest, study_id: str, timepoint: str) -> HttpResponse:
         "mme_factors": {drug: float(f) for drug, f in MME_FACTORS.items()},
         "mme_unknown": mme_unknown(followup.medications.all()) if followup.pk else "",
         "odi_min_sections": followup.odi_min_sections or settings.ODI_MIN_SECTIONS,
-        "odi_notice": odi_text.get("notice", "") if odi_text.get("placeholder") else "",
+        "odi_notice": PLACEHOLDER_NOTICE if odi_text.get("placeholder") else "",
         "band": odi.BAND_LABELS.get(odi_band(followup.odi_score), ""),
         "visit_strings": visit_strings(),
         "errors": error_summary(form, meds),
@@ -91,6 +91,11 @@ def visit_strings() -> dict[str, Any]:
     }
 
 
+# The staff's words for the shipped wording (the file's own notice is written for patients).
+PLACEHOLDER_NOTICE = _(
+    "Placeholder statements written for this software, not the licensed ODI wording: an administrator "
+    "installs the site's licensed text with manage.py install_odi_text."
+)
 MME_REASONS = {
     "no_factor": _("%(drug)s: the CDC 2022 guideline gives no conversion factor"),
     "oral_only": _("%(drug)s, %(route)s: the CDC factors are for oral doses"),

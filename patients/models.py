@@ -24,6 +24,8 @@ class ConsentVersion(models.Model):
     blank_form = models.FileField(_("Blank consent form"), upload_to="consent_forms/", blank=True)
 
     class Meta:
+        verbose_name = _("consent form version")
+        verbose_name_plural = _("consent form versions")
         ordering = ["-effective_from"]
         constraints = [
             models.CheckConstraint(
@@ -152,6 +154,8 @@ class Patient(models.Model):
     objects = PatientQuerySet.as_manager()
 
     class Meta:
+        verbose_name = _("patient")
+        verbose_name_plural = _("patients")
         ordering = ["study_id"]
         constraints = [
             models.UniqueConstraint(fields=["site", "mrn"], name="patient_mrn_unique_per_site"),
@@ -278,6 +282,8 @@ class Consent(models.Model):
     version = models.PositiveIntegerField(default=1, editable=False)
 
     class Meta:
+        verbose_name = _("consent record")
+        verbose_name_plural = _("consent records")
         ordering = ["patient", "signed_date", "id"]
         constraints = [
             models.CheckConstraint(
@@ -364,6 +370,8 @@ class CaseLock(models.Model):
     objects = CaseLockQuerySet.as_manager()
 
     class Meta:
+        verbose_name = _("case lock")
+        verbose_name_plural = _("case locks")
         ordering = ["patient", "-signed_at"]
         constraints = [
             models.UniqueConstraint(

@@ -124,6 +124,8 @@ class Procedure(models.Model):
     objects = ProcedureQuerySet.as_manager()
 
     class Meta:
+        verbose_name = _("procedure")
+        verbose_name_plural = _("procedures")
         ordering = ["patient", "procedure_number"]
         constraints = [
             models.UniqueConstraint(fields=["patient", "procedure_number"], name="procedure_number_unique_per_patient"),
@@ -206,6 +208,8 @@ class Leakage(models.Model):
     version = models.PositiveIntegerField(default=1, editable=False)
 
     class Meta:
+        verbose_name = _("cement leakage")
+        verbose_name_plural = _("cement leakages")
         ordering = ["procedure", "site"]
         constraints = [models.UniqueConstraint(fields=["procedure", "site"], name="leakage_site_once_per_procedure")]
 
@@ -249,6 +253,8 @@ class Complication(models.Model):
     version = models.PositiveIntegerField(default=1, editable=False)
 
     class Meta:
+        verbose_name = _("complication")
+        verbose_name_plural = _("complications")
         ordering = ["procedure", "onset_date", "id"]
         constraints = [
             models.CheckConstraint(condition=between("cirse_grade", 1, 6), name="complication_cirse_1_6"),

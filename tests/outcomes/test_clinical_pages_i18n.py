@@ -13,6 +13,7 @@ from django.utils import translation
 from django.utils.html import escape
 
 from outcomes import odi
+from outcomes.views import PLACEHOLDER_NOTICE
 from patients.services import withdraw_consent
 from procedures.models import Procedure
 from tests.factories import ConsentFactory, FollowUpFactory, PatientFactory, ProcedureFactory
@@ -118,7 +119,7 @@ def test_the_visit_form_shows_each_score_with_its_statement_and_says_it_is_a_pla
     walking = text["sections"][3]["statements"]  # section 4, read from the shipped file itself
     for score, statement in enumerate(walking):
         assert f"{score} – {statement}" in html
-    assert escape(text["notice"]) in html  # the page says the wording is not the licensed ODI
+    assert escape(str(PLACEHOLDER_NOTICE)) in html  # the page says the wording is not the licensed ODI
 
 
 def test_the_visit_form_shows_the_installed_licensed_text(client, nurse, patient, tmp_path):
@@ -129,7 +130,7 @@ def test_the_visit_form_shows_the_installed_licensed_text(client, nurse, patient
     client.force_login(nurse)
     html = page(client, reverse("outcomes:visit", args=[patient.study_id, "post"]))
     assert "5 – Licensed 4.5" in html
-    assert "PLACEHOLDER" not in html and shipped("en")["sections"][3]["statements"][2] not in html
+    assert escape(str(PLACEHOLDER_NOTICE)) not in html and shipped("en")["sections"][3]["statements"][2] not in html
 
 
 def test_the_visit_form_in_chinese(client, nurse, patient):
