@@ -590,15 +590,12 @@ def population_literal(spec: ExportSpec) -> Population:
     once): one query, the cohort's rules. Each file joins it `WITH ORDINALITY`, sorts by that integer
     rank instead of comparing study IDs by collation again, and takes the study ID from it instead of
     joining every row to its patient."""
-    rows = list(
-        filtered_patients(spec.user, spec.filters)
-        .order_by("study_id")
-        .values_list("pk", "study_id")
-        .iterator(chunk_size=10_000)
-    )
-    return Population(
-        "{" + ",".join(str(pk) for pk, _ in rows) + "}", "{" + ",".join(_array_text(sid) for _, sid in rows) + "}"
-    )
+    rows = filtered_patients(spec.user, spec.filters).order_by("study_id").values_list("pk", "study_id")
+    ids, study_ids = io.StringIO(), io.StringIO()  # the literals only, not a Python object per patient
+    for n, (pk, study_id) in enumerate(rows.iterator(chunk_size=10_000)):
+        ids.write(f",{pk}" if n else str(pk))
+        study_ids.write("," + _array_text(study_id) if n else _array_text(study_id))
+    return Population("{" + ids.getvalue() + "}", "{" + study_ids.getvalue() + "}")
 
 
 def _sources(spec: ExportSpec) -> dict[str, Callable[[], Iterator[dict[str, Any]]]]:
