@@ -29,7 +29,10 @@ def assert_rows_follow_the_records() -> None:
         assert list(rows.ids) == list(records.ids)
         for name in rows.columns.dtype.names:
             assert np.array_equal(rows[name], records[name], equal_nan=True), name
-        assert (rows.excluded_withdrawn, rows.awaiting_consent) == (records.excluded_withdrawn, records.awaiting_consent)
+        assert (rows.excluded_withdrawn, rows.awaiting_consent) == (
+            records.excluded_withdrawn,
+            records.awaiting_consent,
+        )
 
 
 def test_every_kind_of_write_is_in_the_next_summary(nurse, admin_user, investigator):
