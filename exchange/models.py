@@ -50,6 +50,8 @@ class ExportLog(models.Model):
 
     class Meta:
         ordering = ["-at", "-id"]
+        verbose_name = _("export log entry")
+        verbose_name_plural = _("export log")
 
     def __str__(self) -> str:
         return f"{self.at:%Y-%m-%d %H:%M} {self.username or 'command line'} {self.level}"

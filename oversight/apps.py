@@ -1,6 +1,7 @@
 from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
 
 
 class OversightConfig(AppConfig):
     name = "oversight"
-    verbose_name = "Oversight"
+    verbose_name = _("Oversight")

@@ -1,6 +1,7 @@
 from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
 
 
 class SelfreportConfig(AppConfig):
     name = "selfreport"
-    verbose_name = "Patient self-report and notifications"
+    verbose_name = _("Patient self-report and notifications")

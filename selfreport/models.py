@@ -47,6 +47,8 @@ class SelfReportLink(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        verbose_name = _("self-report link")
+        verbose_name_plural = _("self-report links")
         constraints = [
             models.UniqueConstraint(
                 fields=["patient", "timepoint"], condition=Q(revoked_at__isnull=True), name="selfreport_one_live_link"
@@ -213,6 +215,8 @@ class Message(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        verbose_name = _("e-mail message")
+        verbose_name_plural = _("e-mail messages")
 
     def __str__(self) -> str:
         return f"{self.kind} to {self.to_address} ({self.status})"
