@@ -1,8 +1,9 @@
 FROM python:3.13-slim
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
 WORKDIR /app
-# pg_dump/pg_restore for manage.py backup and restore; Pango for the PDF report (WeasyPrint)
+# pg_dump/pg_restore for manage.py backup and restore; Pango for the PDF report (WeasyPrint), Noto CJK for its Chinese
 RUN apt-get update && apt-get install -y --no-install-recommends postgresql-client libpango-1.0-0 libpangoft2-1.0-0 \
+    fonts-noto-cjk \
     && rm -rf /var/lib/apt/lists/*
 # Runtime requirements only: the test and lint tools are in requirements-dev.txt.
 COPY requirements.txt .
