@@ -161,10 +161,23 @@ def _pairs(event: AuditEvent) -> Iterable[tuple[str, Any, Any]]:
 
 
 def _field(meta: Any, name: str) -> models.Field | None:
+    """The model field a change names; None for a name that is no field or a reverse relation (rows of
+    another model, such as a self-report's medications: they have no value of their own to format)."""
     try:
-        return meta.get_field(name) if meta is not None else None
+        f = meta.get_field(name) if meta is not None else None
     except FieldDoesNotExist:
         return None
+    return None if isinstance(f, models.ForeignObjectRel) else f
+
+
+def _label(meta: Any, name: str, f: models.Field | None) -> str:
+    if f is not None:
+        return str(capfirst(f.verbose_name))
+    try:
+        rel = meta.get_field(name) if meta is not None else None
+    except FieldDoesNotExist:
+        return name
+    return str(capfirst(rel.related_model._meta.verbose_name_plural))
 
 
 def _foreign_names(events: list[AuditEvent]) -> dict[tuple[str, str], str]:
@@ -251,7 +264,7 @@ def readable(events: Iterable[AuditEvent], fields: str = "") -> list[Entry]:
             if (only and name not in only) or old == new or (old in (None, "") and new in (None, "")):
                 continue
             f = _field(meta, name)
-            label = str(capfirst(f.verbose_name)) if f is not None else name
+            label = _label(meta, name, f)
             entry.changes.append(Change(name, label, value_text(f, old, foreign), value_text(f, new, foreign)))
         entries.append(entry)
     return entries
