@@ -53,6 +53,10 @@ MATRIX: dict[str, tuple[str, dict[str, Any]]] = {
     "accounts/login/": ("/accounts/login/", _answers(200, 200, 200, 200, 200, 200)),
     "accounts/logout/": ("/accounts/logout/", _answers(405, 405, 405, 405, 405, 405)),  # POST only
     "accounts/password/": ("/accounts/password/", ANYONE_LOGGED_IN),
+    "accounts/language/": ("/accounts/language/", POST_ONLY),  # the header switcher's form, for everyone
+    # the user guide: /help/ opens the reader's own role's page; every role may read every page
+    "help/": ("/help/", _answers(LOGIN, REDIRECT, REDIRECT, REDIRECT, REDIRECT, REDIRECT)),
+    "help/<slug:role>/": ("/help/monitor/", ANYONE_LOGGED_IN),
     "accounts/password/done/": ("/accounts/password/done/", ANYONE_LOGGED_IN),
     # second factor: the admin has one (and a verified session), the nurses and the investigator none
     "accounts/two-factor/": ("/accounts/two-factor/", _answers(LOGIN, REDIRECT, REDIRECT, REDIRECT, 200, REDIRECT)),
