@@ -159,5 +159,5 @@ def test_a_patient_answers_on_her_phone_and_the_nurse_accepts_it(
     expect(history).to_contain_text(f"patient via link {visit.selfreport.link_id}")
     expect(history).to_contain_text("Reviewed and accepted (1 correction(s))")
     correction = history.locator("tr", has_text="Patient corrected her pain score by phone")
-    expect(correction).to_contain_text("vas: 6.5 → 5.5")
+    expect(correction).to_contain_text("Pain (0-10): 6.5 → 5.5")  # the field by its label (audit/display.py)
     expect(correction).to_contain_text("nurse")
