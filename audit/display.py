@@ -59,6 +59,8 @@ FOREIGN_NAMES = {
 # The keys of an event's details (exports, reads, searches, API calls, self-reports).
 DETAIL_NAMES = {
     "page": _("Page"),
+    "ip": _("IP address"),
+    "user_agent": _("Browser"),
     "term": _("Search term"),
     "filters": _("Filters"),
     "document_matches_sha256": _("Document matches its SHA-256"),

@@ -280,6 +280,8 @@ class DueWindow(models.Model):
     (the demo's worklist is computed in Python there).
     """
 
+    derived = True  # kept by triggers, never audited: not a record of the trail's filter
+
     # No foreign-key constraint: a patient's rows are removed by the trigger in the same statement as
     # the patient (Django's delete collector need not know them: no extra query on deletions).
     patient = models.ForeignKey(
@@ -306,6 +308,8 @@ class DueWindow(models.Model):
 class AwaitingProcedure(models.Model):
     """A patient in follow-up with no index procedure yet: the worklist's "enrolled, no procedure
     recorded yet" list. Derived like DueWindow, by the same triggers (migration 0006)."""
+
+    derived = True  # kept by triggers, never audited: not a record of the trail's filter
 
     patient = models.OneToOneField(
         Patient, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+", primary_key=True
@@ -334,6 +338,8 @@ class AnalysisRow(models.Model):
     triggers of migration 0005 recompute a patient's row in the statement that changes her or her
     records, so the dashboard reads one narrow row per patient and is never stale. Not on SQLite.
     """
+
+    derived = True  # kept by triggers, never audited: not a record of the trail's filter
 
     patient = models.OneToOneField(
         Patient, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+", primary_key=True

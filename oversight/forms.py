@@ -20,7 +20,12 @@ AUDITED_APPS = ("patients", "procedures", "outcomes", "accounts")
 
 def _model_choices() -> list[tuple[str, str]]:
     """The audited models by their names ("Follow-up visit"), in the page's language."""
-    labels = [m._meta.label for a in AUDITED_APPS for m in apps.get_app_config(a).get_models()]
+    labels = [
+        m._meta.label
+        for a in AUDITED_APPS
+        for m in apps.get_app_config(a).get_models()
+        if not getattr(m, "derived", False)  # tables the triggers derive (worklist, dashboard) have no trail
+    ]
     named = sorted(((label, record_name(label)) for label in labels), key=lambda choice: choice[1])
     return [("", _("All records")), *named]
 

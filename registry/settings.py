@@ -60,7 +60,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "crispy_forms",
     "crispy_bootstrap5",
-    "axes",
+    "registry.apps.RegistryAxesConfig",  # django-axes, named for people
     "django_otp",
     "django_otp.plugins.otp_totp",
     "django_otp.plugins.otp_static",

@@ -194,3 +194,22 @@ def test_the_patient_pages_change_history_reads_like_the_trail(client, site, nur
 
 def _text_of(html: str) -> str:
     return " ".join(re.sub(r"<[^>]+>", " ", html).split()).replace(" :", ":")
+
+
+def test_the_record_filter_offers_records_not_the_tables_the_triggers_derive(admin_client):
+    choices = dict(admin_client.get(reverse("oversight:index")).context["form"].fields["model"].choices)
+    assert "outcomes.FollowUp" in choices and "patients.Consent" in choices
+    # the worklist's and the dashboard's derived rows are never written by a person: no trail of their own
+    assert not {"outcomes.DueWindow", "outcomes.AwaitingProcedure", "outcomes.AnalysisRow"} & set(choices)
+
+
+def test_a_log_ins_details_read_by_their_names(client, nurse):
+    from audit.models import AuditEvent
+
+    nurse.set_password("a long enough password 1")
+    nurse.save()
+    client.post(reverse("login"), {"username": nurse.username, "password": "a long enough password 1"})
+    event = AuditEvent.objects.filter(action=AuditEvent.Action.LOGIN).latest("id")
+    with translation.override("zh-hans"):
+        names = [name for name, _ in display.Entry(event, "").details]
+    assert "IP 地址" in names and "浏览器" in names

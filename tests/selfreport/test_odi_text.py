@@ -5,8 +5,8 @@ import json
 import pytest
 from django.core.management import CommandError, call_command
 
-from selfreport import services
 from outcomes.odi import SHIPPED
+from selfreport import services
 
 pytestmark = pytest.mark.django_db
 
