@@ -36,7 +36,7 @@ class TrailFilterForm(forms.Form):
     field = forms.CharField(
         required=False,
         label=gettext_lazy("Field changed"),
-        help_text=gettext_lazy("Its name or label, e.g. ecog or ECOG performance status"),
+        help_text=gettext_lazy("Its label or name, e.g. ECOG performance status"),
     )
     action = forms.ChoiceField(
         required=False,

@@ -42,7 +42,7 @@ ALLOWED = set(
     # the registry's name, clinical scores and units
     "PSP VAS ODI MME ECOG CIRSE Oswestry Denis Kaplan Meier mg mL ml mGy cGy mcg kg cm mm min CT MRI PET SD IQR CI "
     # file formats, standards and technical names
-    "CSV PDF HTML JSON XML ODM CDISC REDCap SPSS Stata SAS zip API ID QR UTC ISO SHA TOTP URL CRF README "
+    "CSV PDF HTML JSON XML ODM CDISC REDCap SPSS Stata SAS zip API ID IP QR UTC ISO SHA TOTP URL CRF README "
     "CDC PCA PMMA PALACOS Gy SVG "
     # Roman numerals of codes (Denis zones I-III), key names, statistics' names and symbols
     "II III IV Tab Wilcoxon Greenwood dz log YYYY "
