@@ -73,7 +73,7 @@ def test_the_dashboard_reads_chinese_from_the_filters_to_the_charts_words(demo_c
         "数据看板",
         "应用筛选",
         "全部入路",
-        "首次手术起始日期",
+        "首次手术日期自",  # the cohort filter (outcomes/cohort.py)
         "表 1. 基线及手术特征",
         "首次手术后的总生存",
     ):
