@@ -162,24 +162,26 @@ def _pairs(event: AuditEvent) -> Iterable[tuple[str, Any, Any]]:
         yield name, old, new
 
 
+def _lookup(meta: Any, name: str) -> Any:
+    try:
+        return meta.get_field(name) if meta is not None else None
+    except FieldDoesNotExist:
+        return None
+
+
 def _field(meta: Any, name: str) -> models.Field | None:
     """The model field a change names; None for a name that is no field or a reverse relation (rows of
     another model, such as a self-report's medications: they have no value of their own to format)."""
-    try:
-        f = meta.get_field(name) if meta is not None else None
-    except FieldDoesNotExist:
-        return None
+    f = _lookup(meta, name)
     return None if isinstance(f, models.ForeignObjectRel) else f
 
 
-def _label(meta: Any, name: str, f: models.Field | None) -> str:
-    if f is not None:
-        return str(capfirst(f.verbose_name))
-    try:
-        rel = meta.get_field(name) if meta is not None else None
-    except FieldDoesNotExist:
-        return name
-    return str(capfirst(rel.related_model._meta.verbose_name_plural))
+def _label(meta: Any, name: str) -> tuple[models.Field | None, str]:
+    """The field a change names and its label; a reverse relation reads as the related records' name."""
+    f = _lookup(meta, name)
+    if isinstance(f, models.ForeignObjectRel):
+        return None, str(capfirst(f.related_model._meta.verbose_name_plural))
+    return f, str(capfirst(f.verbose_name)) if f is not None else name
 
 
 def _foreign_names(events: list[AuditEvent]) -> dict[tuple[str, str], str]:
@@ -265,8 +267,7 @@ def readable(events: Iterable[AuditEvent], fields: str = "") -> list[Entry]:
         for name, old, new in _pairs(event):
             if (only and name not in only) or old == new or (old in (None, "") and new in (None, "")):
                 continue
-            f = _field(meta, name)
-            label = _label(meta, name, f)
+            f, label = _label(meta, name)
             entry.changes.append(Change(name, label, value_text(f, old, foreign), value_text(f, new, foreign)))
         entries.append(entry)
     return entries
