@@ -41,11 +41,16 @@ def value_range(block: dict[str, Any], decimals: int = 0) -> str:
     return f"{num(block['min'], decimals)}-{num(block['max'], decimals)}"
 
 
+def _between(low: str, high: str) -> str:
+    """An interval's two ends, "1.20 to 3.40", in the page's language."""
+    return _("%(low)s to %(high)s") % {"low": low, "high": high}
+
+
 @register.filter
 def ci(interval: list[float] | None, decimals: int = 2) -> str:
     if interval is None:
         return DASH
-    return f"{num(interval[0], decimals)} to {num(interval[1], decimals)}"
+    return _between(num(interval[0], decimals), num(interval[1], decimals))
 
 
 @register.filter
@@ -84,7 +89,7 @@ def percent(value: float | None, decimals: int = 1) -> str:
 def percent_ci(interval: list[float] | None, decimals: int = 1) -> str:
     if interval is None:
         return DASH
-    return f"{percent(interval[0], decimals)} to {percent(interval[1], decimals)}"
+    return _between(percent(interval[0], decimals), percent(interval[1], decimals))
 
 
 @register.filter
