@@ -97,5 +97,4 @@ def day_interval(interval: list[float | None] | None) -> str:
     """A median's interval in days; an end that is never reached prints as "not reached"."""
     if interval is None:
         return DASH
-    low, high = (str(_("not reached")) if v is None else fixed(v, 0) for v in interval)
-    return _("%(low)s to %(high)s") % {"low": low, "high": high}
+    return _between(*(str(_("not reached")) if v is None else fixed(v, 0) for v in interval))
