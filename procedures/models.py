@@ -30,6 +30,23 @@ class ProcedureQuerySet(models.QuerySet["Procedure"]):
         return self.filter(procedure_number=1)
 
 
+def levels_display(levels: str) -> str:
+    """Levels ("S1|S2|S3") as a nurse reads them: runs of adjacent levels as a range ("S1–S3"), others
+    listed ("L5, S2"), names not codes ("Coccyx")."""
+    chosen = set(levels.split("|"))
+    runs: list[list[tuple[str, Any]]] = []
+    previous = False
+    for code, label in LEVELS:
+        if code in chosen:
+            if previous:
+                runs[-1].append((code, label))
+            else:
+                runs.append([(code, label)])
+        previous = code in chosen
+    names = [str(run[0][1]) if len(run) == 1 else f"{run[0][1]}–{run[-1][1]}" for run in runs]
+    return ", ".join(names) or "—"
+
+
 class Procedure(models.Model):
     class Approach(models.TextChoices):
         INTERPEDICULAR = "interpedicular", _("Interpedicular")
@@ -169,20 +186,7 @@ class Procedure(models.Model):
         return days_between(self.admission_date, self.discharge_date)
 
     def levels_display(self) -> str:
-        """The levels as a nurse reads them: runs of adjacent levels as a range ("S1–S3"), others listed
-        ("L5, S2"), names not codes ("Coccyx")."""
-        chosen = set(self.levels_treated.split("|"))
-        runs: list[list[tuple[str, Any]]] = []
-        previous = False
-        for code, label in LEVELS:
-            if code in chosen:
-                if previous:
-                    runs[-1].append((code, label))
-                else:
-                    runs.append([(code, label)])
-            previous = code in chosen
-        names = [str(run[0][1]) if len(run) == 1 else f"{run[0][1]}–{run[-1][1]}" for run in runs]
-        return ", ".join(names) or "—"
+        return levels_display(self.levels_treated)
 
     @property
     def lesion_count(self) -> int:

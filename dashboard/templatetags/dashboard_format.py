@@ -6,6 +6,7 @@ from typing import Any
 from django import template
 from django.utils.translation import gettext as _
 
+from procedures.models import levels_display
 from registry.measures import DASH, fixed
 
 register = template.Library()
@@ -98,3 +99,9 @@ def day_interval(interval: list[float | None] | None) -> str:
     if interval is None:
         return DASH
     return _between(*(str(_("not reached")) if v is None else fixed(v, 0) for v in interval))
+
+
+@register.filter
+def levels(pattern: str) -> str:
+    """A levels-treated pattern of Table 1 ("S1|S2", the summary's key) as pages show levels: "S1–S2"."""
+    return levels_display(pattern)

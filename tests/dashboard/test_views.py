@@ -48,6 +48,8 @@ def test_the_page_shows_the_papers_figures(client, demo_cohort, investigator):
         assert figure in html
     assert 'id="dashboard-data"' in html and "js/dashboard.js" in html
     assert "We analysed 10 patients" in html and "SciPy" in html
+    # levels read as on every other page (the paper's 8 patients treated at S1 and S2), codes only in the JSON
+    assert "Levels treated S1–S2</th><td>8/10 (80%)" in html and "S1|S2" not in html
 
 
 def test_filters_narrow_the_page_and_the_methods_paragraph(client, demo_cohort, investigator):
