@@ -7,7 +7,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
-from django.utils import timezone, translation
+from django.utils import timezone
 from django.utils.text import format_lazy
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
@@ -15,6 +15,7 @@ from django.utils.translation import gettext_lazy as _
 from patients import rules
 from patients.models import Patient
 from registry import measures, scoring
+from registry.choices import english_display
 from registry.fields import not_in_future, related_or_none
 
 ODI_SECTION_TITLES = [
@@ -134,8 +135,7 @@ class FollowUp(models.Model):
 
     def __str__(self) -> str:
         # In English whoever saves: the audit trail stores this name with every event (object_repr).
-        with translation.override("en"):
-            return f"{self.patient.study_id} {self.get_timepoint_display().split(' (')[0]}"
+        return f"{self.patient.study_id} {english_display(self, 'timepoint').split(' (')[0]}"
 
     @property
     def odi_answers(self) -> list[int | None]:
@@ -242,8 +242,10 @@ class Medication(models.Model):
 
     def __str__(self) -> str:
         unit = "mcg/h" if self.drug == self.Drug.FENTANYL_TD else "mg/day"
-        with translation.override("en"):  # stored in the audit trail (object_repr): one language
-            return f"{self.get_drug_display()} {measures.record(self.daily_dose, 'daily_dose', localize=False)} {unit}"
+        # stored in the audit trail (object_repr): one language
+        return (
+            f"{english_display(self, 'drug')} {measures.record(self.daily_dose, 'daily_dose', localize=False)} {unit}"
+        )
 
 
 class OdiText(models.Model):

@@ -5,12 +5,12 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
-from django.utils import translation
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from patients import rules
 from patients.models import Patient
+from registry.choices import english_display
 from registry.fields import YES_NO, MultiChoiceField, not_in_future, related_or_none
 from registry.scoring import complication_severity, days_between
 
@@ -218,8 +218,7 @@ class Leakage(models.Model):
         constraints = [models.UniqueConstraint(fields=["procedure", "site"], name="leakage_site_once_per_procedure")]
 
     def __str__(self) -> str:
-        with translation.override("en"):  # stored in the audit trail (object_repr): one language
-            return f"{self.get_site_display()} leakage"
+        return f"{english_display(self, 'site')} leakage"  # stored in the audit trail (object_repr): one language
 
 
 class Complication(models.Model):
@@ -266,8 +265,8 @@ class Complication(models.Model):
         ]
 
     def __str__(self) -> str:
-        with translation.override("en"):  # stored in the audit trail (object_repr): one language
-            return f"{self.get_type_display()} (CIRSE {self.cirse_grade})"
+        # stored in the audit trail (object_repr): one language
+        return f"{english_display(self, 'type')} (CIRSE {self.cirse_grade})"
 
     def compute_derived(self) -> None:
         self.severity = complication_severity(self.type, self.severity)

@@ -86,7 +86,10 @@ def fixed(value: Any, decimals: int, *, localize: bool = True) -> str:
     exact = number(value)
     if exact is None:
         return DASH if value is None else str(value)
-    text = str(floatformat(exact, f"{int(decimals)}" if localize else f"{int(decimals)}u"))
+    if localize:
+        text = str(floatformat(exact, f"{int(decimals)}"))
+    else:  # floatformat's "u" (unlocalised) result, without its per-call formatting machinery (files, the trail)
+        text = f"{exact.quantize(decimal.Decimal(1).scaleb(-int(decimals)), rounding=decimal.ROUND_HALF_UP):f}"
     return text[1:] if text.startswith("-") and not text.strip("-0.,") else text  # -0.00 reads 0.00
 
 

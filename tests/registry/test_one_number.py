@@ -160,3 +160,36 @@ def test_a_querys_value_reads_as_entered(client, case, site):
     client.force_login(monitor)
     html = client.get(reverse("oversight:query", args=[query.pk])).content.decode()
     assert '<code id="raised-value">7</code>' in html and '<code id="current-value">7</code>' in html
+
+
+@pytest.mark.parametrize(
+    "value, decimals, text",
+    [  # worked by hand: half up, plain digits, no grouping, no negative zero
+        (Decimal("2.345"), 2, "2.35"),
+        (Decimal("-2.345"), 2, "-2.35"),
+        (Decimal("1234567.5"), 0, "1234568"),
+        (Decimal("60"), 1, "60.0"),
+        (Decimal("-0.001"), 2, "0.00"),
+        (35 / 45 * 100, 2, "77.78"),
+        (Decimal("0.5"), 0, "1"),
+    ],
+)
+def test_unlocalised_fixed_numbers_are_plain_digits_rounded_half_up(value, decimals, text):
+    """Files and the trail take `fixed(..., localize=False)`, in any page language."""
+    for language in ("en", "zh-hans"):
+        with translation.override(language):
+            assert measures.fixed(value, decimals, localize=False) == text
+
+
+def test_the_trails_name_of_a_record_is_english_whoever_saves(case):
+    """object_repr is stored once, in English, also when the nurse's page is in Chinese."""
+    from procedures.models import Complication, Leakage
+
+    medication = Medication(drug=Medication.Drug.FENTANYL_TD, daily_dose=Decimal("25.000"))
+    leakage = Leakage(site="foraminal")
+    complication = Complication(type="intestinal_rupture", cirse_grade=2)
+    with translation.override("zh-hans"):
+        assert str(medication) == "Fentanyl transdermal 25 mcg/h"
+        assert str(leakage) == "Sacral foramen leakage"
+        assert str(complication) == "Intestinal rupture (CIRSE 2)"
+        assert str(Leakage(site="unknown")) == "unknown leakage"  # outside the choices: the value itself
