@@ -74,6 +74,7 @@ from audit.services import (
 )
 from exchange import dictionary
 from exchange.dictionary import Variable
+from outcomes import derived
 from outcomes.models import FollowUp, Medication
 from outcomes.services import record_visit
 from patients import rules as case_rules
@@ -1932,10 +1933,16 @@ def copy_created(batches: list[list[models.Model]], *, user: Any, reason: str) -
     if not _postgres():
         return _bulk_created(batches, user=user, reason=reason)
     with connection.cursor() as cursor:
-        payloads = created_payloads(batches, user=user, reason=reason, cursor=cursor)
-        for sql, text in payloads:
-            cursor.copy_expert(sql, io.StringIO(text), 1 << 20)
+        send_payloads(cursor, created_payloads(batches, user=user, reason=reason, cursor=cursor))
     return sum(len(b) for b in batches)
+
+
+def send_payloads(cursor: Any, payloads: list[tuple[str, str]]) -> None:
+    """One chunk's COPY statements, the derived tables refreshed once after them (outcomes.derived)."""
+    cursor.execute(derived.DEFER)
+    for sql, text in payloads:
+        cursor.copy_expert(sql, io.StringIO(text), 1 << 20)
+    cursor.execute(derived.REFRESH)
 
 
 class CopyWriter:
@@ -1956,8 +1963,7 @@ class CopyWriter:
         def send() -> None:
             try:
                 with raw.cursor() as cursor:
-                    for sql, text in payloads:
-                        cursor.copy_expert(sql, io.StringIO(text), 1 << 20)
+                    send_payloads(cursor, payloads)
             except BaseException as exc:  # raised in the main thread by join()
                 self.error = exc
 

@@ -69,3 +69,26 @@ def test_every_kind_of_write_is_in_the_next_summary(nurse, admin_user, investiga
     assert_rows_follow_the_records()
     delete_audited(index[6].patient, user=admin_user, reason="duplicate enrolment")
     assert_rows_follow_the_records()
+
+
+def test_a_bulk_import_refreshes_each_chunk_once_and_leaves_no_deferral_behind():
+    """import_bundle sends each chunk as several COPY statements and refreshes the derived rows once after
+    them (outcomes.derived); the rows then equal the records, and a write after it refreshes at once."""
+    from django.db import connection
+
+    from exchange.importer import import_bundle
+    from outcomes.models import AnalysisRow, DueWindow
+    from tests.conftest import DEMO_BUNDLE
+
+    import_bundle(DEMO_BUNDLE, chunk_patients=7)  # several chunks out of the demo's cohort
+    assert AnalysisRow.objects.count() == Patient.objects.count() > 7
+    assert_rows_follow_the_records()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT current_setting('outcomes.defer_refresh', true)")
+        assert cursor.fetchone()[0] in (None, "", "off")
+    # The same transaction goes on (the test's): a plain ORM write is in the rows at once.
+    patient = Patient.objects.filter(death_date__isnull=True, procedures__isnull=False).first()
+    windows = DueWindow.objects.filter(patient=patient).count()
+    Patient.objects.filter(pk=patient.pk).update(death_date=patient.procedures.first().procedure_date)
+    assert_rows_follow_the_records()
+    assert windows > 0 and not DueWindow.objects.filter(patient=patient).exists()
