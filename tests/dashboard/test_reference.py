@@ -161,8 +161,13 @@ def whole_years(born, on):
     return years
 
 
+def index_of(patient):
+    """The index procedure (number 1), read from the patient's procedures (prefetched: one query for all)."""
+    return next((proc for proc in patient.procedures.all() if proc.procedure_number == 1), None)
+
+
 def ref_matches(patient, filters):
-    index = patient.procedures.filter(procedure_number=1).first()
+    index = index_of(patient)
     if filters.get("site") and patient.site.code != filters["site"]:
         return False
     if filters.get("primary_tumour") and patient.primary_tumour != filters["primary_tumour"]:
@@ -193,7 +198,7 @@ def ref_consented(patient):
 def ref_survival(cohort):
     times, events = [], []
     for p in cohort:
-        index = p.procedures.filter(procedure_number=1).first()
+        index = index_of(p)
         if index is None:
             continue
         if p.death_date is not None:
@@ -201,7 +206,7 @@ def ref_survival(cohort):
             events.append(True)
             continue
         alive = [d for proc in p.procedures.all() for d in (proc.procedure_date, proc.discharge_date) if d]
-        alive += [v.visit_date for v in FollowUp.objects.filter(patient=p, status="completed")]
+        alive += [v.visit_date for v in p.followups.all() if v.status == "completed"]
         alive += [d for c in p.consents.all() for d in (c.signed_date, c.withdrawn_date) if d]
         times.append((max(alive) - index.procedure_date).days)
         events.append(False)
@@ -209,22 +214,22 @@ def ref_survival(cohort):
 
 
 def reference_summary(filters, sites=None):
-    everyone = Patient.objects.select_related("site").prefetch_related("consents")
+    # Every record of every patient in a few queries (prefetched), then read one patient at a time.
+    everyone = Patient.objects.select_related("site").prefetch_related(
+        "consents", "procedures__leakages", "procedures__complications", "followups__medications"
+    )
     visible = [p for p in everyone if sites is None or p.site.code in sites]
     removed = [p for p in visible if ref_removed(p)]
     awaiting = [p for p in visible if not ref_removed(p) and not ref_consented(p)]
     cohort = [p for p in visible if ref_matches(p, filters) and p not in removed and p not in awaiting]
-    index = {p.pk: p.procedures.filter(procedure_number=1).first() for p in cohort}
+    index = {p.pk: index_of(p) for p in cohort}
     procs = [(p, index[p.pk]) for p in cohort if index[p.pk] is not None]
     leak_rows = [(p.pk, leak) for p, proc in procs for leak in proc.leakages.all()]
     comp_rows = [(p.pk, c) for p, proc in procs for c in proc.complications.all()]
 
     outcomes = {m: {} for m in ("vas", "odi", "opioid_count", "mme_per_day")}
     responders, opioid = {}, {}
-    visits_of = {
-        p.pk: {v.timepoint: v for v in FollowUp.objects.filter(patient=p).prefetch_related("medications")}
-        for p in cohort
-    }
+    visits_of = {p.pk: {v.timepoint: v for v in p.followups.all()} for p in cohort}
     for tp in TIMEPOINTS:
         pairs = {m: [] for m in outcomes}
         for p in cohort:
@@ -259,7 +264,7 @@ def reference_summary(filters, sites=None):
             "patients": len(cohort),
             "excluded_withdrawn": len(removed),
             "awaiting_consent": len(awaiting),
-            "procedures": sum(p.procedures.count() for p in cohort),
+            "procedures": sum(len(p.procedures.all()) for p in cohort),
         },
         "table1": {
             "age": ref_desc([whole_years(p.date_of_birth, p.enrolment_date) for p in cohort]),
