@@ -11,6 +11,7 @@ test_survival's reference (exact fractions, patients in time order).
 
 import datetime
 import io
+import itertools
 import json
 import math
 import statistics
@@ -69,10 +70,11 @@ def ref_wilcoxon(exact_diffs):
     if not d:
         return None
     ordered = sorted(abs(x) for x in d)
-    rank = {}
-    for value in set(ordered):
-        positions = [i + 1 for i, v in enumerate(ordered) if v == value]
-        rank[value] = sum(positions) / len(positions)
+    rank, start = {}, 0  # a run of equal values shares the mean of its positions start+1 .. start+len
+    for value, run in itertools.groupby(ordered):
+        length = len(list(run))
+        rank[value] = start + (length + 1) / 2
+        start += length
     n = len(d)
     w_plus = sum(rank[abs(x)] for x in d if x > 0)
     ties = Counter(ordered).values()
@@ -221,7 +223,8 @@ def reference_summary(filters, sites=None):
     visible = [p for p in everyone if sites is None or p.site.code in sites]
     removed = [p for p in visible if ref_removed(p)]
     awaiting = [p for p in visible if not ref_removed(p) and not ref_consented(p)]
-    cohort = [p for p in visible if ref_matches(p, filters) and p not in removed and p not in awaiting]
+    left_out = {p.pk for p in removed} | {p.pk for p in awaiting}
+    cohort = [p for p in visible if ref_matches(p, filters) and p.pk not in left_out]
     index = {p.pk: index_of(p) for p in cohort}
     procs = [(p, index[p.pk]) for p in cohort if index[p.pk] is not None]
     leak_rows = [(p.pk, leak) for p, proc in procs for leak in proc.leakages.all()]

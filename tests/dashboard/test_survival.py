@@ -142,7 +142,10 @@ def reference_km(times, events):
     i = 0
     while i < len(patients):
         day = patients[i][0]
-        group = [e for t, e in patients if t == day]
+        end = i
+        while end < len(patients) and patients[end][0] == day:  # sorted: the patients at `day` are a run
+            end += 1
+        group = [e for _, e in patients[i:end]]
         deaths = sum(group)
         if deaths:
             s = s * Fraction(remaining - deaths, remaining)
