@@ -858,12 +858,16 @@ class _Import:
         self.children: dict[str, list[tuple[Row, models.Model]]] = defaultdict(list)
         self.accepted: dict[str, list[tuple[Row, models.Model]]] = defaultdict(list)  # every checked instance
         self.row_of: dict[int, Row] = {}  # id(instance) -> its bundle row
-        self.bundle_ids = {r.values.get("study_id") for r in tables.get("patients", [])}
         # --update: the registry's rows of the updated patients, and what becomes of them
         self.current: dict[str, dict[int, models.Model]] = {}
         self.matched: dict[str, set[int]] = defaultdict(set)
         self.kept: dict[str, list[models.Model]] = defaultdict(list)  # registry rows the bundle leaves out
         self.removed: dict[str, list[models.Model]] = defaultdict(list)  # ... and --remove-missing deletes
+
+    @functools.cached_property
+    def bundle_ids(self) -> set[Any]:
+        """This job's study IDs (read once its rows are parsed)."""
+        return {r.values.get("study_id") for r in self.tables.get("patients", [])}
 
     def problem(self, row: Row, variable: str, message: str) -> None:
         self.problems.append(Problem(row.file, row.line, variable, row.raw.get(variable, ""), message))
@@ -946,15 +950,20 @@ class _Import:
 
     def prefetch(self) -> None:
         """The registry's patients this chunk's study IDs and MRNs meet, read before the checks (which then
-        make no query, so the previous chunk's rows can be written meanwhile)."""
+        make no query, so the previous chunk's rows can be written meanwhile). The two cells are parsed
+        here by parse_cell's rules, so this may run before the chunk is parsed."""
         rows = self.tables.get("patients", [])
+        study_id, mrn = dictionary.variable("patients", "study_id"), dictionary.variable("patients", "mrn")
+
+        def cells(var: Variable) -> set[Any]:
+            return {parse_cell(var, r.raw.get(var.name, ""), self.today)[0] for r in rows} - {None}
+
         self.in_registry = {
-            p.study_id: p
-            for p in Patient.objects.filter(study_id__in=[r.values["study_id"] for r in rows]).select_related("site")
+            p.study_id: p for p in Patient.objects.filter(study_id__in=cells(study_id)).select_related("site")
         }
         self.registry_mrns = {
-            (site, mrn): sid
-            for site, mrn, sid in Patient.objects.filter(mrn__in={r.values["mrn"] for r in rows}).values_list(
+            (site, number): sid
+            for site, number, sid in Patient.objects.filter(mrn__in=cells(mrn)).values_list(
                 "site__code", "mrn", "study_id"
             )
         }
@@ -1822,20 +1831,37 @@ class _ModelSpec:
             for f in self.fields
             if f.name not in skip
         ]
+        position = {f.attname: i for i, f in enumerate(self.fields)}
+        self.trail_at = [(name, position[attname], plain, f) for name, attname, plain, f in self.trail]
 
     def sequence_ids(self, cursor: Any, n: int) -> list[int]:
-        cursor.execute("SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)", [self.table, n])
+        # (the sequence named in its own query: pg_get_serial_sequence() beside nextval() ran for every row,
+        # five times the cost; a constant regclass is resolved once)
+        cursor.execute("SELECT pg_get_serial_sequence(%s, 'id')", [self.table])
+        sequence = cursor.fetchone()[0]
+        cursor.execute("SELECT nextval(%s::regclass) FROM generate_series(1, %s)", [sequence, n])
         return [r[0] for r in cursor.fetchall()]
 
-    def line(self, obj: models.Model) -> str:
+    def row(self, obj: models.Model) -> tuple[str, dict[str, list[Any]]]:
+        """(the row's COPY line, its `changes`): the field values read once for both."""
         values = self.values(obj)
+        out = {}
+        for name, i, plain_kind, f in self.trail_at:
+            value = values[i]
+            kind = type(value)
+            if plain_kind and (value is None or kind is str or kind is int or kind is bool):
+                out[name] = [None, value]  # what _plain(_field_value(...)) gives these unchanged
+            elif plain_kind and kind is datetime.date:
+                out[name] = [None, value.isoformat()]
+            else:
+                out[name] = [None, _plain(_field_value(f, value))]
         if self.prepared:
             values = list(values)
             for i, f in self.prepared:
                 values[i] = f.get_db_prep_save(values[i], connection)
                 if isinstance(f, models.JSONField) and values[i] is not None:
                     values[i] = json.dumps(getattr(obj, f.attname), cls=f.encoder)
-        return "\t".join([_copy_text(v) for v in values]) + "\n"
+        return "\t".join([_copy_text(v) for v in values]) + "\n", out
 
     def changes(self, obj: models.Model) -> dict[str, list[Any]]:
         """{field: [None, value]} exactly as audit.services.row_values gives the created row."""
@@ -1867,12 +1893,38 @@ _EVENT_COLUMNS = (
 )
 
 
+def reserve_ids(cursor: Any, tables: dict[str, list[Any]]) -> dict[type[models.Model], Iterator[int]]:
+    """Primary keys from the tables' sequences for at most one new row per staged row of a chunk, taken
+    before its checks: `created_payloads` then makes no query, so it runs while the writer sends the previous
+    chunk. (Keys the checks leave unused are a gap in the sequence, as a rolled-back insert leaves one.)"""
+    return {
+        MODELS_BY_FILE[file]: iter(_spec(MODELS_BY_FILE[file]).sequence_ids(cursor, len(rows)))
+        for file, rows in tables.items()
+        if file in MODELS_BY_FILE and rows
+    }
+
+
+def _keys_for(batch: list[models.Model], spec: "_ModelSpec", cursor: Any, ids: Any) -> list[int]:
+    if ids is None:
+        return spec.sequence_ids(cursor, len(batch))
+    keys = list(itertools.islice(ids.get(spec.model, ()), len(batch)))
+    if len(keys) != len(batch):  # more new rows than staged ones: a bug, never a silently shortened chunk
+        raise RuntimeError(f"{len(batch)} new {spec.label} rows but {len(keys)} reserved keys")
+    return keys
+
+
 def created_payloads(
-    batches: list[list[models.Model]], *, user: Any, reason: str, cursor: Any
+    batches: list[list[models.Model]],
+    *,
+    user: Any,
+    reason: str,
+    cursor: Any = None,
+    ids: dict[type[models.Model], Iterator[int]] | None = None,
 ) -> list[tuple[str, str]]:
     """The COPY statements (and their text) that insert new rows (parents first) and one trail entry each:
     the entries save_audited would write for each created row (the chain trigger links them). Primary keys
-    are taken from the tables' sequences here, so the rows can be sent later (by `CopyWriter`)."""
+    come from `ids` (`reserve_ids`) or else are taken from the tables' sequences with `cursor`, so the rows
+    can be sent later (by `CopyWriter`)."""
     actor, username = _actor(user)
     user_id = _copy_text(actor.pk if actor is not None else None)
     head = "\t".join((user_id, _copy_text(username), AuditEvent.Action.CREATE))
@@ -1888,7 +1940,7 @@ def created_payloads(
         spec = _spec(type(batch[0]))
         label = _copy_text(spec.label)
         lines = []
-        for obj, pk in zip(batch, spec.sequence_ids(cursor, len(batch)), strict=True):
+        for obj, pk in zip(batch, _keys_for(batch, spec, cursor, ids), strict=True):
             obj.pk = pk
             state = obj._state
             for f, target in spec.relations:
@@ -1899,7 +1951,8 @@ def created_payloads(
                 f.pre_save(obj, True)
             state.adding = False
             state.db = connection.alias
-            lines.append(spec.line(obj))
+            line, changes = spec.row(obj)
+            lines.append(line)
             parent = state.fields_cache.get(spec.parent.name) if spec.parent is not None else None
             keys = owners.get(id(parent)) if parent is not None else None
             if keys is None:
@@ -1915,7 +1968,7 @@ def created_payloads(
                         _copy_text(str(obj)[:200]),
                         _copy_text(keys[0]),
                         _copy_text(keys[1]),
-                        _copy_text(dumps(spec.changes(obj))),
+                        _copy_text(dumps(changes)),
                         tail,
                     )
                 )
@@ -2095,10 +2148,8 @@ def import_bundle(
             try:
                 with connection.execute_wrapper(writer.guard) if writer else contextlib.nullcontext():
                     for first in range(0, len(keys), chunk_patients):
+                        # (the first query here waits for the writer: the connection serves one statement)
                         tables = _staged_rows(staged, keys[first : first + chunk_patients])
-                        before = problems.total
-                        for rows in tables.values():
-                            _parse_rows(rows, today, problems)
                         job = _Import(
                             tables,
                             user=user,
@@ -2107,31 +2158,35 @@ def import_bundle(
                             remove_missing=remove_missing,
                             head=head,
                         )
-                        if problems.total == before:
-                            job.prefetch()
+                        job.prefetch()
+                        ids = None
+                        if writer and not problems.total:
+                            with connection.cursor() as cursor:
+                                ids = reserve_ids(cursor, tables)
                         if pending:
+                            # the previous chunk's rows go in while this chunk is parsed, checked and its COPY
+                            # text built (none of which makes a query)
                             writer.start(pending)  # type: ignore[union-attr]
                             pending = []
+                        before = problems.total
+                        for rows in tables.values():
+                            _parse_rows(rows, today, problems)
                         if problems.total == before:  # (cells that do not parse: the rows are not checked further)
                             job.run()
-                        if writer:
-                            writer.join()
                         if problems.total:
                             continue  # nothing more is written; the other chunks are still checked
-                        if not heads_written:
+                        if not heads_written:  # (the first chunk: the writer has nothing yet)
                             head.write_heads()
                             heads_written = True
                         if writer:
-                            with connection.cursor() as cursor:
-                                pending = created_payloads(
-                                    job.new_batches(), user=user, reason=job.reason, cursor=cursor
-                                )
+                            pending = created_payloads(job.new_batches(), user=user, reason=job.reason, ids=ids)
                         else:
                             job.write()
                         del job, tables
-                    if pending:
-                        writer.start(pending)  # type: ignore[union-attr]
-                        writer.join()  # type: ignore[union-attr]
+                    if writer:
+                        if pending:
+                            writer.start(pending)
+                        writer.join()
             finally:
                 if writer:
                     writer.wait()  # (an error elsewhere: the connection is free before the rollback)
