@@ -9,7 +9,7 @@ import csv
 import datetime
 import functools
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 DICTIONARY_PATH = Path(__file__).with_name("data_dictionary.csv")
@@ -77,6 +77,15 @@ class Variable:
     required: str
     identifier: str
     note: str
+
+    def __hash__(self) -> int:
+        # Computed once: the import's cell parser looks a variable up by it for every cell (a frozen
+        # dataclass would hash its twelve fields, the choices among them, on each call).
+        cached = self.__dict__.get("_hash")
+        if cached is None:
+            cached = hash(tuple(getattr(self, f.name) for f in fields(self)))
+            object.__setattr__(self, "_hash", cached)
+        return cached
 
     @property
     def is_derived(self) -> bool:

@@ -52,7 +52,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
-from django.core.validators import BaseValidator
+from django.core.validators import BaseValidator, MaxLengthValidator, MaxValueValidator, MinValueValidator
 from django.db import IntegrityError, connection, models, transaction
 from django.db.models import Count
 from django.utils import timezone
@@ -1609,8 +1609,15 @@ def _prepared_validator(validator: Any) -> Any:
     if validator is not_in_future:
         return _FUTURE
     if isinstance(validator, BaseValidator) and not callable(validator.limit_value):
+        kind = _LIMITS.get(type(validator))
+        if kind is not None:  # Django's own: the comparison written out (two calls fewer per value)
+            return (kind, validator.limit_value)
         return (validator.clean, validator.compare, validator.limit_value)
     return validator
+
+
+_ABOVE, _BELOW, _LONGER = 1, 2, 3
+_LIMITS = {MaxValueValidator: _ABOVE, MinValueValidator: _BELOW, MaxLengthValidator: _LONGER}
 
 
 def _passes_full_clean(instance: models.Model, exclude: tuple[str, ...], today: datetime.date) -> bool:
@@ -1637,9 +1644,20 @@ def _passes_full_clean(instance: models.Model, exclude: tuple[str, ...], today: 
                     if value > today:  # registry.fields.not_in_future, with today read once per import
                         return False
                 elif type(validator) is tuple:
-                    clean, compare, limit = validator
-                    if compare(clean(value), limit):
-                        return False
+                    if len(validator) == 2:
+                        kind, limit = validator
+                        if (
+                            (value > limit)
+                            if kind == _ABOVE
+                            else (value < limit)
+                            if kind == _BELOW
+                            else (len(value) > limit)
+                        ):
+                            return False
+                    else:
+                        clean, compare, limit = validator
+                        if compare(clean(value), limit):
+                            return False
                 else:
                     validator(value)
         except ValidationError:

@@ -116,6 +116,9 @@ def _plain(exact: decimal.Decimal | None, localize: bool) -> str:
     """A decimal with exactly its own digits, localised on pages."""
     if exact is None:
         return ""
+    if not localize:  # fixed(exact, its own digits, localize=False), without rounding it again (the trail's names)
+        text = f"{exact:f}"
+        return text[1:] if text.startswith("-") and not text.strip("-0.,") else text
     digits = max(0, -exact.as_tuple().exponent)  # type: ignore[operator]
     return fixed(exact, digits, localize=localize)
 
