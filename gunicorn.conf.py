@@ -16,6 +16,10 @@ bind = os.environ.get("GUNICORN_BIND", "0.0.0.0:8000")
 workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count() * 2 + 1))
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "300"))
 graceful_timeout = 30
+# Load the application (every view, registry/wsgi.py) in the master before forking: a new or recycled
+# worker serves at once instead of its first user waiting seconds for the imports, and the workers share
+# those pages of memory. The master opens no database connection (Django connects on a request).
+preload_app = True
 # Recycle a worker now and then (jitter: not all at once), so no slow leak can grow for weeks.
 max_requests = 2000
 max_requests_jitter = 200

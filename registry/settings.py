@@ -173,6 +173,20 @@ AXES_ENABLE_ADMIN = False  # unlocking goes through the audited admin (audit/adm
 TRUSTED_PROXY_COUNT = int(os.environ.get("TRUSTED_PROXY_COUNT", "0"))
 OTP_TOTP_ISSUER = "PSP registry"
 
+# Argon2id first (accounts/hashers.py: OWASP's minimum by default); the others only check hashes
+# stored before, which are re-hashed with Argon2id at the next log-in.
+PASSWORD_HASHERS = [
+    "accounts.hashers.RegistryArgon2PasswordHasher",
+    "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+    "django.contrib.auth.hashers.PBKDF2SHA1PasswordHasher",
+    "django.contrib.auth.hashers.ScryptPasswordHasher",
+]
+PASSWORD_ARGON2 = {
+    "memory_cost": int(os.environ.get("PASSWORD_ARGON2_MEMORY_KIB", "19456")),  # 19 MiB
+    "time_cost": int(os.environ.get("PASSWORD_ARGON2_TIME_COST", "2")),
+    "parallelism": int(os.environ.get("PASSWORD_ARGON2_PARALLELISM", "1")),
+}
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 10}},
