@@ -283,13 +283,15 @@ def _sql_literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-DANGEROUS_FIRST_SQL = "(" + ", ".join(f"chr({ord(c)})" for c in DANGEROUS_FIRST) + ")"
+# The risky first characters by their code points: ascii(x) (the first character's code point, 0 for
+# '') is an integer compared without building a one-character string per cell (about half the cost).
+DANGEROUS_FIRST_SQL = "(" + ", ".join(str(ord(c)) for c in DANGEROUS_FIRST) + ")"
 
 
 def sql_guard(expr: str) -> str:
     """`neutralise` of a text value: a leading ' before a risky first character; '' as NULL (an
     empty cell: COPY would quote an empty string, the Python writer does not)."""
-    return f"(CASE WHEN left({expr}, 1) IN {DANGEROUS_FIRST_SQL} THEN '''' || {expr} ELSE nullif({expr}, '') END)"
+    return f"(CASE WHEN ascii({expr}) IN {DANGEROUS_FIRST_SQL} THEN '''' || {expr} ELSE nullif({expr}, '') END)"
 
 
 def sql_float(expr: str) -> str:
@@ -309,8 +311,8 @@ def sql_cell(kind: str, expr: str) -> str:
     """The text of a value of `kind` (see `_kind`) as the CSV writer prints it."""
     if kind == "bool":
         return f"(CASE WHEN {expr} THEN 'yes' WHEN NOT {expr} THEN 'no' END)"
-    if kind in ("int", "decimal"):
-        return f"({expr})::text"
+    if kind in ("int", "decimal"):  # COPY writes the number's own text (a ::text cast converts it twice)
+        return f"({expr})"
     if kind == "decimal_trim":  # plain_decimal: 200.000 -> 200, 12.50 -> 12.5
         return f"trim_scale({expr})::text"
     if kind == "float":
@@ -910,7 +912,7 @@ DICTIONARY_HEADER = ["file", "variable", "label", "type", "choices", "unit", "mi
 # The export transaction's settings. JIT off: compiling each export query cost seconds and saved
 # nothing on these plain scans; floats as Python's repr writes them (shortest exact, the default);
 # the sorts by study ID in memory, not on disk.
-SNAPSHOT_SETTINGS = "SET LOCAL jit = off; SET LOCAL extra_float_digits = 1; SET LOCAL work_mem = '64MB'"
+SNAPSHOT_SETTINGS = "SET LOCAL jit = off; SET LOCAL extra_float_digits = 1; SET LOCAL work_mem = '64MB'; SET LOCAL max_parallel_workers_per_gather = 0"
 
 
 @contextlib.contextmanager
