@@ -1850,29 +1850,22 @@ class _ModelSpec:
             if f.name not in skip
         ]
         position = {f.attname: i for i, f in enumerate(self.fields)}
+        self.sequence: str | None = None
         self.trail_at = [(name, position[attname], plain, f) for name, attname, plain, f in self.trail]
 
     def sequence_ids(self, cursor: Any, n: int) -> list[int]:
         # (the sequence named in its own query: pg_get_serial_sequence() beside nextval() ran for every row,
         # five times the cost; a constant regclass is resolved once)
-        cursor.execute("SELECT pg_get_serial_sequence(%s, 'id')", [self.table])
-        sequence = cursor.fetchone()[0]
-        cursor.execute("SELECT nextval(%s::regclass) FROM generate_series(1, %s)", [sequence, n])
+        if self.sequence is None:  # (named once per process: a table keeps its sequence)
+            cursor.execute("SELECT pg_get_serial_sequence(%s, 'id')", [self.table])
+            self.sequence = cursor.fetchone()[0]
+        cursor.execute("SELECT nextval(%s::regclass) FROM generate_series(1, %s)", [self.sequence, n])
         return [r[0] for r in cursor.fetchall()]
 
     def row(self, obj: models.Model) -> tuple[str, dict[str, list[Any]]]:
         """(the row's COPY line, its `changes`): the field values read once for both."""
         values = self.values(obj)
-        out = {}
-        for name, i, plain_kind, f in self.trail_at:
-            value = values[i]
-            kind = type(value)
-            if plain_kind and (value is None or kind is str or kind is int or kind is bool):
-                out[name] = [None, value]  # what _plain(_field_value(...)) gives these unchanged
-            elif plain_kind and kind is datetime.date:
-                out[name] = [None, value.isoformat()]
-            else:
-                out[name] = [None, _plain(_field_value(f, value))]
+        out = {name: [None, _trail_value(f, plain_kind, values[i])] for name, i, plain_kind, f in self.trail_at}
         if self.prepared:
             values = list(values)
             for i, f in self.prepared:
@@ -1883,14 +1876,21 @@ class _ModelSpec:
 
     def changes(self, obj: models.Model) -> dict[str, list[Any]]:
         """{field: [None, value]} exactly as audit.services.row_values gives the created row."""
-        out = {}
-        for name, attname, plain_kind, f in self.trail:
-            value = getattr(obj, attname)
-            if plain_kind and (value is None or type(value) in (str, int, bool)):
-                out[name] = [None, value]  # what _plain(_field_value(...)) gives these unchanged
-            else:
-                out[name] = [None, _plain(_field_value(f, value))]
-        return out
+        return {
+            name: [None, _trail_value(f, plain_kind, getattr(obj, attname))]
+            for name, attname, plain_kind, f in self.trail
+        }
+
+
+def _trail_value(f: models.Field, plain_kind: bool, value: Any) -> Any:
+    """A created row's value as the trail keeps it: `_plain(_field_value(f, value))`, the common plain
+    kinds without the calls."""
+    kind = type(value)
+    if plain_kind and (value is None or kind is str or kind is int or kind is bool):
+        return value
+    if plain_kind and kind is datetime.date:
+        return value.isoformat()
+    return _plain(_field_value(f, value))
 
 
 @functools.cache
