@@ -54,16 +54,12 @@ class AuditEvent(models.Model):
     username = models.CharField(
         _("user name"), max_length=150, blank=True, help_text=_("Kept as typed, also for failed log-ins")
     )
-    action = models.CharField(_("action"), max_length=20, choices=Action.choices, db_index=True)
-    model = models.CharField(
-        _("record type"), max_length=100, blank=True, db_index=True, help_text="app_label.ModelName"
-    )
+    action = models.CharField(_("action"), max_length=20, choices=Action.choices)
+    model = models.CharField(_("record type"), max_length=100, blank=True, help_text="app_label.ModelName")
     object_pk = models.CharField(_("record id"), max_length=64, blank=True)
     object_repr = models.CharField(_("record"), max_length=200, blank=True)
-    study_id = models.CharField(
-        _("study ID"), max_length=32, blank=True, db_index=True, help_text=_("Patient the row belongs to")
-    )
-    site_code = models.CharField(_("site"), max_length=10, blank=True, db_index=True)
+    study_id = models.CharField(_("study ID"), max_length=32, blank=True, help_text=_("Patient the row belongs to"))
+    site_code = models.CharField(_("site"), max_length=10, blank=True)
     changes = models.JSONField(_("changes"), default=dict, blank=True, help_text='{"field": [old, new]}')
     reason = models.TextField(_("reason"), blank=True)
     extra = models.JSONField(_("details"), default=dict, blank=True)
@@ -87,7 +83,16 @@ class AuditEvent(models.Model):
         verbose_name = _("audit event")
         verbose_name_plural = _("audit trail")
         ordering = ["-at", "-id"]
-        indexes = [models.Index(fields=["model", "object_pk"], name="audit_model_object")]
+        # Plain b-tree indexes for the trail page's equality filters; no varchar_pattern_ops twins
+        # (db_index=True on a CharField adds one for LIKE 'x%', which nothing here runs), and no
+        # index on `model` alone: audit_model_object leads with it. Each index is paid on every
+        # event written (migration 0007).
+        indexes = [
+            models.Index(fields=["model", "object_pk"], name="audit_model_object"),
+            models.Index(fields=["study_id"], name="audit_study_id"),
+            models.Index(fields=["site_code"], name="audit_site_code"),
+            models.Index(fields=["action"], name="audit_action"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.at:%Y-%m-%d %H:%M:%S} {self.username} {self.action} {self.model} {self.object_repr}"

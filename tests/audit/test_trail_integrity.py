@@ -130,8 +130,8 @@ def test_application_role_cannot_erase_or_rewrite_the_trail(app_role):
         "DISABLE TRIGGER": "ALTER TABLE audit_auditevent DISABLE TRIGGER audit_auditevent_append_only",
         "DISABLE chain": "ALTER TABLE audit_auditevent DISABLE TRIGGER audit_auditevent_chain",
         "DROP TRIGGER": "DROP TRIGGER audit_auditevent_append_only ON audit_auditevent",
-        "replace function": "CREATE OR REPLACE FUNCTION audit_trail_digest(prev text, e audit_auditevent)"
-        " RETURNS text LANGUAGE sql AS $$ SELECT 'x' $$",
+        "replace function": "CREATE OR REPLACE FUNCTION audit_trail_chain()"
+        " RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$",
         "DROP TABLE": "DROP TABLE audit_auditevent",
         "clinical TRUNCATE": "TRUNCATE patients_patient CASCADE",
     }
