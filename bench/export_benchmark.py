@@ -150,17 +150,15 @@ def peak_rss_mib() -> float:
 
 def copy_floor() -> tuple[float, float, int]:
     """COPY of every table the export reads, whole, into a byte counter: (seconds, seconds with
-    deflate of the same bytes as the zip does, bytes). The floor the export is compared with."""
-    import zlib
-
+    deflate of the same bytes by the zip's compressor, bytes). The floor the export is compared with."""
     from django.db import connection
 
-    from exchange.exporter import MODELS
+    from exchange.exporter import MODELS, csv_compressor
 
     class Counter:
         def __init__(self, deflate: bool) -> None:
             self.size = 0
-            self.zlib = zlib.compressobj(6, zlib.DEFLATED, -15) if deflate else None
+            self.zlib = csv_compressor() if deflate else None
 
             self.pending: list[bytes] = []
 
@@ -177,8 +175,8 @@ def copy_floor() -> tuple[float, float, int]:
                 self.zlib.compress(b"".join(self.pending))
                 self.zlib.flush()
 
-    times = []
-    for deflate in (False, True):
+    times: dict[bool, float] = {}
+    for deflate in (False, True, False, True):  # the faster of two each: the first warms the cache
         counter = Counter(deflate)
         start = time.perf_counter()
         with connection.cursor() as cursor:
@@ -187,8 +185,8 @@ def copy_floor() -> tuple[float, float, int]:
                     f"COPY {model._meta.db_table} TO STDOUT WITH (FORMAT csv, HEADER true)", counter
                 )
         counter.close()
-        times.append(time.perf_counter() - start)
-    return times[0], times[1], counter.size
+        times[deflate] = min(times.get(deflate, float("inf")), time.perf_counter() - start)
+    return times[False], times[True], counter.size
 
 
 def main() -> None:

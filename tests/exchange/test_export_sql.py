@@ -74,8 +74,13 @@ FLOATS = [
     1e15,
     2.5e15,
     9007199254740992.0,
+    9999999999999998.0,
     1e16,
+    -1e16,
     1e22,
+    -1e22,
+    -1.5,
+    5e-324,
     float("inf"),
     float("-inf"),
     float("nan"),
@@ -115,6 +120,7 @@ def test_a_lone_carriage_return_is_guarded_alike_and_quoted_by_copy_so_that_it_r
 
 def test_floats_are_written_as_python_repr():
     assert sql_csv("float", [literal(repr(f)) for f in FLOATS], "float8") == python_csv(FLOATS)
+    assert sql_csv("float", ["NULL"], "float8") == python_csv([None])
 
 
 def test_decimals_booleans_dates_and_integers_are_written_as_python_writes_them():
