@@ -112,13 +112,15 @@ class RecordQuery(Filters):
     shape: Literal["both", "long", "wide"] = SHAPE_BOTH
     level: Literal["deidentified", "identified"] = DEIDENTIFIED
     reason: str = ""
+    packages: bool = True
 
 
 @api.get(
     "/records",
     response={200: dict, 400: Error, 403: Error},
     summary="The cohort's records, as the export writes them",
-    description="format=zip: the export zip (CSV bundle, wide file, dictionary, manifest, SPSS/Stata/R files). "
+    description="format=zip: the export zip (CSV bundle, wide file, dictionary, manifest, SPSS/Stata/R files; "
+    "packages=false leaves those out, for the CSVs alone of a large cohort). "
     "format=json: {file: [rows as the CSV cells]} of the same CSVs. De-identified unless an administrator "
     "asks for level=identified with a reason; de-identified date filters are whole calendar years only.",
 )
@@ -137,6 +139,7 @@ def records(request: HttpRequest, query: Query[RecordQuery]) -> Any:
         level=query.level,
         shape=query.shape,
         reason=query.reason,
+        packages=query.packages and query.format == "zip",  # the JSON holds the CSVs only
     )
     try:
         stream = start_export(spec, via="api")

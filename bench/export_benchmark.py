@@ -198,7 +198,7 @@ def main() -> None:
         "--engine", choices=["sql", "python"], default="sql", help="sql: COPY per file (PostgreSQL default)"
     )
     parser.add_argument(
-        "--no-package", action="store_true", help="leave out the SPSS/Stata/R files (exchange/formats.py)"
+        "--no-package", action="store_true", help="leave out the SPSS/Stata/R files (ExportSpec.packages)"
     )
     parser.add_argument("--trace-memory", action="store_true", help="also trace Python allocations (slows the run ~3x)")
     parser.add_argument(
@@ -247,27 +247,13 @@ def main() -> None:
                 print(f"export / COPY: {total / copy_s:.1f}x   export / (COPY + deflate): {total / deflate_s:.1f}x")
         sys.exit(child.returncode)
 
-    if args.no_package:
-
-        class NoPackage(exporter.formats.Package):
-            def members(self, hashes):  # type: ignore[no-untyped-def]
-                return iter(())
-
-            def tee(self, name, columns, rows):  # type: ignore[no-untyped-def]
-                self.files.append((name, columns, None))
-                return rows
-
-        exporter.formats.Package = NoPackage  # type: ignore[misc]
-        exporter.formats.write_members = lambda *a, **k: iter(())  # type: ignore[assignment]
-        exporter._package_tap = lambda *a, **k: None  # type: ignore[assignment]
-
     result = ExportResult()
     if args.trace_memory:
         tracemalloc.start()
     start = time.perf_counter()
     first = None
     size = 0
-    spec = ExportSpec(level=args.level, shape=args.shape, reason="benchmark")
+    spec = ExportSpec(level=args.level, shape=args.shape, packages=not args.no_package, reason="benchmark")
     for chunk in export_zip(spec, result, engine=args.engine):
         if first is None:
             first = time.perf_counter() - start

@@ -107,6 +107,9 @@ class ExportSpec:
     reason: str = ""
     username: str = ""
     started_at: datetime.datetime = field(default_factory=timezone.now)
+    # the SPSS, Stata and R files of the same CSVs (exchange/formats.py): built after the CSVs, in
+    # memory, most of a large export's time (BENCHMARKS.md); leave them out for the CSVs alone
+    packages: bool = True
 
     @property
     def identified(self) -> bool:
@@ -1025,14 +1028,14 @@ def export_zip(
         if engine == ENGINE_SQL:
             connection.ensure_connection()
             mogrify = connection.connection.cursor().mogrify
-        package = formats.Package(spec.started_at)  # SPSS, Stata and R files of the same CSVs (exchange/formats.py)
+        package = formats.Package(spec.started_at) if spec.packages else None  # see ExportSpec.packages
         members = export_members(spec, engine, mogrify)
         prefetch: _Prefetch | None = None
         for member in members:
             described.append((member.name[:-4], member.columns))
             header = [c.name for c in member.columns]
             if member.sql is not None:
-                tap = _package_tap(package, member.name, member.columns)
+                tap = _package_tap(package, member.name, member.columns) if package else None
                 if prefetch is None and snapshot_name and result.files:
                     # after the first file (the population is read by then, the first bytes are out)
                     later = [(m.name, m.sql()) for m in members if m.name in PREFETCHED and m.sql is not None]
@@ -1042,13 +1045,14 @@ def export_zip(
                     zf, sink, member.name, member.sql, result, spec.started_at, tap, source, connection
                 )
             else:
-                rows = package.tee(member.name, member.columns, member.rows)
+                rows = package.tee(member.name, member.columns, member.rows) if package else member.rows
                 yield from _write_member(zf, sink, member.name, header, rows, result, spec.started_at)
         yield from _write_member(
             zf, sink, "data_dictionary.csv", DICTIONARY_HEADER, dictionary_rows(described), result, spec.started_at
         )
         when = spec.started_at.astimezone(datetime.UTC).timetuple()[:6]
-        yield from formats.write_members(zf, sink.take, package, result.files, when)
+        if package is not None:
+            yield from formats.write_members(zf, sink.take, package, result.files, when)
         manifest = {
             "registry": "Sacroplasty registry",
             "registry_version": settings.REGISTRY_VERSION,
@@ -1059,6 +1063,7 @@ def export_zip(
             "filters": {k: str(v) for k, v in spec.filters.items() if v},
             "reason": spec.reason,
             "day_reference": "days since the index procedure (procedure_number 1)",
+            "statistics_packages": spec.packages,
             "files": result.files,
         }
         info = zipfile.ZipInfo("manifest.json", date_time=spec.started_at.astimezone(datetime.UTC).timetuple()[:6])

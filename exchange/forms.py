@@ -11,7 +11,7 @@ from outcomes.cohort import CohortFilterForm
 
 
 class ExportForm(CohortFilterForm):
-    """The dashboard's filters plus the shape and level of the export."""
+    """The dashboard's filters plus the shape, the statistics-package files and the level of the export."""
 
     shape = forms.ChoiceField(
         choices=ExportLog.Shape.choices,
@@ -24,6 +24,15 @@ class ExportForm(CohortFilterForm):
         initial=DEIDENTIFIED,
         widget=forms.RadioSelect,
         label=gettext_lazy("De-identification"),
+    )
+    packages = forms.BooleanField(
+        required=False,
+        initial=True,
+        label=gettext_lazy("SPSS, Stata and R files"),
+        help_text=gettext_lazy(
+            "The same data for statistics packages, built after the CSV files: for a large cohort they take"
+            " most of the export's time."
+        ),
     )
     reason = forms.CharField(
         required=False,

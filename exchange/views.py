@@ -25,6 +25,7 @@ def index(request: HttpRequest) -> HttpResponse:
             filters=form.as_filters(),
             level=form.cleaned_data["level"],
             shape=form.cleaned_data["shape"],
+            packages=form.cleaned_data["packages"],
             reason=form.cleaned_data["reason"],
         )
         response = StreamingHttpResponse(start_export(spec), content_type="application/zip")

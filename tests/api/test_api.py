@@ -92,6 +92,10 @@ def test_an_investigators_token_never_returns_a_name_an_mrn_or_a_calendar_date(d
     zipped = api.get("/api/v1/records", {"format": "zip"})
     assert zipped.status_code == 200 and zipped["Content-Type"] == "application/zip"
     zf = zipfile.ZipFile(io.BytesIO(b"".join(zipped.streaming_content)))
+    assert "spss/patients.sav" in zf.namelist()
+    csv_only = api.get("/api/v1/records", {"format": "zip", "packages": "false"})
+    csv_names = zipfile.ZipFile(io.BytesIO(b"".join(csv_only.streaming_content))).namelist()
+    assert "patients.csv" in csv_names and not [n for n in csv_names if n.startswith(("spss/", "stata/"))]
     manifest = json.loads(zf.read("manifest.json"))
     assert manifest["level"] == "deidentified" and manifest["exported_by"] == investigator.username
     for name in zf.namelist():

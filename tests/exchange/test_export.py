@@ -154,7 +154,8 @@ def test_round_trip_identified_export_import_export_is_identical(demo_cohort, tm
 
 
 def post(client, **data):
-    return client.post("/exports/", {"shape": "both", "level": "deidentified", **data})
+    """The export form as a browser sends it untouched (the package files' box is ticked)."""
+    return client.post("/exports/", {"shape": "both", "level": "deidentified", "packages": "on", **data})
 
 
 def test_nurses_cannot_export(client, nurse):

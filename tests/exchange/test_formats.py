@@ -10,6 +10,7 @@ import math
 import re
 import shutil
 import subprocess
+import zipfile
 from io import StringIO
 
 import pyreadstat
@@ -157,6 +158,35 @@ def test_the_package_files_are_in_the_manifest_with_their_hashes(demo_cohort):
     assert len(names) == 2 * 10 + 1  # 9 bundle files + the wide file, each as .sav and .dta; the R script
     for name in names:
         assert manifest["files"][name]["sha256"] == hashlib.sha256(zf.read(name)).hexdigest()
+
+
+def package_names(zf) -> list[str]:
+    return [n for n in zf.namelist() if n.startswith(("spss/", "stata/")) or n == "read_registry.R"]
+
+
+def test_an_export_without_the_package_files_has_the_same_csvs_and_says_so(demo_cohort):
+    full, csv_only = export(), export(packages=False)
+    assert len(package_names(full)) == 21 and package_names(csv_only) == []
+    assert [n for n in full.namelist() if n not in package_names(full)] == csv_only.namelist()
+    for name in csv_only.namelist():
+        if name.endswith(".csv"):
+            assert csv_only.read(name) == full.read(name), name
+    manifests = [json.loads(zf.read("manifest.json")) for zf in (full, csv_only)]
+    assert [m["statistics_packages"] for m in manifests] == [True, False]
+    assert set(manifests[1]["files"]) == {n for n in csv_only.namelist() if n != "manifest.json"}
+
+
+def test_the_page_and_the_command_leave_the_package_files_out_on_request(client, admin_user, demo_cohort, tmp_path):
+    client.force_login(admin_user)
+    page = client.get("/exports/").content.decode()
+    assert re.search(r'<input type="checkbox" name="packages"[^>]* checked', page)  # on unless unticked
+    base = {"shape": "both", "level": "deidentified"}
+    for data, expected in (({**base, "packages": "on"}, 21), (base, 0)):  # an unticked box is not sent
+        response = client.post("/exports/", data)
+        assert len(package_names(zipfile.ZipFile(io.BytesIO(b"".join(response.streaming_content))))) == expected
+    out = tmp_path / "export.zip"
+    call_command("export_bundle", "--out", str(out), "--no-packages", stdout=StringIO())
+    assert package_names(zipfile.ZipFile(out)) == [] and "patients.csv" in zipfile.ZipFile(out).namelist()
 
 
 def test_a_long_only_export_has_no_wide_package_file(demo_cohort):

@@ -19,13 +19,21 @@ class Command(BaseCommand):
         parser.add_argument("--identified", action="store_true", help="names, MRNs and dates (needs --reason)")
         parser.add_argument("--reason", default="", help="why; kept in the export log")
         parser.add_argument("--shape", choices=ExportLog.Shape.values, default=SHAPE_BOTH)
+        parser.add_argument(
+            "--no-packages",
+            dest="packages",
+            action="store_false",
+            help="leave out the SPSS, Stata and R files (most of a large export's time)",
+        )
         parser.add_argument("--site")
         parser.add_argument("--approach")
         parser.add_argument("--primary-tumour")
         parser.add_argument("--procedure-from", type=datetime.date.fromisoformat)
         parser.add_argument("--procedure-to", type=datetime.date.fromisoformat)
 
-    def handle(self, *args: Any, out: Path, identified: bool, reason: str, shape: str, **options: Any) -> None:
+    def handle(
+        self, *args: Any, out: Path, identified: bool, reason: str, shape: str, packages: bool, **options: Any
+    ) -> None:
         raw = {k: options.get(k) for k in ("site", "approach", "primary_tumour", "procedure_from", "procedure_to")}
         form = CohortFilterForm({k: v for k, v in raw.items() if v}, user=None)
         if not form.is_valid():
@@ -40,6 +48,7 @@ class Command(BaseCommand):
             filters=form.as_filters(),
             level=IDENTIFIED if identified else DEIDENTIFIED,
             shape=shape,
+            packages=packages,
             reason=reason,
             username=f"command line ({getpass.getuser()})",
         )
