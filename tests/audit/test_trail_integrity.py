@@ -111,6 +111,23 @@ def test_every_writer_is_chained_in_order_and_verify_trail_is_clean(capsys):
     assert "intact: 52 event(s)" in capsys.readouterr().out
 
 
+def test_a_sessions_temporary_types_cannot_change_what_the_chain_hashes():
+    """A session's temporary schema is searched for type names before pg_catalog: a domain
+    pg_temp.text of three characters would cut every `::text` of an unqualified trigger. The
+    trigger names its types with their schema, so the event's hash is still that of its content."""
+    record_event(action=AuditEvent.Action.LOGIN, username="before")
+    with connection.cursor() as cur:
+        cur.execute("CREATE DOMAIN pg_temp.text AS varchar(3)")
+        cur.execute("CREATE DOMAIN pg_temp.int8 AS int2")
+        cur.execute("SELECT 'abcdef'::text")
+        assert cur.fetchone() == ("abc",)  # the shadowing is real in this session
+    event = record_event(action=AuditEvent.Action.LOGIN, username="a long user name", extra={"ip": "10.0.0.1"})
+    with connection.cursor() as cur:
+        cur.execute("DROP DOMAIN pg_temp.text; DROP DOMAIN pg_temp.int8")
+    assert stored(event.pk)[0] == 2
+    assert verify() is None
+
+
 def test_a_rolled_back_savepoint_leaves_no_gap_in_the_chain():
     record_event(action=AuditEvent.Action.LOGIN, username="a")
     with pytest.raises(RuntimeError), transaction.atomic():
