@@ -115,7 +115,7 @@ def chain_backwards(apps, schema_editor):  # type: ignore[no-untyped-def]
 
 def indexes_forwards(apps, schema_editor):  # type: ignore[no-untyped-def]
     run = schema_editor.execute
-    column, name = MODEL_INDEX
+    name = MODEL_INDEX[1]
     run(f"DROP INDEX IF EXISTS {name}")
     if schema_editor.connection.vendor == "postgresql":
         run(f"DROP INDEX IF EXISTS {name}_like")
@@ -131,8 +131,7 @@ def indexes_forwards(apps, schema_editor):  # type: ignore[no-untyped-def]
 def indexes_backwards(apps, schema_editor):  # type: ignore[no-untyped-def]
     run = schema_editor.execute
     postgres = schema_editor.connection.vendor == "postgresql"
-    column, name = MODEL_INDEX
-    for column, old, new in (*RENAMED, (column, name, None)):
+    for column, old, new in (*RENAMED, (*MODEL_INDEX, None)):
         if new is None:
             run(f"CREATE INDEX {old} ON {TABLE} ({column})")
         elif postgres:
