@@ -18,7 +18,7 @@ import pytest
 from django.core.management import call_command
 
 from tests.bundles import write_bundle
-from tests.exchange.zips import export, table
+from tests.exchange.zips import export, package_names, table
 
 pytestmark = pytest.mark.django_db
 DATA_FILES = (
@@ -154,14 +154,10 @@ def test_stata_files_hold_the_csv_codes_as_labelled_integers(tmp_path):
 def test_the_package_files_are_in_the_manifest_with_their_hashes(demo_cohort):
     zf = export()
     manifest = json.loads(zf.read("manifest.json"))
-    names = [n for n in zf.namelist() if n.startswith(("spss/", "stata/")) or n == "read_registry.R"]
+    names = package_names(zf)
     assert len(names) == 2 * 10 + 1  # 9 bundle files + the wide file, each as .sav and .dta; the R script
     for name in names:
         assert manifest["files"][name]["sha256"] == hashlib.sha256(zf.read(name)).hexdigest()
-
-
-def package_names(zf) -> list[str]:
-    return [n for n in zf.namelist() if n.startswith(("spss/", "stata/")) or n == "read_registry.R"]
 
 
 def test_an_export_without_the_package_files_has_the_same_csvs_and_says_so(demo_cohort):

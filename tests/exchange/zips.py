@@ -19,6 +19,11 @@ def export(**kwargs) -> zipfile.ZipFile:
     return zipfile.ZipFile(io.BytesIO(b"".join(export_zip(ExportSpec(**kwargs)))))
 
 
+def package_names(zf: zipfile.ZipFile) -> list[str]:
+    """The statistics-package members of an export zip: SPSS, Stata and the R script."""
+    return [n for n in zf.namelist() if n.startswith(("spss/", "stata/")) or n == "read_registry.R"]
+
+
 def table(zf: zipfile.ZipFile, name: str) -> list[dict[str, str]]:
     """The rows of one CSV of the zip ("followups" or "followups.csv")."""
     name = name if name.endswith(".csv") else f"{name}.csv"
