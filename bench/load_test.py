@@ -7,8 +7,8 @@ patients and visits), the script
    accounts.User.requires_second_factor) spread over the database's sites, and for each
    nurse P new patients enrolled 400 days ago through the services (patient, consent,
    index procedure, each with its trail entry), so all six follow-up windows are open;
-2. starts `gunicorn registry.wsgi -w W` on 127.0.0.1 (DEBUG off, as in production), unless
-   `--url` names a server already running on this machine;
+2. collects the static files and starts `gunicorn registry.wsgi -w W` on 127.0.0.1 (DEBUG
+   off, as in production), unless `--url` names a server already running on this machine;
 3. runs one thread per nurse: log in through the log-in form, then for each of her
    patients' follow-up visits (post, w1, m1, m3, m6, m12, dated in the window): open the
    worklist, the patient page and the visit form, save the visit (a POST that must answer
@@ -20,7 +20,6 @@ patients and visits), the script
     runuser -u postgres -- createdb -O registry -T registry_bench_100k registry_bench_load
     export DATABASE_URL=postgres://registry:registry@127.0.0.1:5432/registry_bench_load
     DJANGO_DEBUG=True .venv/bin/python manage.py migrate
-    DJANGO_DEBUG=False SECRET_KEY=x .venv/bin/python manage.py collectstatic --noinput -v0   # once
     .venv/bin/python bench/load_test.py --nurses 20 --workers 4 --iterations 6
 
 Written on the standard library (threads, http.client) rather than locust: the script must
@@ -287,6 +286,10 @@ def gunicorn(workers: int, port: int, log: Path, proxied: int | None = None):
         "AXES_ADDRESS_FAILURE_LIMIT": "1000",  # twenty nurses behind one address
         "TRUSTED_PROXY_COUNT": "1" if proxied else "0",
     }
+    # DEBUG off serves the collected, hashed static files: collect them first (a clean clone has none,
+    # and every page would answer 500 for want of the manifest)
+    manage = [sys.executable, "manage.py", "collectstatic", "--noinput", "-v0"]
+    subprocess.run(manage, cwd=ROOT, env=env, check=True)
     cmd = [sys.executable, "-m", "gunicorn", "registry.wsgi", "-w", str(workers), "-b", f"127.0.0.1:{port}"]
     with log.open("w") as fh:
         proc = subprocess.Popen([*cmd, "--timeout", "300"], cwd=ROOT, env=env, stdout=fh, stderr=fh)
