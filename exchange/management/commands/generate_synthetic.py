@@ -74,6 +74,26 @@ def _weighted(rng: random.Random, table: tuple[tuple[str, int], ...]) -> str:
     return rng.choices([v for v, _ in table], weights=[w for _, w in table])[0]
 
 
+def vacuum_analyze() -> None:
+    """VACUUM (ANALYZE) the registry's tables after a bulk fill: planner statistics, and the
+    visibility map and hint bits that autovacuum would set later (it may be off, as on the
+    benchmark machine: a first export of 100,000 fresh patients then took 5.7 s instead of 3.4 s).
+    Only tables this role owns (the system catalogs would each print a warning). Inside a
+    transaction (a test's), where VACUUM cannot run, ANALYZE alone."""
+    if connection.vendor != "postgresql" or connection.in_atomic_block:
+        with connection.cursor() as cursor:
+            cursor.execute("ANALYZE")
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT quote_ident(schemaname) || '.' || quote_ident(tablename) FROM pg_tables"
+            " WHERE tableowner = current_user AND schemaname = current_schema()"
+        )
+        tables = [name for (name,) in cursor.fetchall()]
+        if tables:
+            cursor.execute("VACUUM (ANALYZE) " + ", ".join(tables))
+
+
 class Command(BaseCommand):
     help = "Fill the configured database with a synthetic multi-site cohort (benchmarks; deterministic per seed)."
 
@@ -115,8 +135,7 @@ class Command(BaseCommand):
         finally:
             if writer:
                 writer.wait()
-        with connection.cursor() as cursor:
-            cursor.execute("ANALYZE")
+        vacuum_analyze()
         self.stdout.write(
             f"{n:,} patients (seed {seed}, today {today}): "
             + ", ".join(f"{k} {v:,}" for k, v in generator.totals.items())
