@@ -1050,9 +1050,10 @@ def export_zip(
         yield from _write_member(
             zf, sink, "data_dictionary.csv", DICTIONARY_HEADER, dictionary_rows(described), result, spec.started_at
         )
-        when = spec.started_at.astimezone(datetime.UTC).timetuple()[:6]
         if package is not None:
-            yield from formats.write_members(zf, sink.take, package, result.files, when)
+            yield from formats.write_members(
+                zf, sink.take, package, result.files, lambda zf, name: _open_csv(zf, name, spec.started_at)
+            )
         manifest = {
             "registry": "Sacroplasty registry",
             "registry_version": settings.REGISTRY_VERSION,

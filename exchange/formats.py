@@ -32,7 +32,6 @@ import dataclasses
 import datetime
 import hashlib
 import io
-import os
 import re
 import tempfile
 import zipfile
@@ -83,38 +82,32 @@ def measure(column: Described) -> str:
     return "scale"
 
 
-def _text_frame(csv_bytes: bytes) -> Any:
-    """Every cell of the CSV as the text written (no NA guessing: "" stays "", "nan" stays "nan")."""
+CHUNK_ROWS = 50_000  # rows of a CSV parsed, converted and written at a time: the bound on memory
+
+
+def _chunks(spool: Any, usecols: Sequence[str] | None = None, numbers: Sequence[str] = ()) -> Iterator[Any]:
+    """The CSV in frames of CHUNK_ROWS rows, every cell as the text written (no NA guessing:
+    "" stays "", "nan" stays "nan"), but the `numbers` columns parsed as float64 by pandas'
+    C parser ("" and "nan" are NaN; any other text is refused with a ValueError)."""
     import pandas as pd
 
-    return pd.read_csv(io.BytesIO(csv_bytes), dtype=str, keep_default_na=False, na_filter=False, encoding="utf-8")
+    types = {name: "float64" if name in numbers else str for name in _header(spool)}
+    spool.seek(0)
+    yield from pd.read_csv(
+        spool,
+        dtype=types,
+        keep_default_na=False,
+        na_values={name: ["", "nan"] for name in numbers},
+        na_filter=bool(numbers),
+        encoding="utf-8",
+        chunksize=CHUNK_ROWS,
+        usecols=usecols,
+    )
 
 
-def _places(values: Any) -> int:
-    return int(values.str.partition(".")[2].str.len().max()) if len(values) else 0
-
-
-def _numeric(values: Any) -> Any:
-    import numpy as np
-    import pandas as pd
-
-    text = values.to_numpy(dtype=object)
-    return pd.Series(np.where(text == "", "nan", text).astype(np.float64), index=values.index)
-
-
-def _dates(values: list[str]) -> Any:
-    return [datetime.date.fromisoformat(v) if v else None for v in values]
-
-
-def _written(write: Any, frame: Any, suffix: str, **kwargs: Any) -> bytes:
-    fd, path = tempfile.mkstemp(suffix=suffix)
-    os.close(fd)
-    try:
-        write(frame, path, **kwargs)
-        with open(path, "rb") as fh:
-            return fh.read()
-    finally:
-        os.unlink(path)
+def _header(spool: Any) -> list[str]:
+    spool.seek(0)
+    return next(csv.reader([spool.readline().decode("utf-8")]))
 
 
 def _by_name(columns: Sequence[Described], header: Sequence[str]) -> list[Described]:
@@ -124,40 +117,85 @@ def _by_name(columns: Sequence[Described], header: Sequence[str]) -> list[Descri
     return [named[name] for name in header]
 
 
-def sav_bytes(csv_bytes: bytes, columns: Sequence[Described], file_label: str = "") -> bytes:
-    """An SPSS .sav of one CSV of the export (module docstring)."""
-    import pyreadstat
+NUMBER_TYPES = ("integer", "decimal")
 
-    frame = _text_frame(csv_bytes)
-    header = list(frame.columns)
-    cols = _by_name(columns, header)
-    has_rows = len(frame) > 0
-    labels, value_labels, missing, measures, formats = {}, {}, {}, {}, {}
+
+def _is_text(column: Described) -> bool:
+    return column.type not in (*NUMBER_TYPES, "date")
+
+
+@dataclasses.dataclass
+class Survey:
+    """What the header of a statistics file needs from its CSV, read in one pass before the data:
+    the rows, each text column's longest value in UTF-8 bytes, each decimal column's places."""
+
+    rows: int
+    widths: dict[str, int]
+    places: dict[str, int]
+    values: dict[str, set[str]]  # every value of each choice column
+
+
+def survey(spool: Any, cols: Sequence[Described]) -> Survey:
+    from exchange.statwriters import Cells
+
+    wanted = [c for c in cols if _is_text(c) or c.type == "decimal"] or list(cols[:1])
+    widths = {c.name: 0 for c in cols if _is_text(c)}
+    places = {c.name: 0 for c in cols if c.type == "decimal"}
+    values: dict[str, set[str]] = {c.name: set() for c in cols if choices_of(c)}
+    rows = 0
+    for frame in _chunks(spool, [c.name for c in wanted]):
+        rows += len(frame)
+        for name in widths:
+            lengths = Cells.of(frame[name].tolist()).lengths
+            widths[name] = max(widths[name], int(lengths.max()) if len(lengths) else 0)
+        for name in places:
+            places[name] = max(places[name], Cells.of(frame[name].tolist()).places())
+        for name, seen in values.items():
+            seen.update(frame[name].unique())
+    return Survey(rows, widths, places, values)
+
+
+def _days(values: Any) -> Any:
+    """ISO dates as float days since 1970-01-01, NaN for a blank."""
+    import numpy as np
+
+    days = values.to_numpy(dtype=str).astype("datetime64[D]")
+    return np.where(np.isnat(days), np.nan, days.astype(np.int64).astype(np.float64))
+
+
+def sav_variables(cols: Sequence[Described], found: Survey) -> list[Any]:
+    """The .sav's variables (module docstring): the CSV's names, numbers with the CSV's places,
+    dates, and every other column as text with its choices as value labels, "" user-missing."""
+    from exchange.statwriters import DATE, NUMBER, STRING, Variable
+
+    out = []
     for c in cols:
-        labels[c.name] = variable_label(c)
-        measures[c.name] = measure(c)
-        if c.type in ("integer", "decimal"):
-            places = 0 if c.type == "integer" else max(_places(frame[c.name]), 1)
-            frame[c.name] = _numeric(frame[c.name])
-            formats[c.name] = f"F{max(8, places + 10)}.{places}"
+        common = {"name": c.name, "label": variable_label(c), "measure": measure(c)}
+        if c.type in NUMBER_TYPES:
+            places = 0 if c.type == "integer" else max(found.places[c.name], 1)
+            out.append(Variable(kind=NUMBER, decimals=places, **common))
         elif c.type == "date":
-            frame[c.name] = _dates(frame[c.name].tolist())
-            formats[c.name] = "SDATE10"  # yyyy/mm/dd, read back as a date
-        elif has_rows:  # (a file without rows has no text column to label: readstat types it numeric)
-            if choices_of(c):
-                value_labels[c.name] = dict(choices_of(c))
-            missing[c.name] = [""]
-    return _written(
-        pyreadstat.write_sav,
-        frame,
-        ".sav",
-        file_label=file_label[:64],
-        column_labels=labels,
-        variable_value_labels=value_labels,
-        missing_ranges=missing,
-        variable_measure=measures,
-        variable_format=formats,
-    )
+            out.append(Variable(kind=DATE, **common))
+        else:
+            pairs = choices_of(c)
+            width = max([found.widths[c.name], 1, *(len(code.encode()) for code, _ in pairs)])
+            out.append(Variable(kind=STRING, width=width, value_labels=dict(pairs), blank_is_missing=True, **common))
+    return out
+
+
+def chunk_columns(frame: Any, cols: Sequence[Described]) -> list[Any]:
+    """One chunk's columns for the writers: numbers as parsed (float64), dates as days, text as
+    `Cells` (encoded once for both files)."""
+    from exchange.statwriters import Cells
+
+    return [
+        frame[c.name].to_numpy(dtype="float64")
+        if c.type in NUMBER_TYPES
+        else _days(frame[c.name])
+        if c.type == "date"
+        else Cells.of(frame[c.name].tolist())
+        for c in cols
+    ]
 
 
 def stata_codes(column: Described) -> dict[str, int]:
@@ -184,45 +222,43 @@ def stata_names(header: Sequence[str]) -> dict[str, str]:
     return out
 
 
-def dta_bytes(csv_bytes: bytes, columns: Sequence[Described], file_label: str = "") -> bytes:
-    """A Stata .dta (version 15) of one CSV of the export (module docstring)."""
-    import pandas as pd
-    import pyreadstat
+def dta_variables(cols: Sequence[Described], found: Survey) -> list[Any]:
+    """The .dta's variables (module docstring): Stata names, codes as labelled whole numbers."""
+    from exchange.statwriters import DATE, NUMBER, STRING, Variable
 
-    text = _text_frame(csv_bytes)
-    header = list(text.columns)
-    cols = _by_name(columns, header)
-    names = stata_names(header)
-    data: dict[str, Any] = {}
-    labels, value_labels, formats = {}, {}, {}
+    names = stata_names([c.name for c in cols])
+    out = []
     for c in cols:
-        values = text[c.name]
-        name = names[c.name]
-        labels[name] = variable_label(c)[:STATA_LABEL_MAX]
+        common = {"name": names[c.name], "label": variable_label(c)[:STATA_LABEL_MAX]}
         codes = stata_codes(c) if choices_of(c) else {}
         if codes:
-            unknown = set(values.unique()) - set(codes) - {""}
+            unknown = found.values[c.name] - set(codes) - {""}
             if unknown:
                 raise ValueError(f"{c.name}: values {sorted(unknown)} are not codes of the dictionary")
-            data[name] = values.map({**{k: float(v) for k, v in codes.items()}, "": float("nan")}).astype("float64")
-            value_labels[name] = {codes[code]: f"{code}: {label}" for code, label in choices_of(c)}
-            formats[name] = "%8.0g"
-        elif c.type in ("integer", "decimal"):
-            data[name] = _numeric(values)
+            labels = {float(codes[code]): f"{code}: {label}" for code, label in choices_of(c)}
+            out.append(Variable(kind=NUMBER, value_labels=labels, **common))
+        elif c.type in NUMBER_TYPES:
+            out.append(Variable(kind=NUMBER, **common))
         elif c.type == "date":
-            data[name] = _dates(values.tolist())
+            out.append(Variable(kind=DATE, **common))
         else:
-            data[name] = values.astype("object")
-    frame = pd.DataFrame(data, columns=[names[h] for h in header])
-    return _written(
-        pyreadstat.write_dta,
-        frame,
-        ".dta",
-        file_label=file_label[:80],
-        column_labels=labels,
-        variable_value_labels=value_labels,
-        variable_format=formats,
-    )
+            out.append(Variable(kind=STRING, width=found.widths[c.name], **common))
+    return out
+
+
+def dta_columns(frame: Any, cols: Sequence[Described], columns: list[Any]) -> list[Any]:
+    """`columns` (chunk_columns) with each choice column as its Stata codes."""
+    import numpy as np
+    import pandas as pd
+
+    out = list(columns)
+    for i, c in enumerate(cols):
+        codes = stata_codes(c) if choices_of(c) else {}
+        if codes:
+            index, uniques = pd.factorize(frame[c.name])  # a lookup per distinct code, not per cell
+            mapping = {**{k: float(v) for k, v in codes.items()}, "": float("nan")}
+            out[i] = np.array([mapping[u] for u in uniques] + [np.nan], dtype=np.float64)[index]
+    return out
 
 
 def _r_string(text: str) -> str:
@@ -272,25 +308,6 @@ def r_script(files: Sequence[tuple[str, Sequence[Described]]]) -> bytes:
     return "\n".join(lines).encode("utf-8")
 
 
-MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
-SAV_STAMP = 92  # header: "$FL2", product (60), layout, cases, compression, weight, ncases (4 each), bias (8)
-
-
-def stamped_sav(data: bytes, when: datetime.datetime) -> bytes:
-    """The file's creation time set to `when` (readstat writes the clock's): the same export, the same bytes."""
-    stamp = f"{when:%d} {MONTHS[when.month - 1]} {when:%y}{when:%H:%M:%S}".encode("ascii")
-    if not data[SAV_STAMP : SAV_STAMP + 2].isdigit():
-        raise ValueError("not a .sav header")
-    return data[:SAV_STAMP] + stamp + data[SAV_STAMP + len(stamp) :]
-
-
-def stamped_dta(data: bytes, when: datetime.datetime) -> bytes:
-    stamp = f"{when:%d} {MONTHS[when.month - 1]} {when:%Y %H:%M}".encode("ascii")
-    start = data.index(b"<timestamp>") + len(b"<timestamp>")
-    end = data.index(b"</timestamp>")
-    return data[:start] + bytes([len(stamp)]) + stamp + data[end:]
-
-
 class Package:
     """Collects an export's CSVs as they are written, then yields the statistics-package files."""
 
@@ -309,33 +326,63 @@ class Package:
             writer.writerow([neutralise(v) for v in row])
             yield row
 
-    def members(self, hashes: dict[str, dict[str, Any]]) -> Iterator[tuple[str, bytes]]:
-        """(file name, bytes) of every .sav and .dta, then the R script."""
+    def members(self, hashes: dict[str, dict[str, Any]]) -> Iterator[tuple[str, Any]]:
+        """(file name, an open binary file of its bytes) of every .sav and .dta, then the R script.
+        Each CSV is read twice in chunks (`survey`, then the rows), and both files are written from
+        the same parsed chunk: memory is a chunk, whatever the export's size."""
+        from exchange.statwriters import DtaWriter, SavWriter
+
         described = []
         for name, columns, text in self.files:
             text.flush()
-            text.buffer.seek(0)
-            data = text.buffer.read()
-            text.close()
-            if hashlib.sha256(data).hexdigest() != hashes[name]["sha256"]:
+            spool = text.detach()
+            spool.seek(0)
+            digest = hashlib.sha256()
+            while block := spool.read(1 << 20):
+                digest.update(block)
+            if digest.hexdigest() != hashes[name]["sha256"]:
                 raise RuntimeError(f"{name}: the copy for the statistics files differs from the CSV written")
             stem = name[: -len(".csv")]
             label = f"Sacroplasty registry: {stem}"
             described.append((stem, columns))
-            yield f"spss/{stem}.sav", stamped_sav(sav_bytes(data, columns, label), self.when)
-            yield f"stata/{stem}.dta", stamped_dta(dta_bytes(data, columns, label), self.when)
-        yield R_SCRIPT, r_script(described)
+            with spool:
+                cols = _by_name(columns, _header(spool))
+                found = survey(spool, cols)
+                sav, dta = tempfile.TemporaryFile(), tempfile.TemporaryFile()
+                sav_writer = SavWriter(sav, sav_variables(cols, found), found.rows, label[:64], self.when)
+                dta_writer = DtaWriter(dta, dta_variables(cols, found), found.rows, label[:80], self.when)
+                for frame in _chunks(spool, numbers=[c.name for c in cols if c.type in NUMBER_TYPES]):
+                    columns = chunk_columns(frame, cols)
+                    sav_writer.write(columns)
+                    dta_writer.write(dta_columns(frame, cols, columns))
+                sav_writer.close()
+                dta_writer.close()
+            for member, out in ((f"spss/{stem}.sav", sav), (f"stata/{stem}.dta", dta)):
+                with out:
+                    out.seek(0)
+                    yield member, out
+        yield R_SCRIPT, io.BytesIO(r_script(described))
 
 
 def write_members(
-    zf: zipfile.ZipFile, take: Any, package: Package, files: dict[str, dict[str, Any]], date_time: tuple[int, ...]
+    zf: zipfile.ZipFile,
+    take: Any,
+    package: Package,
+    files: dict[str, dict[str, Any]],
+    open_member: Any,
 ) -> Iterator[bytes]:
-    """Add the package files to the export zip (hashed into `files`, i.e. the manifest); yield the zip's bytes."""
-    for name, data in package.members(files):
-        info = zipfile.ZipInfo(name, date_time=date_time)
-        info.compress_type = zipfile.ZIP_DEFLATED
-        zf.writestr(info, data)
-        files[name] = {"sha256": hashlib.sha256(data).hexdigest()}
+    """Add the package files to the export zip (hashed into `files`, i.e. the manifest), each
+    copied in blocks into `open_member(name)`; yield the zip's bytes as they come."""
+    for name, source in package.members(files):
+        digest = hashlib.sha256()
+        with open_member(zf, name) as member:
+            while block := source.read(1 << 20):
+                digest.update(block)
+                member.write(block)
+                chunk = take()
+                if chunk:
+                    yield chunk
+        files[name] = {"sha256": digest.hexdigest()}
         chunk = take()
         if chunk:
             yield chunk
