@@ -90,6 +90,20 @@ class Cells:
         return int((self.starts[cell] + self.lengths[cell] - dots - 1).max())
 
 
+DOUBLE_MAX = struct.unpack("<d", struct.pack("<Q", 0x7FDFFFFFFFFFFFFF))[
+    0
+]  # Stata's largest double; above: missing codes
+
+
+def _checked(numbers: np.ndarray, name: str) -> np.ndarray:
+    """The doubles of a variable, refused when one cannot be stored: beyond Stata's largest double
+    (its missing codes) or SPSS's (-DBL_MAX is its system-missing value), or infinite."""
+    bad = np.abs(numbers) > DOUBLE_MAX
+    if bad.any():
+        raise ValueError(f"{name}: {numbers[bad][0]!r} is beyond what SPSS and Stata store (+/-{DOUBLE_MAX:.6g})")
+    return numbers
+
+
 def parse_numbers(values: Sequence[str]) -> np.ndarray:
     """float64 of number texts ("" = NaN) in one parse; anything else raises ValueError."""
     with warnings.catch_warnings():
@@ -273,7 +287,7 @@ class SavWriter:
                         start = at + s // 255 * 256
                         record[:, start : start + piece.shape[1]] = piece
             else:
-                numbers = np.asarray(values, dtype="<f8")
+                numbers = _checked(np.asarray(values, dtype="<f8"), v.name)
                 if v.kind == DATE:
                     numbers = (numbers + SPSS_EPOCH_DAYS) * 86400.0
                 cells = numbers.copy().view(np.uint8).reshape(n, 8)
@@ -396,7 +410,7 @@ class DtaWriter:
             elif v.kind == STRING:
                 record[:, at : at + size] = values.fixed(size, 0)
             else:
-                numbers = np.asarray(values, dtype="<f8")
+                numbers = _checked(np.asarray(values, dtype="<f8"), v.name)
                 if v.kind == DATE:
                     numbers = numbers + STATA_EPOCH_DAYS
                 cells = numbers.copy().view(np.uint8).reshape(n, 8)
