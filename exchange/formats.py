@@ -82,7 +82,7 @@ def measure(column: Described) -> str:
     return "scale"
 
 
-CHUNK_ROWS = 50_000  # rows of a CSV parsed, converted and written at a time: the bound on memory
+CHUNK_ROWS = 20_000  # rows of a CSV parsed, converted and written at a time: the bound on memory
 
 
 def _chunks(spool: Any, usecols: Sequence[str] | None = None, numbers: Sequence[str] = ()) -> Iterator[Any]:
