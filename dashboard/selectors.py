@@ -30,8 +30,8 @@ from typing import Any
 import numpy as np
 from django.db import connections
 
-from accounts.models import Site, User
-from outcomes.cohort import filtered_patients, population_counts
+from accounts.models import User
+from outcomes.cohort import analysis_rows_where, filtered_patients, population_counts, site_scope_sql
 from outcomes.models import FollowUp, Timepoint
 from patients.models import Patient
 from procedures.models import LEVELS, Complication, Leakage, Procedure
@@ -128,40 +128,10 @@ def _copy_rows(cursor: Any, sql: str, params: dict[str, Any]) -> np.ndarray:
     return rows
 
 
-def _scope(user: User | None, alias: str = "p") -> tuple[str, dict[str, Any]]:
-    if user is None or user.sees_all_sites:
-        return "", {}
-    return (
-        f" AND {alias}.site_id IN (SELECT us.site_id FROM accounts_user_sites us WHERE us.user_id = %(user)s)",
-        {"user": user.pk},
-    )
-
-
 def _population_sql(user: User | None, filters: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    """The analysed patients' rows (outcomes.cohort rules: the latest consent allows registry use, no
-    consent removed the data) of the user's sites matching `filters`."""
-    where, params = _scope(user, "a")
-    site = filters.get("site")
-    if site:
-        where += " AND a.site_id = (SELECT s.id FROM accounts_site s WHERE s.code = %(site)s)"
-        params["site"] = site.code if isinstance(site, Site) else site
-    if filters.get("primary_tumour"):
-        where += " AND a.primary_tumour = %(tumour)s"
-        params["tumour"] = filters["primary_tumour"]
-    if filters.get("approach"):
-        where += " AND a.approach = %(approach)s"
-        params["approach"] = filters["approach"]
-    if filters.get("procedure_from"):
-        where += " AND a.index_date >= %(from)s::date"
-        params["from"] = str(filters["procedure_from"])
-    if filters.get("procedure_to"):
-        where += " AND a.index_date <= %(to)s::date"
-        params["to"] = str(filters["procedure_to"])
-    if str(filters.get("locked_only") or "").lower() in ("true", "1", "yes", "on"):  # outcomes.cohort's locked_only
-        where += " AND EXISTS (SELECT 1 FROM patients_caselock k WHERE k.patient_id = a.patient_id"
-        where += " AND k.timepoint = '' AND k.unlocked_at IS NULL)"
-    sql = f"SELECT a.patient_id::int, a.packed FROM outcomes_analysisrow a WHERE a.consented AND NOT a.removed {where}"
-    return sql, params
+    """The analysed patients' packed rows (outcomes.cohort.analysis_rows_where)."""
+    where, params = analysis_rows_where(user, filters)
+    return f"SELECT a.patient_id::int, a.packed FROM outcomes_analysisrow a WHERE {where}", params
 
 
 @dataclass(frozen=True)
@@ -196,7 +166,7 @@ def cohort_columns(user: User | None, filters: dict[str, Any]) -> Cohort:
     if connections[read_alias()].vendor != "postgresql":
         return portable_cohort_columns(user, filters)
     sql, params = _population_sql(user, filters)
-    scope, scope_params = _scope(user, "a")
+    scope, scope_params = site_scope_sql(user, "a")
     with connections[read_alias()].cursor() as cursor:
         rows = _copy_rows(cursor, sql, params)
         cursor.execute(
@@ -332,7 +302,7 @@ def complication_rows(
     `cohort` already read, it reads only the complications and keeps those of the cohort's patients."""
     if cohort is None:
         cohort = cohort_columns(user, filters)
-    scope, params = _scope(user)
+    scope, params = site_scope_sql(user)
     sql = f"""SELECT c.id, c.type, c.severity, c.cirse_grade, pr.patient_id
         FROM procedures_complication c JOIN procedures_procedure pr ON pr.id = c.procedure_id
         JOIN patients_patient p ON p.id = pr.patient_id

@@ -67,7 +67,7 @@ from isal import isal_zlib
 from accounts.models import Site
 from exchange import dictionary, formats
 from exchange.dictionary import Variable
-from outcomes.cohort import filtered_patients
+from outcomes.cohort import analysis_rows_where, filtered_patients
 from outcomes.models import FollowUp, Medication, Timepoint
 from patients.models import Consent, ConsentVersion, Patient
 from procedures.models import Complication, Leakage, Procedure
@@ -597,22 +597,22 @@ class Population:
     study_ids: str
 
 
-def _array_text(value: str) -> str:
-    """One element of a text[] literal: quoted, with its backslashes and quotes escaped."""
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
 def population_literal(spec: ExportSpec) -> Population:
     """The exported patients (ids and study IDs) in study ID order (the database's collation, sorted
-    once): one query, the cohort's rules. Each file joins it `WITH ORDINALITY`, sorts by that integer
-    rank instead of comparing study IDs by collation again, and takes the study ID from it instead of
-    joining every row to its patient."""
-    rows = filtered_patients(spec.user, spec.filters).order_by("study_id").values_list("pk", "study_id")
-    ids, study_ids = io.StringIO(), io.StringIO()  # the literals only, not a Python object per patient
-    for n, (pk, study_id) in enumerate(rows.iterator(chunk_size=10_000)):
-        ids.write(f",{pk}" if n else str(pk))
-        study_ids.write("," + _array_text(study_id) if n else _array_text(study_id))
-    return Population("{" + ids.getvalue() + "}", "{" + study_ids.getvalue() + "}")
+    once): one query over the analysis rows the triggers keep (outcomes.cohort.analysis_rows_where,
+    the rules of `filtered_patients`), which returns both array literals as PostgreSQL writes them.
+    Each file joins them `WITH ORDINALITY`, sorts by that integer rank instead of comparing study IDs
+    by collation again, and takes the study ID from it instead of joining every row to its patient."""
+    where, params = analysis_rows_where(spec.user, spec.filters)
+    sql = (
+        "SELECT coalesce(array_agg(p.id ORDER BY p.study_id)::text, '{}'),"
+        " coalesce(array_agg(p.study_id ORDER BY p.study_id)::text, '{}')"
+        f" FROM outcomes_analysisrow a JOIN patients_patient p ON p.id = a.patient_id WHERE {where}"
+    )
+    with connections[read_alias()].cursor() as cursor:
+        cursor.execute(sql, params)
+        ids, study_ids = cursor.fetchone()
+    return Population(ids, study_ids)
 
 
 def _sources(spec: ExportSpec) -> dict[str, Callable[[], Iterator[dict[str, Any]]]]:

@@ -106,6 +106,44 @@ def population_counts(user: User | None) -> dict[str, int]:
     return {"excluded_withdrawn": counts["excluded_withdrawn"], "awaiting_consent": counts["awaiting_consent"]}
 
 
+def site_scope_sql(user: User | None, alias: str = "p") -> tuple[str, dict[str, Any]]:
+    """SQL (" AND ...", params) keeping the rows of `alias` (a table with site_id) of the user's sites."""
+    if user is None or user.sees_all_sites:
+        return "", {}
+    return (
+        f" AND {alias}.site_id IN (SELECT us.site_id FROM accounts_user_sites us WHERE us.user_id = %(user)s)",
+        {"user": user.pk},
+    )
+
+
+def analysis_rows_where(user: User | None, filters: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The WHERE clause (and its params) over `outcomes_analysisrow a` that `filtered_patients`
+    means, in plain SQL on the rows the triggers keep (PostgreSQL): the population rules (the latest
+    consent allows registry use, no consent removed the data), the user's sites, the filters. The
+    dashboard reads its packed rows with it, the export its population."""
+    where, params = site_scope_sql(user, "a")
+    site = filters.get("site")
+    if site:
+        where += " AND a.site_id = (SELECT s.id FROM accounts_site s WHERE s.code = %(site)s)"
+        params["site"] = site.code if isinstance(site, Site) else site
+    if filters.get("primary_tumour"):
+        where += " AND a.primary_tumour = %(tumour)s"
+        params["tumour"] = filters["primary_tumour"]
+    if filters.get("approach"):
+        where += " AND a.approach = %(approach)s"
+        params["approach"] = filters["approach"]
+    if filters.get("procedure_from"):
+        where += " AND a.index_date >= %(from)s::date"
+        params["from"] = str(filters["procedure_from"])
+    if filters.get("procedure_to"):
+        where += " AND a.index_date <= %(to)s::date"
+        params["to"] = str(filters["procedure_to"])
+    if filters.get("locked_only") is True or str(filters.get("locked_only")).lower() in TRUE_STRINGS:
+        where += " AND EXISTS (SELECT 1 FROM patients_caselock k WHERE k.patient_id = a.patient_id"
+        where += " AND k.timepoint = '' AND k.unlocked_at IS NULL)"
+    return "a.consented AND NOT a.removed" + where, params
+
+
 def filtered_patients(user: User | None, filters: dict[str, Any]) -> QuerySet[Patient]:
     """The analysis population of the user's sites matching `filters` (values as cleaned by
     CohortFilterForm, or strings). `user=None` means study-wide (management commands)."""
