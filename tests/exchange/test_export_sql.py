@@ -176,6 +176,9 @@ def test_the_engines_agree_under_filters(messy):
     year = Patient.objects.order_by("enrolment_date").first().enrolment_date.year
     filters = {"procedure_from": f"{year}-01-01", "procedure_to": f"{year + 3}-12-31", "approach": "interpedicular"}
     assert_engines_agree(filters=filters)
+    patient = Patient.objects.order_by("study_id").last()
+    assert_engines_agree(filters={"site": patient.site.code, "primary_tumour": patient.primary_tumour})
+    assert_engines_agree(filters={"site": patient.site.code, "locked_only": "true"})  # no locked case: no one
 
 
 def copy_threads() -> int:
