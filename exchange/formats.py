@@ -166,7 +166,7 @@ def _days(values: Any) -> Any:
 def sav_variables(cols: Sequence[Described], found: Survey) -> list[Any]:
     """The .sav's variables (module docstring): the CSV's names, numbers with the CSV's places,
     dates, and every other column as text with its choices as value labels, "" user-missing."""
-    from exchange.statwriters import DATE, NUMBER, STRING, Variable
+    from exchange.statwriters import DATE, NUMBER, SAV_MAX_WIDTH, STRING, Variable
 
     out = []
     for c in cols:
@@ -179,6 +179,9 @@ def sav_variables(cols: Sequence[Described], found: Survey) -> list[Any]:
         else:
             pairs = choices_of(c)
             width = max([found.widths[c.name], 1, *(len(code.encode()) for code, _ in pairs)])
+            if width > SAV_MAX_WIDTH:  # SPSS holds no longer string: cut there, and the label says so
+                width = SAV_MAX_WIDTH
+                common["label"] += f" [cut at {SAV_MAX_WIDTH:,} bytes in SPSS; whole in the CSV]"
             out.append(Variable(kind=STRING, width=width, value_labels=dict(pairs), blank_is_missing=True, **common))
     return out
 

@@ -72,8 +72,19 @@ class Cells:
         for start, length in zip(self.starts.tolist(), self.lengths.tolist(), strict=True):
             yield data[start : start + length]
 
+    def clipped(self, size: int) -> "Cells":
+        """The cells cut to at most `size` bytes each, never inside a character (few cells are
+        longer: they are cut one by one)."""
+        if not len(self.lengths) or int(self.lengths.max()) <= size:
+            return self
+        text = [cell.decode("utf-8") for cell in self.each()]
+        return Cells.of([_clip(t, size).decode("utf-8") if len(t.encode()) > size else t for t in text])
+
     def fixed(self, width: int, pad: int) -> np.ndarray:
-        """The cells as an (n, width) uint8 array, each padded with the byte `pad`."""
+        """The cells as an (n, width) uint8 array, each padded with the byte `pad` (and cut to
+        `width` bytes, see `clipped`)."""
+        if len(self.lengths) and int(self.lengths.max()) > width:
+            return self.clipped(width).fixed(width, pad)
         out = np.full((len(self.starts), width), pad, dtype=np.uint8)
         if width and len(self.data):
             at = np.flatnonzero(self.data)
@@ -131,6 +142,7 @@ SAV_MEASURES = {"nominal": 1, "ordinal": 2, "scale": 3}
 SAV_FORMAT_A, SAV_FORMAT_F, SAV_FORMAT_SDATE = 1, 5, 39
 SPSS_EPOCH_DAYS = 141428  # 1582-10-14 to 1970-01-01
 SAV_SEGMENT = 252  # bytes of a very long string per 255-wide segment (ReadStat's and SPSS's rule)
+SAV_MAX_WIDTH = 32767  # SPSS's longest string; a longer text is cut there (exchange/formats.py says so)
 
 
 def _sav_segments(width: int) -> list[int]:

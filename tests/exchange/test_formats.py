@@ -239,3 +239,20 @@ def test_the_r_script_reads_every_csv_with_factors_and_types(demo_cohort, tmp_pa
     tumours = {"lung": "Lung", "liver": "Liver (hepatocellular)", "breast": "Breast", "kidney": "Kidney"}
     assert lines[3].strip() == tumours.get(patients[0]["primary_tumour"], lines[3].strip())
     assert int(lines[4]) == sum(p["pathological_fracture"] == "yes" for p in patients)
+
+
+def test_a_note_longer_than_spss_holds_is_cut_there_and_said_so_while_stata_and_the_csv_keep_it(demo_cohort, tmp_path):
+    from patients.models import Patient
+
+    long_note = "é" * 20_000 + "!"  # 40,001 bytes: SPSS strings hold 32,767
+    first = Patient.objects.order_by("study_id").first()
+    Patient.objects.filter(pk=first.pk).update(notes=long_note)
+    zf = export(level="identified", reason="test")
+    row = next(r for r in table(zf, "patients") if r["study_id"] == first.study_id)
+    assert row["notes"] == long_note
+    frame, meta = read_sav(zf, "patients", tmp_path)
+    cut = frame.loc[frame["study_id"] == first.study_id, "notes"].iloc[0]
+    assert cut == "é" * 16_383  # 32,766 bytes: the next character would not fit whole
+    assert meta.column_names_to_labels["notes"].endswith("[cut at 32,767 bytes in SPSS; whole in the CSV]")
+    frame, _ = read_dta(zf, "patients", tmp_path)
+    assert frame.loc[frame["study_id"] == first.study_id, "notes"].iloc[0] == long_note
