@@ -17,7 +17,6 @@ what, its labels) is decided in `exchange/formats.py`.
 import dataclasses
 import datetime
 import struct
-import warnings
 from collections.abc import Iterator, Sequence
 from typing import Any, BinaryIO
 
@@ -115,17 +114,17 @@ def _checked(numbers: np.ndarray, name: str) -> np.ndarray:
     return numbers
 
 
-def parse_numbers(values: Sequence[str]) -> np.ndarray:
-    """float64 of number texts ("" = NaN) in one parse; anything else raises ValueError."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")  # numpy warns, and stops, at the first text that is no number
-        try:
-            out = np.fromstring(" ".join([v or "nan" for v in values]), dtype=np.float64, sep=" ")
-        except (ValueError, DeprecationWarning) as exc:
-            raise ValueError(f"not a number among {len(values)} cells") from exc
-    if len(out) != len(values):
-        raise ValueError(f"{len(out)} numbers in {len(values)} cells")
-    return out
+def _doubles(values: np.ndarray, name: str, missing: bytes, days: float = 0.0, scale: float = 1.0) -> np.ndarray:
+    """(n, 8) little-endian bytes of the doubles ((value + days) x scale: dates), NaN as `missing`."""
+    numbers = (_checked(np.asarray(values, dtype="<f8"), name) + days) * scale  # a new array
+    cells = numbers.view(np.uint8).reshape(len(numbers), 8)
+    cells[np.isnan(numbers)] = np.frombuffer(missing, dtype=np.uint8)
+    return cells
+
+
+def _check_rows(written: int, declared: int) -> None:
+    if written != declared:
+        raise ValueError(f"{written} rows written, {declared} declared")
 
 
 def _clip(text: str, size: int) -> bytes:
@@ -298,20 +297,16 @@ class SavWriter:
                         piece = text[:, s : s + 255]
                         start = at + s // 255 * 256
                         record[:, start : start + piece.shape[1]] = piece
+            elif v.kind == DATE:  # seconds since 1582-10-14
+                record[:, at : at + 8] = _doubles(values, v.name, SAV_SYSMIS, SPSS_EPOCH_DAYS, 86400.0)
             else:
-                numbers = _checked(np.asarray(values, dtype="<f8"), v.name)
-                if v.kind == DATE:
-                    numbers = (numbers + SPSS_EPOCH_DAYS) * 86400.0
-                cells = numbers.copy().view(np.uint8).reshape(n, 8)
-                cells[np.isnan(numbers)] = np.frombuffer(SAV_SYSMIS, dtype=np.uint8)
-                record[:, at : at + 8] = cells
+                record[:, at : at + 8] = _doubles(values, v.name, SAV_SYSMIS)
             at += storage
         self.out.write(record.tobytes())
         self.written += n
 
     def close(self) -> None:
-        if self.written != self.rows:
-            raise ValueError(f"{self.written} rows written, {self.rows} declared")
+        _check_rows(self.written, self.rows)
 
 
 # ----------------------------------------------------------------------------- Stata (.dta 118)
@@ -421,21 +416,17 @@ class DtaWriter:
                 record[:, at : at + 8] = refs
             elif v.kind == STRING:
                 record[:, at : at + size] = values.fixed(size, 0)
+            elif v.kind == DATE:  # days since 1960-01-01
+                record[:, at : at + 8] = _doubles(values, v.name, DTA_MISSING, STATA_EPOCH_DAYS)
             else:
-                numbers = _checked(np.asarray(values, dtype="<f8"), v.name)
-                if v.kind == DATE:
-                    numbers = numbers + STATA_EPOCH_DAYS
-                cells = numbers.copy().view(np.uint8).reshape(n, 8)
-                cells[np.isnan(numbers)] = np.frombuffer(DTA_MISSING, dtype=np.uint8)
-                record[:, at : at + 8] = cells
+                record[:, at : at + 8] = _doubles(values, v.name, DTA_MISSING)
             at += size
         self.out.write(record.tobytes())
         self.written += n
 
     def close(self) -> None:
         """The strLs, value labels and the map (written over its placeholder: `out` must seek)."""
-        if self.written != self.rows:
-            raise ValueError(f"{self.written} rows written, {self.rows} declared")
+        _check_rows(self.written, self.rows)
         out = self.out
         out.write(b"</data>")
         strls_at = out.tell()
