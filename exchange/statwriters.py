@@ -16,6 +16,7 @@ what, its labels) is decided in `exchange/formats.py`.
 
 import dataclasses
 import datetime
+import itertools
 import struct
 from collections.abc import Iterator, Sequence
 from typing import Any, BinaryIO
@@ -160,15 +161,25 @@ def _sav_format(kind: int, width: int, decimals: int) -> int:
     return (kind << 16) | (min(width, 255) << 8) | decimals
 
 
-def _short_names(names: Sequence[str]) -> list[str]:
+def _short_names(variables: Sequence[Variable]) -> list[list[str]]:
+    """Each variable's 8-byte dictionary names, one per segment (a very long string has several),
+    every one unique in the file: the long name's first 8 characters upper-cased where free, else
+    V1, V2, ... (the long names, record 7.13, are what readers show)."""
     used: set[str] = set()
+    numbered = (f"V{i}" for i in itertools.count(1))
+
+    def claim(wanted: str) -> str:
+        name = wanted if wanted[:1].isalpha() and wanted.isascii() and wanted not in used else ""
+        while not name or name in used:
+            name = next(numbered)
+        used.add(name)
+        return name
+
     out = []
-    for i, name in enumerate(names, start=1):
-        short = name[:8].upper()
-        if short in used or not short[:1].isalpha():
-            short = f"V{i}"
-        used.add(short)
-        out.append(short)
+    for v in variables:
+        first = claim(v.name[:8].upper())
+        count = len(_sav_segments(v.width)) if v.kind == STRING else 1
+        out.append([first] + [claim(f"{first[:5]}{s}") for s in range(1, count)])
     return out
 
 
@@ -186,7 +197,8 @@ class SavWriter:
 
     def _dictionary(self, file_label: str, when: datetime.datetime) -> bytes:
         variables = self.variables
-        shorts = _short_names([v.name for v in variables])
+        segment_names = _short_names(variables)
+        shorts = [names[0] for names in segment_names]
         head = bytearray()
         case_units = sum(self.storage) // 8
         stamp_date = f"{when:%d} {MONTHS[when.month - 1]} {when:%y}".encode("ascii")
@@ -195,13 +207,13 @@ class SavWriter:
         head += stamp_date + f"{when:%H:%M:%S}".encode("ascii") + _clip(file_label, 64).ljust(64) + b"\0" * 3
         index = {}  # variable -> its 1-based dictionary index (8-byte units before it + 1)
         units = 0
-        for v, short, storage in zip(variables, shorts, self.storage, strict=True):
+        for v, names, storage in zip(variables, segment_names, self.storage, strict=True):
             index[v.name] = units + 1
             units += storage // 8
             if v.kind == STRING:
                 segments = _sav_segments(v.width)
                 for s, width in enumerate(segments):
-                    name = short if s == 0 else f"{short[:5]}{s:d}"[:8]
+                    name = names[s]
                     label = v.label if s == 0 else ""
                     missing = 1 if s == 0 and v.blank_is_missing and v.width <= 8 else 0
                     fmt = _sav_format(SAV_FORMAT_A, width, 0)
@@ -215,7 +227,7 @@ class SavWriter:
                     if v.kind == DATE
                     else _sav_format(SAV_FORMAT_F, max(8, v.decimals + 10), v.decimals)
                 )
-                head += self._variable_record(0, v.label, 0, fmt, short)
+                head += self._variable_record(0, v.label, 0, fmt, names[0])
         for v in variables:  # value labels of numbers and short strings: records 3 and 4
             if not v.value_labels or (v.kind == STRING and v.width > 8):
                 continue

@@ -256,3 +256,20 @@ def test_a_note_longer_than_spss_holds_is_cut_there_and_said_so_while_stata_and_
     assert meta.column_names_to_labels["notes"].endswith("[cut at 32,767 bytes in SPSS; whole in the CSV]")
     frame, _ = read_dta(zf, "patients", tmp_path)
     assert frame.loc[frame["study_id"] == first.study_id, "notes"].iloc[0] == long_note
+
+
+@pytest.mark.skipif(not shutil.which("pspp-convert"), reason="Debian's pspp is not installed")
+def test_pspp_reads_every_sav_of_an_identified_export_without_a_warning(demo_cohort, tmp_path):
+    zf = export(level="identified", reason="test")
+    for stem in DATA_FILES:
+        (tmp_path / f"{stem}.sav").write_bytes(zf.read(f"spss/{stem}.sav"))
+        out = subprocess.run(
+            ["pspp-convert", str(tmp_path / f"{stem}.sav"), str(tmp_path / f"{stem}.csv")],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert out.returncode == 0 and not out.stderr, (stem, out.stderr)
+        rows = list(csv.reader((tmp_path / f"{stem}.csv").open(encoding="utf-8")))
+        assert rows[0] == next(csv.reader(io.StringIO(zf.read(f"{stem}.csv").decode()))), stem
+        assert len(rows) - 1 == len(table(zf, stem)), stem

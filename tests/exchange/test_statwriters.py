@@ -114,6 +114,28 @@ def test_pspp_reads_the_sav_as_written(tmp_path):
     assert rows[2][2] == "01/08/2022" and rows[3][5] == ROWS[2][5]
 
 
+def test_names_alike_in_their_first_eight_characters_stay_apart(tmp_path):
+    # "notes_te" is what the first 8 characters of the very long "notes_text" give, and "notes1" what
+    # its second segment is named after the stem: each dictionary name must stay unique (PSPP renames
+    # a duplicate to VAR001 and loses the long name)
+    names = ["notes_text", "notes_te", "NOTES_TEXT2", "notes1", "v1"]
+    variables = [Variable(n, n, STRING, width=600 if n == "notes_text" else 3) for n in names]
+    row = ["x" * 600, "a", "b", "c", "d"]
+    path = tmp_path / "names.sav"
+    with open(path, "wb") as out:
+        w = SavWriter(out, variables, 1, "", WHEN)
+        w.write([Cells.of([value]) for value in row])
+        w.close()
+    frame, _ = pyreadstat.read_sav(str(path))
+    assert list(frame.columns) == names and frame.iloc[0].tolist() == row
+    if shutil.which("pspp-convert"):
+        out = subprocess.run(
+            ["pspp-convert", str(path), str(tmp_path / "names.csv")], capture_output=True, text=True, timeout=60
+        )
+        assert out.returncode == 0 and not out.stderr, out.stderr
+        assert list(csv.reader((tmp_path / "names.csv").open(encoding="utf-8")))[:2] == [names, row]
+
+
 def test_a_file_without_rows_is_read_as_empty_with_its_variables(tmp_path):
     for writer, suffix, read in ((SavWriter, "sav", pyreadstat.read_sav), (DtaWriter, "dta", pyreadstat.read_dta)):
         frame, _ = read(str(write(tmp_path, writer, suffix, chunks=([],))))
