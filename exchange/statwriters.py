@@ -17,7 +17,9 @@ what, its labels) is decided in `exchange/formats.py`.
 import dataclasses
 import datetime
 import itertools
+import shutil
 import struct
+import tempfile
 from collections.abc import Iterator, Sequence
 from typing import Any, BinaryIO
 
@@ -340,7 +342,7 @@ class DtaWriter:
         self.sizes = [
             8 if v.kind != STRING or long else max(v.width, 1) for v, long in zip(variables, self.strl, strict=True)
         ]
-        self.long_strings: list[tuple[int, int, bytes]] = []  # (variable, observation), 1-based, and its bytes
+        self.long_strings = tempfile.TemporaryFile()  # the strLs' GSO records, written out at close
         self.tables = self._value_labels()
         self.file_label, self.when = file_label, when
         self.out.write(self._head())
@@ -423,7 +425,8 @@ class DtaWriter:
                 for row, value in enumerate(values.each()):
                     if value:
                         o = self.written + row + 1
-                        self.long_strings.append((i + 1, o, value))
+                        self.long_strings.write(b"GSO" + struct.pack("<IQBi", i + 1, o, 0x82, len(value) + 1))
+                        self.long_strings.write(value + b"\0")
                         refs[row] = np.frombuffer(struct.pack("<H", i + 1) + o.to_bytes(6, "little"), np.uint8)
                 record[:, at : at + 8] = refs
             elif v.kind == STRING:
@@ -443,8 +446,9 @@ class DtaWriter:
         out.write(b"</data>")
         strls_at = out.tell()
         out.write(b"<strls>")
-        for v, o, data in self.long_strings:
-            out.write(b"GSO" + struct.pack("<IQBi", v, o, 0x82, len(data) + 1) + data + b"\0")
+        with self.long_strings as spool:
+            spool.seek(0)
+            shutil.copyfileobj(spool, out)
         out.write(b"</strls>")
         labels_at = out.tell()
         out.write(self.tables)
