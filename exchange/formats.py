@@ -24,7 +24,11 @@ package file holds the same cells as its CSV:
 
 `Package` collects the CSVs while the export writes them (a tee over the rows,
 written with the same CSV guard) and checks that its copy hashes like the
-member in the zip before building anything from it.
+member in the zip before building anything from it. Each CSV is then read
+twice in chunks of CHUNK_ROWS (`survey`: the widths, places and codes the
+headers need; then the rows), and the .sav and .dta are written from the same
+parsed chunk by `exchange/statwriters.py` (NumPy records, not a Python call
+per cell): memory is a chunk whatever the export's size.
 """
 
 import csv
