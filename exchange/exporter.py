@@ -484,8 +484,6 @@ def _source_queries(spec: ExportSpec, population: "Population | None" = None) ->
             return {"index_date": _index_date(path)}
 
     else:
-        patients = Patient.objects.filter(_InArray(F("pk"), Value(population.ids)))
-        ids = patients.values("pk")
 
         def index(path: str) -> dict[str, Any]:
             return {}
@@ -501,11 +499,15 @@ def _source_queries(spec: ExportSpec, population: "Population | None" = None) ->
         """The row's study ID: a join to the patient (Python engine), or nothing (SQL: `pop.study_id`)."""
         return {"study_id": F(path)} if population is None else {}
 
+    if population is None:
+        sites = Site.objects.filter(pk__in=patients.values("site_id"))
+        versions = ConsentVersion.objects.filter(consents__patient__in=ids).distinct()
+    else:  # read with the population (`population_literal`): no look-up of 100,000 ids per file
+        sites = Site.objects.filter(_InArray(F("pk"), Value(population.site_ids)))
+        versions = ConsentVersion.objects.filter(_InArray(F("pk"), Value(population.version_ids)))
     return {
-        "sites": Source(Site.objects.filter(pk__in=patients.values("site_id")), ["code"], ["code"]),
-        "consent_versions": Source(
-            ConsentVersion.objects.filter(consents__patient__in=ids).distinct(), ["version"], ["version"]
-        ),
+        "sites": Source(sites, ["code"], ["code"]),
+        "consent_versions": Source(versions, ["version"], ["version"]),
         "patients": Source(
             patients if population is None else Patient.objects.all(),
             ["study_id"],
@@ -581,8 +583,8 @@ def _source_queries(spec: ExportSpec, population: "Population | None" = None) ->
 
 
 class _InArray(Func):
-    """`column = ANY(array)`: a hashed look-up of each row's patient in the exported ids (an IN
-    over unnest() is estimated at 200 rows and planned as one index probe per patient)."""
+    """`column = ANY(array)`: a hashed look-up in a small array (the population's sites and consent
+    versions; an array of 100,000 ids costs the planner 30 ms of selectivity estimates)."""
 
     arg_joiner = " = ANY("
     template = "(%(expressions)s::bigint[]))"
@@ -591,10 +593,13 @@ class _InArray(Func):
 
 @dataclass(frozen=True)
 class Population:
-    """The exported patients in study ID order, as two PostgreSQL array literals: ids and study IDs."""
+    """The exported patients in study ID order, as PostgreSQL array literals: ids and study IDs, and
+    the sites and consent versions the export lists."""
 
     ids: str
     study_ids: str
+    site_ids: str = "{}"  # the sites of these patients
+    version_ids: str = "{}"  # the consent versions of their consent records
 
 
 def population_literal(spec: ExportSpec) -> Population:
@@ -606,13 +611,15 @@ def population_literal(spec: ExportSpec) -> Population:
     where, params = analysis_rows_where(spec.user, spec.filters)
     sql = (
         "SELECT coalesce(array_agg(p.id ORDER BY p.study_id)::text, '{}'),"
-        " coalesce(array_agg(p.study_id ORDER BY p.study_id)::text, '{}')"
+        " coalesce(array_agg(p.study_id ORDER BY p.study_id)::text, '{}'),"
+        " coalesce(array_agg(DISTINCT p.site_id)::text, '{}'),"
+        " (SELECT coalesce(array_agg(DISTINCT c.consent_version_id)::text, '{}') FROM patients_consent c"
+        f" WHERE c.patient_id IN (SELECT a.patient_id FROM outcomes_analysisrow a WHERE {where}))"
         f" FROM outcomes_analysisrow a JOIN patients_patient p ON p.id = a.patient_id WHERE {where}"
     )
     with connections[read_alias()].cursor() as cursor:
         cursor.execute(sql, params)
-        ids, study_ids = cursor.fetchone()
-    return Population(ids, study_ids)
+        return Population(*cursor.fetchone())
 
 
 def _sources(spec: ExportSpec) -> dict[str, Callable[[], Iterator[dict[str, Any]]]]:
@@ -1171,10 +1178,11 @@ class _CopyOut:
                 connection.queries_log.append({"sql": self.sql, "time": f"{time.monotonic() - started:.3f}"})
 
 
-# The largest files after the visits: a second connection COPYs them (in the same snapshot) into
-# spool files while the export's own connection streams the files before them, so two database
-# processes work at once; the zip still takes the members in order.
-PREFETCHED = frozenset({"medications.csv", WIDE_FILE})
+# A second connection COPYs these (in the same snapshot) into spool files while the export's own
+# connection streams the others, so two database processes work at once; the zip still takes the
+# members in order. The two largest after the visits, and the leakages and complications, which
+# even out the two connections' work (at 100,000 patients: 2.7 and 2.9 s, BENCHMARKS.md).
+PREFETCHED = frozenset({"leakages.csv", "complications.csv", "medications.csv", WIDE_FILE})
 
 
 class _Spooled:
@@ -1263,6 +1271,17 @@ def _open_csv(zf: zipfile.ZipFile, name: str, when: datetime.datetime) -> Any:
     return member
 
 
+# The visits file is planned as nested loops in the population's order: its rows come out already
+# by rank (a function scan WITH ORDINALITY is sorted by its ordinality, which the planner knows), so
+# the ORDER BY is an incremental sort of each patient's few visits, not a sort of 500,000 rows that
+# spills to disk; 1.66 -> 1.40 s at 100,000 patients (BENCHMARKS.md). The other files are faster as
+# hash joins (the opioids 1.0 -> 1.7 s, the small files 1.5-2.5x slower as nested loops). SET LOCAL
+# in the export's snapshot transaction, back to the defaults after the file.
+NESTED_LOOP_FILES = frozenset({"followups.csv"})
+NESTED_LOOPS = "SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off"
+JOINS_BACK = "SET LOCAL enable_hashjoin TO DEFAULT; SET LOCAL enable_mergejoin TO DEFAULT"
+
+
 def _copy_member(
     zf: zipfile.ZipFile,
     sink: _Sink,
@@ -1277,10 +1296,15 @@ def _copy_member(
     """One CSV member: COPYed on the export's connection as it is zipped, or, with `source`, read
     from the file the second connection spooled meanwhile (`_Prefetch`)."""
     digest = hashlib.sha256()
+    connection = connection or connections[read_alias()]
+    nested = source is None and name in NESTED_LOOP_FILES
     with _open_csv(zf, name, when) as member:
         chunk = sink.take()  # the entry's header: the download starts before the database is read
         if chunk:
             yield chunk
+        if nested:
+            with connection.cursor() as cursor:
+                cursor.execute(NESTED_LOOPS)
         copy: _CopyOut | _Spooled = source() if source is not None else _CopyOut(sql(), connection)
         for block in copy:
             digest.update(block)
@@ -1290,6 +1314,9 @@ def _copy_member(
             chunk = sink.take()
             if chunk:
                 yield chunk
+        if nested:
+            with connection.cursor() as cursor:
+                cursor.execute(JOINS_BACK)
     result.files[name] = {"rows": copy.rows, "sha256": digest.hexdigest()}
     chunk = sink.take()
     if chunk:
