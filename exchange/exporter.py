@@ -801,15 +801,23 @@ def wide_sql(
     patients = _source_queries(spec, population)["patients"].sql(mogrify)
     visit_cols = {c.name: c for c in crf_columns("followups", spec)}
     names = sorted(set().union(*(_names_used(visit_cols[m]) for m in WIDE_MEASURES)) - {"index_date"})
+    # each visit's time point as its index, computed once per visit (OFFSET 0 keeps the planner from
+    # inlining the CASE into each of the 42 filters), so a filter compares integers, not text:
+    # 1.55 -> 1.40 s for the wide file at 100,000 patients
+    position = " ".join(f"WHEN {_sql_literal(tp)} THEN {i}" for i, tp in enumerate(Timepoint.values))
+    visits = (
+        f'SELECT v."patient_id", {", ".join(f'v."{name}"' for name in names)},'
+        f' CASE v."timepoint" {position} END AS tp FROM {FollowUp._meta.db_table} v OFFSET 0'
+    )
     pivot = ", ".join(
-        f'max(f."{name}") FILTER (WHERE f."timepoint" = {_sql_literal(tp)}) AS "{name}__{i}"'
-        for i, tp in enumerate(Timepoint.values)
+        f'max(f."{name}") FILTER (WHERE f.tp = {i}) AS "{name}__{i}"'
+        for i, _ in enumerate(Timepoint.values)
         for name in names
     )
     joins = [
         f'JOIN ({patients}) p ON p."id" = pop.id',
         f'LEFT JOIN {Procedure._meta.db_table} ix ON ix."patient_id" = pop.id AND ix."procedure_number" = 1',
-        f'LEFT JOIN (SELECT f."patient_id", {pivot} FROM {FollowUp._meta.db_table} f GROUP BY f."patient_id") w'
+        f'LEFT JOIN (SELECT f."patient_id", {pivot} FROM ({visits}) f GROUP BY f."patient_id") w'
         ' ON w."patient_id" = pop.id',
     ]
     return (
