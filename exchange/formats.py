@@ -359,9 +359,9 @@ class Package:
                 sav_writer = SavWriter(sav, sav_variables(cols, found), found.rows, label[:64], self.when)
                 dta_writer = DtaWriter(dta, dta_variables(cols, found), found.rows, label[:80], self.when)
                 for frame in _chunks(spool, numbers=[c.name for c in cols if c.type in NUMBER_TYPES]):
-                    columns = chunk_columns(frame, cols)
-                    sav_writer.write(columns)
-                    dta_writer.write(dta_columns(frame, cols, columns))
+                    cells = chunk_columns(frame, cols)
+                    sav_writer.write(cells)
+                    dta_writer.write(dta_columns(frame, cols, cells))
                 sav_writer.close()
                 dta_writer.close()
             for member, out in ((f"spss/{stem}.sav", sav), (f"stata/{stem}.dta", dta)):
@@ -379,7 +379,7 @@ def write_members(
     open_member: Any,
 ) -> Iterator[bytes]:
     """Add the package files to the export zip (hashed into `files`, i.e. the manifest), each
-    copied in blocks into `open_member(name)`; yield the zip's bytes as they come."""
+    copied in blocks into `open_member(zf, name)`; yield the zip's bytes as they come."""
     for name, source in package.members(files):
         digest = hashlib.sha256()
         with open_member(zf, name) as member:

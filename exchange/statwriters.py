@@ -80,7 +80,8 @@ class Cells:
         if not len(self.lengths) or int(self.lengths.max()) <= size:
             return self
         text = [cell.decode("utf-8") for cell in self.each()]
-        return Cells.of([_clip(t, size).decode("utf-8") if len(t.encode()) > size else t for t in text])
+        lengths = self.lengths.tolist()  # in bytes: only the longer cells are cut
+        return Cells.of([_clip(t, size).decode("utf-8") if n > size else t for t, n in zip(text, lengths, strict=True)])
 
     def fixed(self, width: int, pad: int) -> np.ndarray:
         """The cells as an (n, width) uint8 array, each padded with the byte `pad` (and cut to
@@ -103,9 +104,8 @@ class Cells:
         return int((self.starts[cell] + self.lengths[cell] - dots - 1).max())
 
 
-DOUBLE_MAX = struct.unpack("<d", struct.pack("<Q", 0x7FDFFFFFFFFFFFFF))[
-    0
-]  # Stata's largest double; above: missing codes
+# Stata's largest double (above it: its missing codes)
+DOUBLE_MAX = struct.unpack("<d", struct.pack("<Q", 0x7FDFFFFFFFFFFFFF))[0]
 
 
 def _checked(numbers: np.ndarray, name: str) -> np.ndarray:
@@ -125,9 +125,20 @@ def _doubles(values: np.ndarray, name: str, missing: bytes, days: float = 0.0, s
     return cells
 
 
-def _check_rows(written: int, declared: int) -> None:
-    if written != declared:
-        raise ValueError(f"{written} rows written, {declared} declared")
+class _RecordWriter:
+    """What both writers share: the file, its variables, the rows declared in the header and those
+    written so far, one chunk at a time as fixed-width records."""
+
+    def __init__(self, out: BinaryIO, variables: Sequence[Variable], rows: int) -> None:
+        self.out, self.variables, self.rows, self.written = out, list(variables), rows, 0
+
+    def _emit(self, record: np.ndarray) -> None:
+        self.out.write(record.tobytes())
+        self.written += len(record)
+
+    def _check_rows(self) -> None:
+        if self.written != self.rows:
+            raise ValueError(f"{self.written} rows written, {self.rows} declared")
 
 
 def _clip(text: str, size: int) -> bytes:
@@ -185,7 +196,7 @@ def _short_names(variables: Sequence[Variable]) -> list[list[str]]:
     return out
 
 
-class SavWriter:
+class SavWriter(_RecordWriter):
     """`SavWriter(out, variables, rows, file_label, when)`, then `write(columns)` per chunk of rows
     (one per variable: float64 arrays for numbers, NaN blank, and for dates, days since
     1970-01-01; `Cells` for strings), `rows` rows in all."""
@@ -193,7 +204,7 @@ class SavWriter:
     def __init__(
         self, out: BinaryIO, variables: Sequence[Variable], rows: int, file_label: str, when: datetime.datetime
     ) -> None:
-        self.out, self.variables, self.rows, self.written = out, list(variables), rows, 0
+        super().__init__(out, variables, rows)
         self.storage = [8 if v.kind != STRING else _sav_storage(v.width) for v in self.variables]
         self.out.write(self._dictionary(file_label, when))
 
@@ -316,11 +327,10 @@ class SavWriter:
             else:
                 record[:, at : at + 8] = _doubles(values, v.name, SAV_SYSMIS)
             at += storage
-        self.out.write(record.tobytes())
-        self.written += n
+        self._emit(record)
 
     def close(self) -> None:
-        _check_rows(self.written, self.rows)
+        self._check_rows()
 
 
 # ----------------------------------------------------------------------------- Stata (.dta 118)
@@ -330,22 +340,21 @@ DTA_DOUBLE, DTA_STRL, DTA_STR_MAX = 65526, 32768, 2045
 STATA_EPOCH_DAYS = 3653  # 1960-01-01 to 1970-01-01
 
 
-class DtaWriter:
+class DtaWriter(_RecordWriter):
     """As SavWriter, for Stata: numbers are doubles (value labels take whole numbers), dates %td,
     strings str1-str2045 or strL beyond; `close()` writes the long strings and the value labels."""
 
     def __init__(
         self, out: BinaryIO, variables: Sequence[Variable], rows: int, file_label: str, when: datetime.datetime
     ) -> None:
-        self.out, self.variables, self.rows, self.written = out, list(variables), rows, 0
+        super().__init__(out, variables, rows)
         self.strl = [v.kind == STRING and v.width > DTA_STR_MAX for v in self.variables]
         self.sizes = [
             8 if v.kind != STRING or long else max(v.width, 1) for v, long in zip(variables, self.strl, strict=True)
         ]
         self.long_strings = tempfile.TemporaryFile()  # the strLs' GSO records, written out at close
         self.tables = self._value_labels()
-        self.file_label, self.when = file_label, when
-        self.out.write(self._head())
+        self.out.write(self._head(file_label, when))
 
     def _value_labels(self) -> bytes:
         out = bytearray(b"<value_labels>")
@@ -365,10 +374,10 @@ class DtaWriter:
             out += table + b"</lbl>"
         return bytes(out + b"</value_labels>")
 
-    def _head(self) -> bytes:
+    def _head(self, file_label: str, when: datetime.datetime) -> bytes:
         variables, k = self.variables, len(self.variables)
-        label = _clip(self.file_label, 80)
-        stamp = f"{self.when:%d} {MONTHS[self.when.month - 1]} {self.when:%Y %H:%M}".encode("ascii")
+        label = _clip(file_label, 80)
+        stamp = f"{when:%d} {MONTHS[when.month - 1]} {when:%Y %H:%M}".encode("ascii")
         header = b"<stata_dta><header><release>118</release><byteorder>LSF</byteorder>"
         header += b"<K>" + struct.pack("<H", k) + b"</K><N>" + struct.pack("<Q", self.rows) + b"</N>"
         header += b"<label>" + struct.pack("<H", len(label)) + label + b"</label>"
@@ -379,7 +388,7 @@ class DtaWriter:
             b"<varnames>" + b"".join(v.name.encode().ljust(129, b"\0") for v in variables) + b"</varnames>",
             b"<sortlist>" + b"\0" * (2 * (k + 1)) + b"</sortlist>",
             b"<formats>"
-            + b"".join(self._format(v, size).ljust(57, b"\0") for v, _, size in self._each())
+            + b"".join(self._format(v, long, size).ljust(57, b"\0") for v, long, size in self._each())
             + b"</formats>",
             b"<value_label_names>"
             + b"".join((v.name.encode() if self._labelled(v) else b"").ljust(129, b"\0") for v in variables)
@@ -389,15 +398,13 @@ class DtaWriter:
             + b"</variable_labels>",
             b"<characteristics></characteristics>",
         ]
-        map_at = len(header)
-        self.map_at = map_at
-        self.marks = [0, map_at]  # the map: where each part starts (the last four are known at close)
-        at = map_at + len(b"<map></map>") + 14 * 8
+        self.map_at = len(header)
+        self.marks = [0, self.map_at]  # the map: where each part starts (the last four are known at close)
+        at = self.map_at + len(b"<map></map>") + 14 * 8
         for part in parts:
             self.marks.append(at)
             at += len(part)
         self.marks.append(at)  # <data>
-        self.record = sum(self.sizes)
         return header + b"<map>" + b"\0" * (14 * 8) + b"</map>" + b"".join(parts) + b"<data>"
 
     def _each(self) -> Any:
@@ -408,16 +415,16 @@ class DtaWriter:
         return bool(v.value_labels) and v.kind == NUMBER  # Stata labels whole numbers only
 
     @staticmethod
-    def _format(v: Variable, size: int) -> bytes:
+    def _format(v: Variable, long: bool, size: int) -> bytes:
         if v.kind == DATE:
             return b"%td"
         if v.kind == STRING:
-            return f"%-{size}s".encode() if v.width <= DTA_STR_MAX else b"%9s"
+            return b"%9s" if long else f"%-{size}s".encode()
         return b"%8.0g" if v.value_labels else b"%9.0g"
 
     def write(self, columns: Sequence[np.ndarray]) -> None:
         n = len(columns[0]) if columns else 0
-        record = np.zeros((n, self.record), dtype=np.uint8)
+        record = np.zeros((n, sum(self.sizes)), dtype=np.uint8)
         at = 0
         for i, ((v, long, size), values) in enumerate(zip(self._each(), columns, strict=True)):
             if long:  # strL: (variable, observation) of a GSO written at the end; (0, 0) is ""
@@ -436,12 +443,11 @@ class DtaWriter:
             else:
                 record[:, at : at + 8] = _doubles(values, v.name, DTA_MISSING)
             at += size
-        self.out.write(record.tobytes())
-        self.written += n
+        self._emit(record)
 
     def close(self) -> None:
         """The strLs, value labels and the map (written over its placeholder: `out` must seek)."""
-        _check_rows(self.written, self.rows)
+        self._check_rows()
         out = self.out
         out.write(b"</data>")
         strls_at = out.tell()
