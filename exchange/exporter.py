@@ -297,11 +297,14 @@ DANGEROUS_FIRST_SQL = "(" + ", ".join(str(ord(c)) for c in DANGEROUS_FIRST) + ")
 SAFE_ABOVE = max(ord(c) for c in DANGEROUS_FIRST)
 
 
+GUARD_PREFIX = "(CASE WHEN ascii("  # how every guarded text cell's SQL starts (export_cache quotes those)
+
+
 def sql_guard(expr: str) -> str:
     """`neutralise` of a text value: a leading ' before a risky first character; '' as NULL (an
     empty cell: COPY would quote an empty string, the Python writer does not)."""
     return (
-        f"(CASE WHEN ascii({expr}) > {SAFE_ABOVE} THEN {expr}"
+        f"{GUARD_PREFIX}{expr}) > {SAFE_ABOVE} THEN {expr}"
         f" WHEN ascii({expr}) IN {DANGEROUS_FIRST_SQL} THEN '''' || {expr} ELSE nullif({expr}, '') END)"
     )
 
@@ -600,6 +603,10 @@ class Population:
     study_ids: str
     site_ids: str = "{}"  # the sites of these patients
     version_ids: str = "{}"  # the consent versions of their consent records
+    # or the patients as a FROM item `pop(id, study_id, rank)` (the export cache's refresh of a few
+    # patients, exchange/export_cache.py); `ids` and `study_ids` are then unused
+    from_sql: str = ""
+    ids_sql: str = ""  # with from_sql: the same patients as an array expression (the wide file's pivot)
 
 
 def population_literal(spec: ExportSpec) -> Population:
@@ -792,12 +799,17 @@ def _names_used(column: Column) -> set[str]:
 
 
 def wide_sql(
-    spec: ExportSpec, columns: list[Column], mogrify: Callable[[str, Any], bytes], population: "Population"
+    spec: ExportSpec,
+    columns: list[Column],
+    mogrify: Callable[[str, Any], bytes],
+    population: "Population",
+    cache: bool = False,
 ) -> str:
     """The wide file in one SELECT: each patient row (as patients.csv selects it) joined to its
     index procedure and to its visits pivoted in one pass (`w`: the values the visit cells read, one
     column per time point; at most one visit per patient and time point, a unique constraint, so
-    `max` is that visit's value), rather than one scan of the visits per time point."""
+    `max` is that visit's value), rather than one scan of the visits per time point. `cache`: the
+    form the export cache stores (see `file_sql`)."""
     patients = _source_queries(spec, population)["patients"].sql(mogrify)
     visit_cols = {c.name: c for c in crf_columns("followups", spec)}
     names = sorted(set().union(*(_names_used(visit_cols[m]) for m in WIDE_MEASURES)) - {"index_date"})
@@ -805,9 +817,10 @@ def wide_sql(
     # inlining the CASE into each of the 42 filters), so a filter compares integers, not text:
     # 1.55 -> 1.40 s for the wide file at 100,000 patients
     position = " ".join(f"WHEN {_sql_literal(tp)} THEN {i}" for i, tp in enumerate(Timepoint.values))
+    only = f' WHERE v."patient_id" = ANY({population.ids_sql})' if population.ids_sql else ""  # a few patients
     visits = (
         f'SELECT v."patient_id", {", ".join(f'v."{name}"' for name in names)},'
-        f' CASE v."timepoint" {position} END AS tp FROM {FollowUp._meta.db_table} v OFFSET 0'
+        f' CASE v."timepoint" {position} END AS tp FROM {FollowUp._meta.db_table} v{only} OFFSET 0'
     )
     pivot = ", ".join(
         f'max(f."{name}") FILTER (WHERE f.tp = {i}) AS "{name}__{i}"'
@@ -820,6 +833,12 @@ def wide_sql(
         f'LEFT JOIN (SELECT f."patient_id", {pivot} FROM ({visits}) f GROUP BY f."patient_id") w'
         ' ON w."patient_id" = pop.id',
     ]
+    if cache:  # one row per patient: no order within her rows
+        return (
+            f'SELECT pop.id AS "{CACHE_PATIENT}", pop.study_id AS "{CACHE_STUDY_ID}",'
+            f" {_select_list(columns, _with_index_date('p', 'ix'))}"
+            f" FROM {_population_rows(mogrify, population)} {' '.join(joins)}"
+        )
     return (
         f"SELECT {_select_list(columns, _with_index_date('p', 'ix'))} FROM {_population_rows(mogrify, population)}"
         f" {' '.join(joins)} ORDER BY pop.rank"
@@ -835,13 +854,25 @@ def _select_list(columns: list[Column], col: Callable[[str], str]) -> str:
     return ", ".join(f'{c.sql(col)} AS "{c.name}"' for c in columns if c.sql is not None)
 
 
+CACHE_PATIENT = "__patient"  # the patient of a row, in a cache form of a file's SELECT
+CACHE_STUDY_ID = "__study_id"  # and her study ID, as stored (the order of an export)
+CACHE_ORDER = "__order"  # the keys sorting one patient's rows: "__order0", "__order1"...
+
+
 def file_sql(
-    file: str, spec: ExportSpec, columns: list[Column], mogrify: Callable[[str, Any], bytes], population: "Population"
+    file: str,
+    spec: ExportSpec,
+    columns: list[Column],
+    mogrify: Callable[[str, Any], bytes],
+    population: "Population",
+    cache: bool = False,
 ) -> str:
     """One bundle file in one SELECT: the cells of `columns` over the rows `table` reads, in its order.
 
     A file of patient rows joins the population (its ids in study ID order, see `population_literal`)
-    and the index procedure; it is sorted by the population's rank, then as `table` sorts."""
+    and the index procedure; it is sorted by the population's rank, then as `table` sorts. `cache`
+    (a file of patient rows): unsorted, each row with its patient (CACHE_PATIENT) and the keys that
+    sort one patient's rows (CACHE_ORDER + 0, 1...), the form exchange/export_cache.py stores."""
     source = _source_queries(spec, population)[file]
     if source.patient_key:  # the study ID is the population's (`population_literal`), not a join per row
         named = _with_index_date("t", "ix")
@@ -853,18 +884,20 @@ def file_sql(
         order = ", ".join(f't."{name}"' for name in source.sql_order)
         return f"SELECT {select} FROM ({base}) t ORDER BY {order}"
     assert source.sql_order[0] == "study_id", file  # unique per patient, so ordered as the rank
-    order = ", ".join(["pop.rank", *(f't."{name}"' for name in source.sql_order[1:])])
+    own_order = [f't."{name}"' for name in source.sql_order[1:]]
     index = ""
     if 'ix."procedure_date"' in select:  # some cell needs the index date (see `_with_index_date`)
         index = f' LEFT JOIN {Procedure._meta.db_table} ix ON ix."patient_id" = pop.id AND ix."procedure_number" = 1'
-    return (
-        f"SELECT {select} FROM {_population_rows(mogrify, population)}"
-        f' JOIN ({base}) t ON t."{source.patient_key}" = pop.id{index}'
-        f" ORDER BY {order}"
-    )
+    rows = f'{_population_rows(mogrify, population)} JOIN ({base}) t ON t."{source.patient_key}" = pop.id{index}'
+    if cache:
+        keys = "".join(f', {key} AS "{CACHE_ORDER}{i}"' for i, key in enumerate(own_order))
+        return f'SELECT pop.id AS "{CACHE_PATIENT}", pop.study_id AS "{CACHE_STUDY_ID}"{keys}, {select} FROM {rows}'
+    return f"SELECT {select} FROM {rows} ORDER BY {', '.join(['pop.rank', *own_order])}"
 
 
 def _population_rows(mogrify: Callable[[str, Any], bytes], population: "Population") -> str:
+    if population.from_sql:
+        return population.from_sql
     return mogrify(
         "unnest(%s::bigint[], %s::text[]) WITH ORDINALITY AS pop(id, study_id, rank)",
         [population.ids, population.study_ids],
@@ -976,25 +1009,61 @@ class Member:
     columns: list[Column]
     rows: Iterator[list[Any]] | None = None
     sql: Callable[[], str] | None = None  # built when the file is written (the population is read then)
+    cached: bool = False  # `sql` reads the export cache's text (exchange/export_cache.py), not cells
+
+    def copy_statement(self) -> str:
+        assert self.sql is not None
+        if self.cached:  # COPY's text format: the stored CSV text, escaped (export_cache.CachedText)
+            return f"COPY ({self.sql()}) TO STDOUT"
+        return f"COPY ({self.sql()}) TO STDOUT WITH (FORMAT csv, HEADER true)"
+
+    def settings(self) -> tuple[str, str]:
+        """Planner settings for this file's COPY, and their reset (SET LOCAL in the snapshot). The
+        cache's reads have theirs once per connection (`export_cache.READ_SETTINGS`)."""
+        if self.name in NESTED_LOOP_FILES and not self.cached:
+            return NESTED_LOOPS, JOINS_BACK
+        return "", ""
 
 
-def export_members(spec: ExportSpec, engine: str, mogrify: Callable[[str, Any], bytes] | None = None) -> list[Member]:
+def export_members(
+    spec: ExportSpec, engine: str, mogrify: Callable[[str, Any], bytes] | None = None, cache: bool = True
+) -> list[Member]:
     """The CSV files an export writes, in order: each bundle file, then the wide file.
 
     `engine` "sql" (PostgreSQL): each file is one `COPY (SELECT ...) TO STDOUT`, its cells
     formatted and guarded in SQL; "python" (SQLite, and a second method in the tests): rows
     read with `.iterator()` and written by `registry.csv_safety.stream_csv`. Both give the
-    same bytes (tests/exchange/test_export_sql.py).
+    same bytes (tests/exchange/test_export_sql.py). With `cache` (the SQL engine, a
+    de-identified export, the cache installed by this code: `export_cache.usable`), the files
+    of patient rows are read from the export cache's stored text, the same bytes again.
     """
+    from exchange import export_cache  # it builds its rows with this module's queries
+
     members: list[Member] = []
     sql = engine == ENGINE_SQL
     if sql and mogrify is None:
         raise ValueError("the SQL engine needs the connection's mogrify")
     population = functools.cache(lambda: population_literal(spec))  # at the first COPY, not before the first byte
+    bits = functools.cache(lambda: export_cache.population_bits(population().ids))
+    cached = (
+        set(export_cache.cached_files())
+        if sql and cache and not spec.identified and export_cache.usable(read_alias())
+        else set()
+    )
     if spec.shape in (SHAPE_BOTH, SHAPE_LONG):
         sources = None if sql else _sources(spec)
         for file in dictionary.FILES:
-            if sql:
+            if f"{file}.csv" in cached:
+                name = f"{file}.csv"
+                members.append(
+                    Member(
+                        name,
+                        crf_columns(file, spec),
+                        sql=lambda n=name: export_cache.member_sql(n, bits()),
+                        cached=True,
+                    )
+                )
+            elif sql:
                 columns = crf_columns(file, spec)
                 members.append(
                     Member(
@@ -1007,7 +1076,12 @@ def export_members(spec: ExportSpec, engine: str, mogrify: Callable[[str, Any], 
                 columns, rows = table(file, spec, sources[file])
                 members.append(Member(f"{file}.csv", columns, rows=rows))
     if spec.shape in (SHAPE_BOTH, SHAPE_WIDE):
-        if sql:
+        if WIDE_FILE in cached:
+            columns = _wide_parts(spec)[0]
+            members.append(
+                Member(WIDE_FILE, columns, sql=lambda: export_cache.member_sql(WIDE_FILE, bits()), cached=True)
+            )
+        elif sql:
             columns = _wide_parts(spec)[0]
             members.append(Member(WIDE_FILE, columns, sql=lambda c=columns: wide_sql(spec, c, mogrify, population())))
         else:
@@ -1024,11 +1098,15 @@ def export_zip(
     result: ExportResult | None = None,
     on_done: Callable[[ExportResult], None] | None = None,
     engine: str | None = None,
+    cache: bool = True,
 ) -> Iterator[bytes]:
     """Yield the export zip chunk by chunk; `result` is filled as files complete.
 
-    `engine`: None picks "sql" on PostgreSQL and "python" elsewhere (see `export_members`).
+    `engine`: None picks "sql" on PostgreSQL and "python" elsewhere (see `export_members`);
+    `cache=False` makes the SQL engine format every cell again instead of reading the export cache.
     """
+    from exchange import export_cache  # it builds its rows with this module's queries
+
     result = result if result is not None else ExportResult()
     sink = _Sink()
     described: list[tuple[str, list[Column]]] = []
@@ -1044,7 +1122,10 @@ def export_zip(
             connection.ensure_connection()
             mogrify = connection.connection.cursor().mogrify
         package = formats.Package(spec.started_at) if spec.packages else None  # see ExportSpec.packages
-        members = export_members(spec, engine, mogrify)
+        members = export_members(spec, engine, mogrify, cache)
+        if any(m.cached for m in members):
+            with connection.cursor() as cursor:
+                cursor.execute(export_cache.READ_SETTINGS)
         prefetch: _Prefetch | None = None
         for member in members:
             described.append((member.name[:-4], member.columns))
@@ -1053,15 +1134,16 @@ def export_zip(
                 tap = _package_tap(package, member.name, member.columns) if package else None
                 if prefetch is None and snapshot_name and result.files:
                     # after the first file (the population is read by then, the first bytes are out)
-                    later = [(m.name, m.sql()) for m in members if m.name in PREFETCHED and m.sql is not None]
+                    later = [m for m in members if m.name in PREFETCHED and m.sql is not None]
                     prefetch = cleanup.enter_context(_Prefetch(connection, snapshot_name, later))
                 source = prefetch.take(member.name) if prefetch and member.name in PREFETCHED else None
-                yield from _copy_member(
-                    zf, sink, member.name, member.sql, result, spec.started_at, tap, source, connection
-                )
+                yield from _copy_member(zf, sink, member, result, spec.started_at, tap, source, connection)
             else:
                 rows = package.tee(member.name, member.columns, member.rows) if package else member.rows
                 yield from _write_member(zf, sink, member.name, header, rows, result, spec.started_at)
+        if any(m.cached for m in members):
+            with connection.cursor() as cursor:
+                cursor.execute(export_cache.READ_RESET)
         yield from _write_member(
             zf, sink, "data_dictionary.csv", DICTIONARY_HEADER, dictionary_rows(described), result, spec.started_at
         )
@@ -1125,8 +1207,8 @@ class _CopyOut:
     snapshot then rolls back.
     """
 
-    def __init__(self, sql: str, connection: Any = None) -> None:
-        self.sql = f"COPY ({sql}) TO STDOUT WITH (FORMAT csv, HEADER true)"
+    def __init__(self, statement: str, connection: Any = None) -> None:
+        self.sql = statement  # the whole COPY ... TO STDOUT
         self.rows = 0
         self.connection = connection or connections[read_alias()]  # the snapshot's
 
@@ -1206,14 +1288,18 @@ class _Spooled:
 
 
 class _Prefetch:
-    """COPY `jobs` ([(member name, SELECT)]) on a second connection that imports the export's
+    """COPY `jobs` (members with their SELECT) on a second connection that imports the export's
     snapshot (`SET TRANSACTION SNAPSHOT`: the same rows, whatever was saved since), each into a
     temporary file: the disk holds them, not memory. `take(name)` waits for that file. Closing
     (the export's end, or an abandoned download) cancels the COPY and removes the files."""
 
-    def __init__(self, connection: Any, snapshot_name: str, jobs: list[tuple[str, str]]) -> None:
-        self.connection, self.snapshot_name, self.jobs = connection, snapshot_name, jobs
-        self.done = {name: threading.Event() for name, _ in jobs}
+    def __init__(self, connection: Any, snapshot_name: str, jobs: list["Member"]) -> None:
+        from exchange import export_cache
+
+        self.connection, self.snapshot_name = connection, snapshot_name
+        self.jobs = [(m.name, m.copy_statement(), *m.settings()) for m in jobs]  # built here, in the export's thread
+        self.settings = SNAPSHOT_SETTINGS + (f"; {export_cache.READ_SETTINGS}" if any(m.cached for m in jobs) else "")
+        self.done = {name: threading.Event() for name, *_ in self.jobs}
         self.spooled: dict[str, _Spooled] = {}
         self.error: BaseException | None = None
         self.raw: Any = None
@@ -1230,10 +1316,14 @@ class _Prefetch:
             with self.raw.cursor() as cursor:
                 cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
                 cursor.execute("SET TRANSACTION SNAPSHOT %s", [self.snapshot_name])
-                cursor.execute(SNAPSHOT_SETTINGS)
-                for name, sql in self.jobs:
+                cursor.execute(self.settings)
+                for name, statement, before, after in self.jobs:
                     spool = tempfile.TemporaryFile(prefix="export-")
-                    cursor.copy_expert(f"COPY ({sql}) TO STDOUT WITH (FORMAT csv, HEADER true)", spool)
+                    if before:
+                        cursor.execute(before)
+                    cursor.copy_expert(statement, spool)
+                    if after:
+                        cursor.execute(after)
                     self.spooled[name] = _Spooled(spool, max(cursor.rowcount, 0))
                     self.done[name].set()
         except BaseException as exc:  # handed to the export's thread by take()
@@ -1293,8 +1383,7 @@ JOINS_BACK = "SET LOCAL enable_hashjoin TO DEFAULT; SET LOCAL enable_mergejoin T
 def _copy_member(
     zf: zipfile.ZipFile,
     sink: _Sink,
-    name: str,
-    sql: Callable[[], str],
+    file: Member,
     result: ExportResult,
     when: datetime.datetime,
     tap: Callable[[bytes], None] | None = None,
@@ -1303,17 +1392,22 @@ def _copy_member(
 ) -> Iterator[bytes]:
     """One CSV member: COPYed on the export's connection as it is zipped, or, with `source`, read
     from the file the second connection spooled meanwhile (`_Prefetch`)."""
+    from exchange import export_cache  # it builds its rows with this module's queries
+
     digest = hashlib.sha256()
     connection = connection or connections[read_alias()]
-    nested = source is None and name in NESTED_LOOP_FILES
-    with _open_csv(zf, name, when) as member:
+    before, after = file.settings() if source is None else ("", "")
+    with _open_csv(zf, file.name, when) as member:
         chunk = sink.take()  # the entry's header: the download starts before the database is read
         if chunk:
             yield chunk
-        if nested:
+        if before:
             with connection.cursor() as cursor:
-                cursor.execute(NESTED_LOOPS)
-        copy: _CopyOut | _Spooled = source() if source is not None else _CopyOut(sql(), connection)
+                cursor.execute(before)
+        copy: _CopyOut | _Spooled | export_cache.CachedText
+        copy = source() if source is not None else _CopyOut(file.copy_statement(), connection)
+        if file.cached:
+            copy = export_cache.CachedText(copy, (",".join(c.name for c in file.columns) + "\n").encode())
         for block in copy:
             digest.update(block)
             member.write(block)
@@ -1322,10 +1416,10 @@ def _copy_member(
             chunk = sink.take()
             if chunk:
                 yield chunk
-        if nested:
+        if after:
             with connection.cursor() as cursor:
-                cursor.execute(JOINS_BACK)
-    result.files[name] = {"rows": copy.rows, "sha256": digest.hexdigest()}
+                cursor.execute(after)
+    result.files[file.name] = {"rows": copy.rows, "sha256": digest.hexdigest()}
     chunk = sink.take()
     if chunk:
         yield chunk

@@ -72,7 +72,7 @@ from audit.services import (
     row_values,
     save_audited,
 )
-from exchange import dictionary
+from exchange import dictionary, export_cache
 from exchange.dictionary import Variable
 from outcomes import derived
 from outcomes.models import FollowUp, Medication
@@ -2009,11 +2009,14 @@ def copy_created(batches: list[list[models.Model]], *, user: Any, reason: str) -
 
 
 def send_payloads(cursor: Any, payloads: list[tuple[str, str]]) -> None:
-    """One chunk's COPY statements, the derived tables refreshed once after them (outcomes.derived)."""
+    """One chunk's COPY statements, the derived tables refreshed once after them (outcomes.derived,
+    and the export cache's rows: exchange.export_cache)."""
     cursor.execute(derived.DEFER)
+    cursor.execute(export_cache.DEFER)
     for sql, text in payloads:
         cursor.copy_expert(sql, io.StringIO(text), 1 << 20)
     cursor.execute(derived.REFRESH)
+    cursor.execute(export_cache.REFRESH)
 
 
 class CopyWriter:

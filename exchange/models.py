@@ -55,3 +55,26 @@ class ExportLog(models.Model):
 
     def __str__(self) -> str:
         return f"{self.at:%Y-%m-%d %H:%M} {self.username or 'command line'} {self.level}"
+
+
+class ExportRow(models.Model):
+    """One patient's rows of one de-identified export file, as CSV text: derived, never edited.
+
+    Kept by the triggers exchange/export_cache.py installs (PostgreSQL), read by the export instead
+    of formatting every cell again. Not on SQLite."""
+
+    derived = True  # kept by triggers, never audited: not a record of the trail's filter
+
+    pk = models.CompositePrimaryKey("file", "patient_id")
+    file = models.CharField(max_length=40)
+    patient_id = models.BigIntegerField()
+    study_id = models.CharField(max_length=32)  # her study ID: the export reads a file in this order
+    rows = models.IntegerField()
+    body = models.TextField()
+
+    class Meta:
+        verbose_name = _("export cache row")
+        indexes = [models.Index(fields=["file", "study_id"], name="exportrow_file_order")]
+
+    def __str__(self) -> str:
+        return f"{self.file} of patient {self.patient_id}"

@@ -191,7 +191,9 @@ def test_an_abandoned_copy_is_cancelled_and_the_connection_stays_usable(monkeypa
     class Abandoned(Exception):
         pass
 
-    copy = exporter._CopyOut("SELECT g, repeat('x', 100) FROM generate_series(1, 2000000) g")
+    copy = exporter._CopyOut(
+        "COPY (SELECT g, repeat('x', 100) FROM generate_series(1, 2000000) g) TO STDOUT WITH (FORMAT csv, HEADER true)"
+    )
     with pytest.raises(Abandoned), transaction.atomic():  # the export's snapshot is an atomic block too
         blocks = iter(copy)
         assert next(blocks).startswith(b"g,repeat\n1,xxx")
