@@ -303,11 +303,13 @@ _ESCAPE = re.compile(rb"\\(.)", re.S)
 def unescape(lines: bytes) -> bytes:
     """Whole rows of COPY's text format (one column: a patient's CSV text) back to that text: each
     row ends in a newline COPY added, and the text's own newlines, tabs and backslashes come
-    escaped. Most blocks escape nothing but the newlines (every backslash is one of "\\n"): two
-    replaces; any other escape, a regular expression."""
+    escaped. Most blocks escape nothing but the newlines: once every "\\n" is a newline again, no
+    backslash is left (one left means another escape, or an escaped backslash before an "n", was
+    there); then a regular expression reads every escape from the start."""
     text = lines.replace(b"\n", b"")
-    if text.count(b"\\") == text.count(b"\\n"):
-        return text.replace(b"\\n", b"\n")
+    plain = text.replace(b"\\n", b"\n")
+    if b"\\" not in plain:
+        return plain
     return _ESCAPE.sub(lambda m: _ESCAPES[m.group(1)], text)
 
 

@@ -609,19 +609,32 @@ class Population:
     ids_sql: str = ""  # with from_sql: the same patients as an array expression (the wide file's pivot)
 
 
-def population_literal(spec: ExportSpec) -> Population:
+def population_literal(spec: ExportSpec, ordered: bool = True) -> Population:
     """The exported patients (ids and study IDs) in study ID order (the database's collation, sorted
     once): one query over the analysis rows the triggers keep (outcomes.cohort.analysis_rows_where,
     the rules of `filtered_patients`), which returns both array literals as PostgreSQL writes them.
     Each file joins them `WITH ORDINALITY`, sorts by that integer rank instead of comparing study IDs
-    by collation again, and takes the study ID from it instead of joining every row to its patient."""
+    by collation again, and takes the study ID from it instead of joining every row to its patient.
+    `ordered=False` (an export reading the cache, whose rows hold their study IDs): the ids in any
+    order and no study IDs, from the analysis rows alone (0.05 s instead of 0.4 s at 100,000)."""
     where, params = analysis_rows_where(spec.user, spec.filters)
+    versions = (
+        "(SELECT coalesce(array_agg(DISTINCT c.consent_version_id)::text, '{}') FROM patients_consent c"
+        f" WHERE c.patient_id IN (SELECT a.patient_id FROM outcomes_analysisrow a WHERE {where}))"
+    )
+    if not ordered:
+        sql = (
+            f"SELECT coalesce(array_agg(a.patient_id)::text, '{{}}'), '{{}}',"
+            f" coalesce(array_agg(DISTINCT a.site_id)::text, '{{}}'), {versions}"
+            f" FROM outcomes_analysisrow a WHERE {where}"
+        )
+        with connections[read_alias()].cursor() as cursor:
+            cursor.execute(sql, params)
+            return Population(*cursor.fetchone())
     sql = (
         "SELECT coalesce(array_agg(p.id ORDER BY p.study_id)::text, '{}'),"
         " coalesce(array_agg(p.study_id ORDER BY p.study_id)::text, '{}'),"
-        " coalesce(array_agg(DISTINCT p.site_id)::text, '{}'),"
-        " (SELECT coalesce(array_agg(DISTINCT c.consent_version_id)::text, '{}') FROM patients_consent c"
-        f" WHERE c.patient_id IN (SELECT a.patient_id FROM outcomes_analysisrow a WHERE {where}))"
+        f" coalesce(array_agg(DISTINCT p.site_id)::text, '{{}}'), {versions}"
         f" FROM outcomes_analysisrow a JOIN patients_patient p ON p.id = a.patient_id WHERE {where}"
     )
     with connections[read_alias()].cursor() as cursor:
@@ -1043,13 +1056,14 @@ def export_members(
     sql = engine == ENGINE_SQL
     if sql and mogrify is None:
         raise ValueError("the SQL engine needs the connection's mogrify")
-    population = functools.cache(lambda: population_literal(spec))  # at the first COPY, not before the first byte
-    bits = functools.cache(lambda: export_cache.population_bits(population().ids))
     cached = (
         set(export_cache.cached_files())
         if sql and cache and not spec.identified and export_cache.usable(read_alias())
         else set()
     )
+    # at the first COPY, not before the first byte
+    population = functools.cache(lambda: population_literal(spec, ordered=not cached))
+    bits = functools.cache(lambda: export_cache.population_bits(population().ids))
     if spec.shape in (SHAPE_BOTH, SHAPE_LONG):
         sources = None if sql else _sources(spec)
         for file in dictionary.FILES:

@@ -3,6 +3,7 @@ the export's own queries formatting every cell (`cache=False`, the oracle, itsel
 the Python writer in test_export_sql.py), byte for byte, after hostile text and after every kind of
 change a nurse, an admin or an import makes."""
 
+import csv
 import datetime
 import io
 import json
@@ -11,6 +12,8 @@ import zipfile
 import pytest
 from django.db import connection, models
 from django.db.models import F
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from accounts.models import Site
 from exchange import export_cache, exporter
@@ -145,3 +148,23 @@ def test_the_cache_holds_one_row_per_patient_and_file_with_her_row_count(messy):
     # an export's manifest counts the population's rows (the fixture's consented patients: all of them here)
     manifest = json.loads(export(True)[0].read("manifest.json"))
     assert manifest["files"]["followups.csv"]["rows"] <= FollowUp.objects.count()
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(texts=st.lists(st.text(st.characters(blacklist_characters="\x00"), max_size=30), min_size=1, max_size=6))
+def test_copys_text_format_is_read_back_to_the_stored_text(texts):
+    # PostgreSQL's own escaping is the oracle: a row per text, as an export reads one per patient
+    out = io.BytesIO()
+    with connection.cursor() as cursor:
+        values = ", ".join(["(%s)"] * len(texts))
+        sql = cursor.mogrify(f"SELECT t FROM (VALUES {values}) v(t)", texts).decode()
+        cursor.cursor.copy_expert(f"COPY ({sql}) TO STDOUT", out)
+    assert export_cache.unescape(out.getvalue()) == "".join(texts).encode()
+
+
+@settings(max_examples=150, deadline=None)
+@given(rows=st.lists(st.lists(st.text(st.characters(blacklist_characters="\x00"), max_size=8), max_size=4), max_size=8))
+def test_csv_records_counts_the_rows_written_whatever_their_line_breaks(rows):
+    out = io.StringIO(newline="")
+    csv.writer(out, lineterminator="\n").writerows([row or ["x"] for row in rows])
+    assert export_cache.csv_records(out.getvalue().encode()) == len(rows)
