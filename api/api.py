@@ -112,15 +112,15 @@ class RecordQuery(Filters):
     shape: Literal["both", "long", "wide"] = SHAPE_BOTH
     level: Literal["deidentified", "identified"] = DEIDENTIFIED
     reason: str = ""
-    packages: bool = True
+    packages: bool = False
 
 
 @api.get(
     "/records",
     response={200: dict, 400: Error, 403: Error},
     summary="The cohort's records, as the export writes them",
-    description="format=zip: the export zip (CSV bundle, wide file, dictionary, manifest, SPSS/Stata/R files; "
-    "packages=false leaves those out, for the CSVs alone of a large cohort). "
+    description="format=zip: the export zip (CSV bundle, wide file, dictionary, manifest; packages=true adds "
+    "the SPSS/Stata/R files of the same CSVs, several times the CSVs' time for a large cohort). "
     "format=json: {file: [rows as the CSV cells]} of the same CSVs. De-identified unless an administrator "
     "asks for level=identified with a reason; de-identified date filters are whole calendar years only.",
 )

@@ -8,7 +8,7 @@ visits, opioid rows), then runs the same generator the /exports/ page streams, i
     export DATABASE_URL=postgres://registry:registry@127.0.0.1:5432/registry_bench
     .venv/bin/python manage.py migrate
     .venv/bin/python bench/export_benchmark.py --patients 100000 [--level identified] [--shape both]
-        [--engine sql|python] [--no-package]
+        [--engine sql|python] [--no-cache] [--package]
 
 The database is refilled only when it does not already hold N patients. Prints the export's
 time (the faster of `--runs` exports, 2 by default, as the floor takes the faster of two COPYs),
@@ -199,7 +199,11 @@ def main() -> None:
         "--engine", choices=["sql", "python"], default="sql", help="sql: COPY per file (PostgreSQL default)"
     )
     parser.add_argument(
-        "--no-package", action="store_true", help="leave out the SPSS/Stata/R files (ExportSpec.packages)"
+        "--package", action="store_true", help="also the SPSS/Stata/R files (ExportSpec.packages; asked for in the app)"
+    )
+    parser.add_argument("--no-package", dest="package", action="store_false", help="the CSV files only (the default)")
+    parser.add_argument(
+        "--no-cache", action="store_true", help="format every cell in the queries instead of reading the export cache"
     )
     parser.add_argument("--trace-memory", action="store_true", help="also trace Python allocations (slows the run ~3x)")
     parser.add_argument(
@@ -250,14 +254,14 @@ def main() -> None:
 
     if args.trace_memory:
         tracemalloc.start()
-    spec = ExportSpec(level=args.level, shape=args.shape, packages=not args.no_package, reason="benchmark")
+    spec = ExportSpec(level=args.level, shape=args.shape, packages=args.package, reason="benchmark")
     runs = []
     for _ in range(args.runs):  # the faster run counts, as for the floor (the first warms the cache)
         result = ExportResult()
         start = time.perf_counter()
         first = None
         size = 0
-        for chunk in export_zip(spec, result, engine=args.engine):
+        for chunk in export_zip(spec, result, engine=args.engine, cache=not args.no_cache):
             if first is None:
                 first = time.perf_counter() - start
             size += len(chunk)
@@ -266,8 +270,11 @@ def main() -> None:
     peak = tracemalloc.get_traced_memory()[1] if args.trace_memory else None
     rss = peak_rss_mib()
     rows = sum(result.row_counts.values())
-    package = "without" if args.no_package else "with"
-    print(f"patients: {args.patients}  level: {args.level}  shape: {args.shape}  engine: {args.engine}  ", end="")
+    package = "with" if args.package else "without"
+    cache = "without the export cache" if args.no_cache else "export cache"
+    print(
+        f"patients: {args.patients}  level: {args.level}  shape: {args.shape}  engine: {args.engine}  {cache}  ", end=""
+    )
     print(f"{package} statistics-package files")
     print(f"rows written: {rows:,}  zip size: {size / 2**20:.1f} MiB")
     each = ", ".join(f"{t:.2f}" for t, _, _ in runs)

@@ -168,6 +168,9 @@ def functions_sql(mogrify: Callable[[str, Any], bytes]) -> tuple[str, str]:
     now = (
         f"CREATE OR REPLACE FUNCTION {REFRESH_NOW}(ids bigint[], files text[]) RETURNS void LANGUAGE plpgsql"
         f" {SETTINGS} AS $fn$\nBEGIN\n"
+        # concurrent refreshes of one patient take turns, as outcomes_refresh_due's do (a row lock; each
+        # statement of the function then sees what the first one committed, and inserts no duplicate)
+        "    PERFORM 1 FROM patients_patient WHERE id = ANY(ids) ORDER BY id FOR NO KEY UPDATE;\n"
         f"    DELETE FROM {TABLE} WHERE patient_id = ANY(ids) AND (files IS NULL OR file = ANY(files));\n"
         f"{inserts}END\n$fn$;\n"
     )

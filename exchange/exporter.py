@@ -107,9 +107,9 @@ class ExportSpec:
     reason: str = ""
     username: str = ""
     started_at: datetime.datetime = field(default_factory=timezone.now)
-    # the SPSS, Stata and R files of the same CSVs (exchange/formats.py): built after the CSVs, in
-    # memory, most of a large export's time (BENCHMARKS.md); leave them out for the CSVs alone
-    packages: bool = True
+    # the SPSS, Stata and R files of the same CSVs (exchange/formats.py), asked for: built after the
+    # CSVs, they take several times the CSVs' time at 100,000 patients (BENCHMARKS.md)
+    packages: bool = False
 
     @property
     def identified(self) -> bool:

@@ -27,11 +27,11 @@ class ExportForm(CohortFilterForm):
     )
     packages = forms.BooleanField(
         required=False,
-        initial=True,
+        initial=False,
         label=gettext_lazy("SPSS, Stata and R files"),
         help_text=gettext_lazy(
-            "The same data for statistics packages, built after the CSV files: for a large cohort they take"
-            " most of the export's time."
+            "Also the same data as SPSS (.sav), Stata (.dta) and R files, built after the CSV files: for a"
+            " large cohort the export then takes several times longer."
         ),
     )
     reason = forms.CharField(

@@ -219,7 +219,7 @@ def test_filters_apply_as_on_the_dashboard(client, admin_user, demo_cohort):
 
 def test_the_command_writes_the_same_files_as_the_page(client, admin_user, demo_cohort, tmp_path):
     out = tmp_path / "export.zip"
-    call_command("export_bundle", "--out", str(out), "--site", "PSP", stdout=StringIO())
+    call_command("export_bundle", "--out", str(out), "--site", "PSP", "--packages", stdout=StringIO())
     client.force_login(admin_user)
     web = zipfile.ZipFile(io.BytesIO(b"".join(post(client, site="PSP").streaming_content)))
     cli = zipfile.ZipFile(out)

@@ -172,17 +172,20 @@ def test_an_export_without_the_package_files_has_the_same_csvs_and_says_so(demo_
     assert set(manifests[1]["files"]) == {n for n in csv_only.namelist() if n != "manifest.json"}
 
 
-def test_the_page_and_the_command_leave_the_package_files_out_on_request(client, admin_user, demo_cohort, tmp_path):
+def test_the_page_and_the_command_add_the_package_files_on_request_only(client, admin_user, demo_cohort, tmp_path):
     client.force_login(admin_user)
     page = client.get("/exports/").content.decode()
-    assert re.search(r'<input type="checkbox" name="packages"[^>]* checked', page)  # on unless unticked
+    assert re.search(r'<input type="checkbox" name="packages"', page)
+    assert not re.search(r'<input type="checkbox" name="packages"[^>]* checked', page)  # off unless ticked
     base = {"shape": "both", "level": "deidentified"}
     for data, expected in (({**base, "packages": "on"}, 21), (base, 0)):  # an unticked box is not sent
         response = client.post("/exports/", data)
         assert len(package_names(zipfile.ZipFile(io.BytesIO(b"".join(response.streaming_content))))) == expected
     out = tmp_path / "export.zip"
-    call_command("export_bundle", "--out", str(out), "--no-packages", stdout=StringIO())
+    call_command("export_bundle", "--out", str(out), stdout=StringIO())
     assert package_names(zipfile.ZipFile(out)) == [] and "patients.csv" in zipfile.ZipFile(out).namelist()
+    call_command("export_bundle", "--out", str(out), "--packages", stdout=StringIO())
+    assert len(package_names(zipfile.ZipFile(out))) == 21
 
 
 def test_a_long_only_export_has_no_wide_package_file(demo_cohort):

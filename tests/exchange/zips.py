@@ -16,7 +16,8 @@ WIDE_MEASURES = ("status", "day", "vas", "odi_score", "opioid_count", "mme_per_d
 
 
 def export(**kwargs) -> zipfile.ZipFile:
-    return zipfile.ZipFile(io.BytesIO(b"".join(export_zip(ExportSpec(**kwargs)))))
+    """An export zip; with the statistics-package files unless `packages=False` (asked for in the app)."""
+    return zipfile.ZipFile(io.BytesIO(b"".join(export_zip(ExportSpec(**{"packages": True, **kwargs})))))
 
 
 def package_names(zf: zipfile.ZipFile) -> list[str]:

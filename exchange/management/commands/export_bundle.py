@@ -20,10 +20,12 @@ class Command(BaseCommand):
         parser.add_argument("--reason", default="", help="why; kept in the export log")
         parser.add_argument("--shape", choices=ExportLog.Shape.values, default=SHAPE_BOTH)
         parser.add_argument(
-            "--no-packages",
-            dest="packages",
-            action="store_false",
-            help="leave out the SPSS, Stata and R files (most of a large export's time)",
+            "--packages",
+            action="store_true",
+            help="also the SPSS, Stata and R files of the same CSVs (several times the CSVs' time for a large cohort)",
+        )
+        parser.add_argument(  # the default since the CSVs come from the export cache; kept for old scripts
+            "--no-packages", dest="packages", action="store_false", help="the CSV files only (the default)"
         )
         parser.add_argument("--site")
         parser.add_argument("--approach")
