@@ -299,16 +299,18 @@ def complication_rows(
 ) -> list[tuple[str, str, int, int, int]]:
     """(type, severity of its first record, CIRSE grade, events, patients of the type) of the
     population's index-procedure complications. One query (the page's complications table); given the
-    `cohort` already read, it reads only the complications and keeps those of the cohort's patients."""
+    `cohort` already read, it reads only the complications and keeps those of the cohort's patients.
+    The cohort is the user's sites' already, so the query has no site scope of its own: with one (a
+    join to the patients and the user's sites) the planner started from every patient of those sites
+    and probed their procedures, 0.29 s at 100,000 patients for 7,452 complications; read whole, the
+    index-procedure complications of every site take a hash join (nothing of another site is kept)."""
     if cohort is None:
         cohort = cohort_columns(user, filters)
-    scope, params = site_scope_sql(user)
-    sql = f"""SELECT c.id, c.type, c.severity, c.cirse_grade, pr.patient_id
+    sql = """SELECT c.id, c.type, c.severity, c.cirse_grade, pr.patient_id
         FROM procedures_complication c JOIN procedures_procedure pr ON pr.id = c.procedure_id
-        JOIN patients_patient p ON p.id = pr.patient_id
-        WHERE pr.procedure_number = 1 {scope} ORDER BY c.id"""
+        WHERE pr.procedure_number = 1 ORDER BY c.id"""
     with connections[read_alias()].cursor() as cursor:
-        cursor.execute(sql, params)
+        cursor.execute(sql)
         rows = cursor.fetchall()
     members = set((cohort.ids if cohort.ids is not None else np.zeros(0, dtype=np.int64)).tolist())
     severity: dict[str, str] = {}

@@ -259,3 +259,23 @@ def test_survival_through_the_json_worked_by_hand(client, demo_cohort, investiga
     tumour = first.primary_tumour
     other = client.get(JSON, {"primary_tumour": "liver" if tumour != "liver" else "lung"}).json()["survival"]
     assert other["deaths"] == 0
+
+
+def test_the_complications_table_counts_only_the_cohorts_complications(demo_cohort, nurse, other_nurse, other_site):
+    from dashboard.selectors import complication_rows
+    from procedures.models import Complication
+    from tests.factories import ComplicationFactory
+
+    own = Complication.objects.filter(procedure__procedure_number=1, procedure__patient__site=nurse.sites.get())
+    patient = PatientFactory(site=other_site)
+    ConsentFactory(patient=patient)
+    index = ProcedureFactory(patient=patient)
+    ComplicationFactory(procedure=index, severity="minor", cirse_grade=2)
+    second = ProcedureFactory(patient=patient, procedure_number=2)
+    ComplicationFactory(procedure=second, severity="minor", cirse_grade=3)
+    # the other site's nurse: her one index-procedure complication (not the second procedure's)
+    assert [(kind, grade, n, who) for kind, _, grade, n, who in complication_rows(other_nurse, {})] == [
+        ("urinary_retention", 2, 1, 1)
+    ]
+    # the demo site's nurse: hers only, counted from the records (the other site's would make one more)
+    assert sum(n for *_, n, _ in complication_rows(nurse, {})) == own.count()
