@@ -267,16 +267,24 @@ def usable(alias: str) -> bool:
 # ----------------------------------------------------------------------------- reading
 
 
+# Past this many bits per exported patient (ids far apart: a sequence moved on, most patients
+# deleted), the population goes as an array instead: slower to plan, but never a huge literal.
+BITS_PER_PATIENT = 64
+
+
 def population_bits(ids_literal: str) -> tuple[int, str]:
     """The population (`Population.ids`, an array literal) as a bit string: (its length in bits,
     a bytea literal), bit n set for patient n (get_bit's order: least significant bit first). A
     test per row costs nothing and nothing to plan, where `= ANY` of 100,000 ids cost the planner
-    70 ms of estimates per file."""
+    70 ms of estimates per file. (0, the array literal) for no one, or ids too far apart for bits."""
     import numpy as np
 
     inner = ids_literal.strip("{}")
     ids = np.array(inner.split(",") if inner else [], dtype=np.int64)
-    bits = np.zeros(int(ids.max()) + 1 if ids.size else 0, dtype=bool)
+    top = int(ids.max()) + 1 if ids.size else 0
+    if not top or top > BITS_PER_PATIENT * ids.size + 1_000_000:  # no one, or ids far apart
+        return 0, ids_literal
+    bits = np.zeros(top, dtype=bool)
     bits[ids] = True
     return bits.size, "'\\x" + np.packbits(bits, bitorder="little").tobytes().hex() + "'::bytea"
 
@@ -285,10 +293,11 @@ def member_sql(member: str, bits: tuple[int, str]) -> str:
     """The population's rows of one cached file, in study ID order (the index on file and study ID,
     which READ_SETTINGS make the planner follow), each patient's text one row of COPY's text format."""
     size, literal = bits
-    return (
-        f"SELECT e.body FROM {TABLE} e WHERE e.file = {_sql_text(member)}"
-        f" AND e.patient_id < {size} AND get_bit({literal}, e.patient_id) = 1 ORDER BY e.study_id"
-    )
+    if size:
+        member_of = f"e.patient_id < {size} AND get_bit({literal}, e.patient_id) = 1"
+    else:
+        member_of = f"e.patient_id = ANY({_sql_text(literal)}::bigint[])"
+    return f"SELECT e.body FROM {TABLE} e WHERE e.file = {_sql_text(member)} AND {member_of} ORDER BY e.study_id"
 
 
 # The planner would sort the file's text by study ID (it guesses a handful of rows pass the bit

@@ -228,3 +228,16 @@ def test_two_saves_of_one_patient_at_once_take_turns_and_both_are_in_the_cache()
             f"SELECT rows FROM {export_cache.TABLE} WHERE file = 'medications.csv' AND patient_id = %s", [patient.pk]
         )
         assert cursor.fetchone() == (2,)
+
+
+def test_a_population_of_ids_far_apart_goes_as_an_array_and_reads_the_same(messy, monkeypatch):  # noqa: F811
+    assert export_cache.population_bits("{3,5}")[0] == 6  # bits 0..5
+    far = f"{{3,{10**12}}}"
+    assert export_cache.population_bits(far) == (0, far)  # not 125 GB of bits
+    assert export_cache.population_bits("{}") == (0, "{}")
+    by_bits = export(True)[0]
+    monkeypatch.setattr(export_cache, "BITS_PER_PATIENT", -(10**9))  # every population as an array
+    by_array = export(True)[0]
+    for name in by_bits.namelist():
+        if name.endswith(".csv"):
+            assert by_bits.read(name) == by_array.read(name), name
