@@ -42,6 +42,7 @@ from exchange.exporter import (
     ExportSpec,
     Population,
     _source_queries,
+    _sql_literal,
     _wide_parts,
     crf_columns,
     file_sql,
@@ -96,12 +97,12 @@ REFRESH = (
 )
 
 
-def cached_files() -> list[str]:
-    """The member names kept in the cache: every file of patient rows, and the wide file."""
-    spec = _spec()
-    population = Population("{}", "{}")
-    keyed = [f for f in dictionary.FILES if _source_queries(spec, population)[f].patient_key]
-    return [f"{f}.csv" for f in keyed] + [WIDE_FILE]
+@functools.cache
+def cached_files() -> tuple[str, ...]:
+    """The member names kept in the cache: every file of patient rows, and the wide file (fixed by
+    the code: worked out once per process, not at every export)."""
+    sources = _source_queries(_spec(), Population("{}", "{}"))
+    return (*(f"{f}.csv" for f in dictionary.FILES if sources[f].patient_key), WIDE_FILE)
 
 
 def _spec() -> ExportSpec:
@@ -151,7 +152,7 @@ def _rows_sql(member: str, mogrify: Callable[[str, Any], bytes], ids: str) -> st
     # in study ID order, as an export reads them: a rebuild's rows lie in that order on disk
     return (
         f"INSERT INTO {TABLE} (file, patient_id, study_id, rows, body)"
-        f' SELECT {_sql_text(member)}, s."{CACHE_PATIENT}", s."{CACHE_STUDY_ID}", count(*),'
+        f' SELECT {_sql_literal(member)}, s."{CACHE_PATIENT}", s."{CACHE_STUDY_ID}", count(*),'
         f" string_agg({_line(columns)}, ''{' ORDER BY ' + order if order else ''})"
         f' FROM ({select} OFFSET 0) s GROUP BY s."{CACHE_PATIENT}", s."{CACHE_STUDY_ID}"'
         f' ORDER BY s."{CACHE_STUDY_ID}"'
@@ -161,7 +162,7 @@ def _rows_sql(member: str, mogrify: Callable[[str, Any], bytes], ids: str) -> st
 def functions_sql(mogrify: Callable[[str, Any], bytes]) -> tuple[str, str]:
     """(the SQL creating the refresh functions and triggers, its hash). `files` NULL: every file."""
     inserts = "".join(
-        f"    IF files IS NULL OR {_sql_text(member)} = ANY(files) THEN\n"
+        f"    IF files IS NULL OR {_sql_literal(member)} = ANY(files) THEN\n"
         f"        {_rows_sql(member, mogrify, 'ids')};\n    END IF;\n"
         for member in cached_files()
     )
@@ -174,9 +175,9 @@ def functions_sql(mogrify: Callable[[str, Any], bytes]) -> tuple[str, str]:
         f"    DELETE FROM {TABLE} WHERE patient_id = ANY(ids) AND (files IS NULL OR file = ANY(files));\n"
         f"{inserts}END\n$fn$;\n"
     )
-    patients = " ".join(f"WHEN '{table}' THEN {_sql_text(sql)}" for table, (sql, _) in PATIENT_OF.items())
+    patients = " ".join(f"WHEN '{table}' THEN {_sql_literal(sql)}" for table, (sql, _) in PATIENT_OF.items())
     files = " ".join(
-        f"WHEN '{table}' THEN {'NULL' if f is None else 'ARRAY[' + ', '.join(map(_sql_text, f)) + ']'}"
+        f"WHEN '{table}' THEN {'NULL' if f is None else 'ARRAY[' + ', '.join(map(_sql_literal, f)) + ']'}"
         for table, (_, f) in PATIENT_OF.items()
     )
     changed = f"""
@@ -222,10 +223,6 @@ $fn$;
     return sql + f"COMMENT ON FUNCTION {SIGNATURE} IS '{digest}';\n", digest
 
 
-def _sql_text(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
 @functools.cache
 def _definition(alias: str) -> tuple[str, str]:
     connection = connections[alias]
@@ -238,16 +235,15 @@ def installed_digest(cursor: Any) -> str | None:
     return cursor.fetchone()[0]
 
 
-def install(alias: str = "default", rebuild: bool | None = None) -> bool:
-    """Create the functions and triggers from the running code; rewrite every patient's rows if
-    their definition changed (or `rebuild`). True if it rewrote them. PostgreSQL only."""
+def install(alias: str = "default") -> bool:
+    """Create the functions and triggers from the running code and rewrite every patient's rows, if
+    their definition changed. True if it rewrote them. PostgreSQL only."""
     connection = connections[alias]
     if connection.vendor != "postgresql":
         return False
     sql, digest = _definition(alias)
     with transaction.atomic(using=alias), connection.cursor() as cursor:  # the functions with their rows
-        changed = installed_digest(cursor) != digest
-        if not changed and not rebuild:
+        if installed_digest(cursor) == digest:
             return False
         cursor.execute(sql)
         cursor.execute(f"TRUNCATE {TABLE}")
@@ -296,8 +292,8 @@ def member_sql(member: str, bits: tuple[int, str]) -> str:
     if size:
         member_of = f"e.patient_id < {size} AND get_bit({literal}, e.patient_id) = 1"
     else:
-        member_of = f"e.patient_id = ANY({_sql_text(literal)}::bigint[])"
-    return f"SELECT e.body FROM {TABLE} e WHERE e.file = {_sql_text(member)} AND {member_of} ORDER BY e.study_id"
+        member_of = f"e.patient_id = ANY({_sql_literal(literal)}::bigint[])"
+    return f"SELECT e.body FROM {TABLE} e WHERE e.file = {_sql_literal(member)} AND {member_of} ORDER BY e.study_id"
 
 
 # The planner would sort the file's text by study ID (it guesses a handful of rows pass the bit

@@ -622,21 +622,19 @@ def population_literal(spec: ExportSpec, ordered: bool = True) -> Population:
         "(SELECT coalesce(array_agg(DISTINCT c.consent_version_id)::text, '{}') FROM patients_consent c"
         f" WHERE c.patient_id IN (SELECT a.patient_id FROM outcomes_analysisrow a WHERE {where}))"
     )
-    if not ordered:
+    if ordered:
+        sql = (
+            "SELECT coalesce(array_agg(p.id ORDER BY p.study_id)::text, '{}'),"
+            " coalesce(array_agg(p.study_id ORDER BY p.study_id)::text, '{}'),"
+            f" coalesce(array_agg(DISTINCT p.site_id)::text, '{{}}'), {versions}"
+            f" FROM outcomes_analysisrow a JOIN patients_patient p ON p.id = a.patient_id WHERE {where}"
+        )
+    else:
         sql = (
             f"SELECT coalesce(array_agg(a.patient_id)::text, '{{}}'), '{{}}',"
             f" coalesce(array_agg(DISTINCT a.site_id)::text, '{{}}'), {versions}"
             f" FROM outcomes_analysisrow a WHERE {where}"
         )
-        with connections[read_alias()].cursor() as cursor:
-            cursor.execute(sql, params)
-            return Population(*cursor.fetchone())
-    sql = (
-        "SELECT coalesce(array_agg(p.id ORDER BY p.study_id)::text, '{}'),"
-        " coalesce(array_agg(p.study_id ORDER BY p.study_id)::text, '{}'),"
-        f" coalesce(array_agg(DISTINCT p.site_id)::text, '{{}}'), {versions}"
-        f" FROM outcomes_analysisrow a JOIN patients_patient p ON p.id = a.patient_id WHERE {where}"
-    )
     with connections[read_alias()].cursor() as cursor:
         cursor.execute(sql, params)
         return Population(*cursor.fetchone())
