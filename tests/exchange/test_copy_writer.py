@@ -4,6 +4,7 @@ is checked (no query of the checks waits for it) and a database refusal there st
 generate_synthetic writes through the same COPY writer, each row with the trail entry row_values gives."""
 
 import datetime
+import gc
 import json
 import os
 import subprocess
@@ -199,11 +200,23 @@ def test_the_tables_an_import_fills_are_analyzed_as_they_grow(tmp_path):
         assert cursor.fetchone()[0] == 8
 
 
+def test_an_import_leaves_the_processs_garbage_collector_as_it_found_it(tmp_path):
+    # (a worker process goes on serving after an import, and after a refused one)
+    folder = write_bundle(tmp_path / "bundle", patients=4, seed=3)
+    before = (gc.get_threshold(), gc.get_freeze_count())
+    import_bundle(folder)
+    assert (gc.get_threshold(), gc.get_freeze_count()) == before
+    with pytest.raises(BundleError):
+        import_bundle(folder)  # (the same study IDs again: refused)
+    assert (gc.get_threshold(), gc.get_freeze_count()) == before
+
+
 _JSON_VALUES = st.one_of(
     st.none(),
     st.booleans(),
     st.integers(min_value=-(2**70), max_value=2**70),
     st.text(),
+    st.dates(),
     st.lists(st.text(max_size=3), max_size=3),
     st.decimals(allow_nan=False, allow_infinity=False).map(str),
 )
@@ -211,9 +224,19 @@ _JSON_VALUES = st.one_of(
 
 @given(st.dictionaries(st.text(min_size=1), _JSON_VALUES, max_size=8))
 def test_the_trail_changes_text_is_json_dumps_of_the_changes(row):
-    # the oracle: the standard library's encoder of the same dict
-    pairs = [(importer._json_key(name), value) for name, value in row.items()]
-    assert importer.changes_json(pairs) == json.dumps({name: [None, value] for name, value in row.items()})
+    # the oracle: the standard library's encoder of the same dict (dates as the trail keeps them: ISO text)
+    entries = [(importer._json_key(name), i, True, None) for i, name in enumerate(row)]
+    expected = {name: [None, v.isoformat() if isinstance(v, datetime.date) else v] for name, v in row.items()}
+    assert importer.changes_json(entries, tuple(row.values())) == json.dumps(expected)
+
+
+def test_the_trail_changes_of_a_decimal_field_are_its_value_to_the_fields_places():
+    # (not a plain kind: the value as audit.services.row_values gives it, 2.5 as "2.500" for 3 places)
+    field = Medication._meta.get_field("daily_dose")
+    entries = [(importer._json_key("daily_dose"), 0, False, field)]
+    assert field.decimal_places == 3
+    assert importer.changes_json(entries, (Decimal("2.5"),)) == '{"daily_dose": [null, "2.500"]}'
+    assert importer.changes_json(entries, (None,)) == '{"daily_dose": [null, null]}'
 
 
 def test_generate_synthetic_writes_every_row_with_its_trail_entry():
