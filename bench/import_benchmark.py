@@ -229,6 +229,8 @@ def main() -> None:
     print(f"import_bundle (child process): {t:8.1f} s   {total / t:10,.0f} rows/s   max RSS {max(rss):6.0f} MiB")
     print(f"  (CPU of the import process: {statistics.median(cpu):.1f} s; load average {os.getloadavg()[0]:.1f})")
     print(f"floor, COPY of the same rows:  {f:8.1f} s   {total / f:10,.0f} rows/s   ratio {t / f:5.1f}x")
+    if args.repeat > 1:  # (on a shared machine one run's CPU speed can differ from the next's by half)
+        print("  each run: " + ", ".join(f"{e:.1f} s ({c:.1f} s CPU)" for e, c in zip(times, cpu, strict=True)))
     if args.trail_floor:
         chained, plain, entries = trail_floor()
         print(

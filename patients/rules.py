@@ -136,39 +136,38 @@ def _visit_problems(
     index: datetime.date | None,
     stopped: list[datetime.date],
 ) -> list[Problem]:
-    day, name, completed = visit.visit_date, visit_name(visit), visit.status == "completed"
+    day, completed = visit.visit_date, visit.status == "completed"
     if day is None:
         return []
     out = []
-    args = {"visit": name, "day": _d(day)}
+
+    def args(**more: str) -> dict[str, str]:  # (named only for a problem: most visits have none)
+        return {"visit": visit_name(visit), "day": _d(day), **more}
+
     if enrolled and day < enrolled:
         message = _("The %(visit)s (%(day)s) is before the enrolment (%(enrolled)s).")
-        out.append(Problem(visit, "visit_date", message % {**args, "enrolled": _d(enrolled)}))
+        out.append(Problem(visit, "visit_date", message % args(enrolled=_d(enrolled))))
     if died and completed and day > died:
         message = _(
             "The patient died on %(died)s; the %(visit)s (%(day)s) cannot be a completed visit: "
             "record it as 'Patient deceased'."
         )
-        out.append(Problem(visit, "visit_date", message % {**args, "died": _d(died)}))
+        out.append(Problem(visit, "visit_date", message % args(died=_d(died))))
     if completed and any(day > w for w in stopped):
         message = _("The %(visit)s (%(day)s) is after the consent was withdrawn from new data (%(withdrawn)s).")
-        out.append(Problem(visit, "visit_date", message % {**args, "withdrawn": _d(min(stopped))}))
+        out.append(Problem(visit, "visit_date", message % args(withdrawn=_d(min(stopped)))))
     if index is None:
         return out
     if visit.timepoint != "baseline" and day < index:
         message = _("The %(visit)s (%(day)s) is before the index procedure (%(index)s).")
-        out.append(Problem(visit, "visit_date", message % {**args, "index": _d(index)}))
+        out.append(Problem(visit, "visit_date", message % args(index=_d(index))))
     elif not in_window(visit.timepoint, index, day) and not (visit.deviation_note or "").strip():
         low, high = visit_window(visit.timepoint, index)
         message = _(
             "The %(visit)s (%(day)s) is outside its window (%(opens)s to %(closes)s, from the index "
             "procedure of %(index)s); explain the deviation in its note."
         )
-        out.append(
-            Problem(
-                visit, "deviation_note", message % {**args, "opens": _d(low), "closes": _d(high), "index": _d(index)}
-            )
-        )
+        out.append(Problem(visit, "deviation_note", message % args(opens=_d(low), closes=_d(high), index=_d(index))))
     return out
 
 
